@@ -1,0 +1,460 @@
+//! The flow: a borrowed view of a flat parameter slice with a [`Shape`], and every batch
+//! operation on caller buffers.
+//!
+//! Conventions (normflows'): `forward` is the sampling direction z → θ with log-det
+//! `Σ log|det ∂f/∂z|`; `inverse` is the density direction θ → z with log-det
+//! `Σ log|det ∂f⁻¹/∂θ|`; `log q(θ) = log q₀(f⁻¹(θ)) + log-det_inverse(θ)`. Batches are
+//! row-major `[n][D]` slices. Each coupling layer is followed by a swap permutation.
+
+pub(crate) mod coupling;
+
+use crate::base;
+use crate::error::{check_len, check_min, Error};
+use crate::real::{all_finite, Real};
+use crate::rng::Draws;
+use crate::shape::{Shape, TILE};
+use coupling::{Clamp, GradScratch};
+use rand_core::Rng;
+
+/// A flow: shape plus a borrowed flat parameter slice (flow parameters, then base parameters).
+#[derive(Clone, Copy, Debug)]
+pub struct Flow<'p, T: Real> {
+    shape: Shape,
+    params: &'p [T],
+}
+
+/// The evaluation region of a workspace, split into named rows.
+struct EvalWs<'w, T> {
+    state: &'w mut [T],
+    slot: &'w mut [T],
+    log_det: &'w mut [T; TILE],
+    lane: &'w mut [T; TILE],
+    base_scratch: &'w mut [T],
+}
+
+fn take<'w, T>(ws: &mut &'w mut [T], n: usize) -> &'w mut [T] {
+    let all = core::mem::take(ws);
+    let (head, tail) = all.split_at_mut(n.min(all.len()));
+    *ws = tail;
+    head
+}
+
+fn take_lane<'w, T: Real>(ws: &mut &'w mut [T]) -> Result<&'w mut [T; TILE], Error> {
+    let actual = ws.len();
+    match core::mem::take(ws).split_first_chunk_mut::<TILE>() {
+        Some((head, tail)) => {
+            *ws = tail;
+            Ok(head)
+        }
+        None => Err(Error::BufferTooSmall {
+            needed: TILE,
+            actual,
+        }),
+    }
+}
+
+impl<'p, T: Real> Flow<'p, T> {
+    /// Validates the shape, the parameter length and that every parameter is finite.
+    pub fn new(shape: Shape, params: &'p [T]) -> Result<Self, Error> {
+        shape.validate()?;
+        check_len(params, shape.param_len())?;
+        if !all_finite(params) {
+            return Err(Error::NonFinite);
+        }
+        Ok(Flow { shape, params })
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// The flat parameter slice.
+    pub fn params(&self) -> &'p [T] {
+        self.params
+    }
+
+    fn coupling_params(&self, l: usize) -> &'p [T] {
+        let n = self.shape.coupling_len();
+        self.params.get(l * n..(l + 1) * n).unwrap_or(&[])
+    }
+
+    fn base_params(&self) -> &'p [T] {
+        self.params
+            .get(self.shape.flow_param_len()..)
+            .unwrap_or(&[])
+    }
+
+    fn split_eval<'w>(&self, mut ws: &'w mut [T]) -> Result<EvalWs<'w, T>, Error> {
+        let s = &self.shape;
+        let state = take(&mut ws, s.dim * TILE);
+        let slot = take(&mut ws, s.slot_rows() * TILE);
+        let log_det = take_lane(&mut ws)?;
+        let lane = take_lane(&mut ws)?;
+        let base_scratch = take(&mut ws, s.components() * TILE);
+        Ok(EvalWs {
+            state,
+            slot,
+            log_det,
+            lane,
+            base_scratch,
+        })
+    }
+
+    /// Checks a batch: `rows` has `n·D` elements where `n = per_sample.len()`, all finite.
+    fn check_batch(&self, rows: &[T], n: usize) -> Result<(), Error> {
+        if n == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        check_len(rows, n.saturating_mul(self.shape.dim))?;
+        if !all_finite(rows) {
+            return Err(Error::NonFinite);
+        }
+        Ok(())
+    }
+
+    /// Splits a slot into (state, hidden, out).
+    fn split_slot<'w>(&self, slot: &'w mut [T]) -> (&'w mut [T], &'w mut [T], &'w mut [T]) {
+        let s = &self.shape;
+        let mut rest = slot;
+        let state = take(&mut rest, s.dim * TILE);
+        let hidden = take(&mut rest, s.hidden * s.hidden_layers * TILE);
+        let out = take(&mut rest, 2 * s.trans_dim() * TILE);
+        (state, hidden, out)
+    }
+
+    /// Density direction through all layers on one tile, reusing a single slot.
+    fn inverse_tile(&self, state: &mut [T], log_det: &mut [T; TILE], slot: &mut [T]) {
+        let s = &self.shape;
+        let clamp = Clamp::new(s);
+        let (_, hidden, out) = self.split_slot(slot);
+        *log_det = [T::ZERO; TILE];
+        for l in (0..s.couplings).rev() {
+            state.rotate_left(s.cond_dim() * TILE);
+            coupling::inverse(
+                s,
+                self.coupling_params(l),
+                clamp,
+                state,
+                log_det,
+                hidden,
+                out,
+            );
+        }
+    }
+
+    /// Sampling direction through all layers on one tile; adds to `log_det`.
+    fn forward_tile(&self, state: &mut [T], log_det: &mut [T; TILE], slot: &mut [T]) {
+        let s = &self.shape;
+        let clamp = Clamp::new(s);
+        let (_, hidden, out) = self.split_slot(slot);
+        for l in 0..s.couplings {
+            coupling::forward(
+                s,
+                self.coupling_params(l),
+                clamp,
+                state,
+                log_det,
+                hidden,
+                out,
+            );
+            state.rotate_left(s.trans_dim() * TILE);
+        }
+    }
+
+    /// log q(θ) for each row of `theta` (`n·D`) into `out` (`n`).
+    ///
+    /// Errors: `EmptyBatch` for n = 0, `LengthMismatch` if `theta` is not `n·D` long,
+    /// `BufferTooSmall` if `ws` is shorter than [`Shape::eval_workspace_len`], `NonFinite` if
+    /// θ has NaN/∞. `out` is written only on success.
+    pub fn log_prob(&self, theta: &[T], out: &mut [T], ws: &mut [T]) -> Result<(), Error> {
+        self.check_batch(theta, out.len())?;
+        check_min(ws, self.shape.eval_workspace_len())?;
+        let w = self.split_eval(ws)?;
+        for (rows, outs) in theta
+            .chunks(TILE * self.shape.dim)
+            .zip(out.chunks_mut(TILE))
+        {
+            gather(rows, self.shape.dim, w.state);
+            self.inverse_tile(w.state, w.log_det, w.slot);
+            base::log_prob_tile(
+                &self.shape,
+                self.base_params(),
+                w.state,
+                w.lane,
+                w.base_scratch,
+            );
+            for ((o, &b), &ld) in outs.iter_mut().zip(w.lane.iter()).zip(w.log_det.iter()) {
+                *o = b + ld;
+            }
+        }
+        Ok(())
+    }
+
+    /// The density-direction map: z = f⁻¹(θ) (`n·D`) and its log-det `log|det ∂f⁻¹/∂θ|` (`n`).
+    pub fn inverse(
+        &self,
+        theta: &[T],
+        z: &mut [T],
+        log_det: &mut [T],
+        ws: &mut [T],
+    ) -> Result<(), Error> {
+        self.check_batch(theta, log_det.len())?;
+        check_len(z, theta.len())?;
+        check_min(ws, self.shape.eval_workspace_len())?;
+        let d = self.shape.dim;
+        let w = self.split_eval(ws)?;
+        for ((rows, zs), lds) in theta
+            .chunks(TILE * d)
+            .zip(z.chunks_mut(TILE * d))
+            .zip(log_det.chunks_mut(TILE))
+        {
+            gather(rows, d, w.state);
+            self.inverse_tile(w.state, w.log_det, w.slot);
+            scatter(w.state, d, zs);
+            lds.copy_from_slice(&w.log_det[..lds.len()]);
+        }
+        Ok(())
+    }
+
+    /// The sampling-direction map: θ = f(z) (`n·D`) and its log-det `log|det ∂f/∂z|` (`n`).
+    pub fn forward(
+        &self,
+        z: &[T],
+        theta: &mut [T],
+        log_det: &mut [T],
+        ws: &mut [T],
+    ) -> Result<(), Error> {
+        self.check_batch(z, log_det.len())?;
+        check_len(theta, z.len())?;
+        check_min(ws, self.shape.eval_workspace_len())?;
+        let d = self.shape.dim;
+        let w = self.split_eval(ws)?;
+        for ((rows, xs), lds) in z
+            .chunks(TILE * d)
+            .zip(theta.chunks_mut(TILE * d))
+            .zip(log_det.chunks_mut(TILE))
+        {
+            gather(rows, d, w.state);
+            *w.log_det = [T::ZERO; TILE];
+            self.forward_tile(w.state, w.log_det, w.slot);
+            scatter(w.state, d, xs);
+            lds.copy_from_slice(&w.log_det[..lds.len()]);
+        }
+        Ok(())
+    }
+
+    /// Draws `n` samples θ ~ q into `theta` (`n·D`) with their log-density log q(θ) in `log_q`
+    /// (`n`). Draws happen sample by sample in row order, so the same generator state gives
+    /// the same samples for any batch split.
+    pub fn sample<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        theta: &mut [T],
+        log_q: &mut [T],
+        ws: &mut [T],
+    ) -> Result<(), Error> {
+        let n = log_q.len();
+        if n == 0 {
+            return Err(Error::EmptyBatch);
+        }
+        check_len(theta, n.saturating_mul(self.shape.dim))?;
+        check_min(ws, self.shape.eval_workspace_len())?;
+        let d = self.shape.dim;
+        let w = self.split_eval(ws)?;
+        let mut rng_dyn = RngRef(rng);
+        let mut draws = Draws::new(&mut rng_dyn);
+        for (xs, lqs) in theta.chunks_mut(TILE * d).zip(log_q.chunks_mut(TILE)) {
+            w.state.iter_mut().for_each(|v| *v = T::ZERO);
+            for lane in 0..lqs.len() {
+                base::sample_one(&self.shape, self.base_params(), &mut draws, w.state, lane);
+            }
+            base::log_prob_tile(
+                &self.shape,
+                self.base_params(),
+                w.state,
+                w.lane,
+                w.base_scratch,
+            );
+            *w.log_det = [T::ZERO; TILE];
+            self.forward_tile(w.state, w.log_det, w.slot);
+            scatter(w.state, d, xs);
+            for ((o, &b), &ld) in lqs.iter_mut().zip(w.lane.iter()).zip(w.log_det.iter()) {
+                *o = b - ld;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loss and gradient of the weighted negative log-likelihood
+    /// `L = −(1/n) Σᵢ wᵢ log q(θᵢ)` over the batch: `grad` (`param_len`) is overwritten with
+    /// ∂L/∂φ and L is returned. `ws` needs [`Shape::workspace_len`].
+    pub fn loss_and_gradient(
+        &self,
+        theta: &[T],
+        weights: &[T],
+        grad: &mut [T],
+        ws: &mut [T],
+    ) -> Result<T, Error> {
+        check_len(grad, self.shape.param_len())?;
+        let scale = T::ONE / T::from_usize(weights.len().max(1));
+        self.check_gradient_inputs(theta, weights, ws)?;
+        grad.iter_mut().for_each(|g| *g = T::ZERO);
+        self.accumulate_gradient(theta, weights, scale, grad, ws)
+    }
+
+    fn check_gradient_inputs(&self, theta: &[T], weights: &[T], ws: &[T]) -> Result<(), Error> {
+        self.check_batch(theta, weights.len())?;
+        if weights.iter().any(|&w| !w.is_finite()) {
+            return Err(Error::NonFinite);
+        }
+        if weights.iter().any(|&w| w < T::ZERO) {
+            return Err(Error::InvalidArgument);
+        }
+        check_min(ws, self.shape.workspace_len())
+    }
+
+    /// Adds `scale · ∂/∂φ [−Σᵢ wᵢ log q(θᵢ)]` to `grad` and returns `scale · Σᵢ wᵢ (−log q(θᵢ))`.
+    ///
+    /// This is the building block for data-parallel training: with a batch split into parts
+    /// of sizes n₁, n₂, … over processes, each calls this with `scale = 1/n` (n = the total
+    /// batch size) and the all-reduced sum of the gradients and returned losses equals
+    /// [`loss_and_gradient`](Self::loss_and_gradient) of the whole batch.
+    pub fn accumulate_gradient(
+        &self,
+        theta: &[T],
+        weights: &[T],
+        scale: T,
+        grad: &mut [T],
+        ws: &mut [T],
+    ) -> Result<T, Error> {
+        check_len(grad, self.shape.param_len())?;
+        if !scale.is_finite() {
+            return Err(Error::NonFinite);
+        }
+        self.check_gradient_inputs(theta, weights, ws)?;
+        let s = &self.shape;
+        let d = s.dim;
+        let clamp = Clamp::new(s);
+        let slot_len = s.slot_rows() * TILE;
+        let mut rest = ws;
+        let ev_ws = take(&mut rest, s.eval_workspace_len());
+        let w = self.split_eval(ev_ws)?;
+        let slots = take(&mut rest, slot_len * s.couplings);
+        let gstate = take(&mut rest, d * TILE);
+        let gh0 = take(&mut rest, s.hidden * TILE);
+        let gh1 = take(&mut rest, s.hidden * TILE);
+        let gout = take(&mut rest, 2 * s.trans_dim() * TILE);
+        let ga = take(&mut rest, s.cond_dim() * TILE);
+        let coef = take_lane(&mut rest)?;
+
+        let (flow_grad, base_grad) = grad.split_at_mut(s.flow_param_len());
+        let mut total = T::ZERO;
+        for (rows, ws_) in theta.chunks(TILE * d).zip(weights.chunks(TILE)) {
+            gather(rows, d, w.state);
+            *coef = [T::ZERO; TILE];
+            for (c, &wt) in coef.iter_mut().zip(ws_) {
+                *c = -scale * wt;
+            }
+            // Forward (density direction), keeping every coupling's activations.
+            *w.log_det = [T::ZERO; TILE];
+            for l in (0..s.couplings).rev() {
+                w.state.rotate_left(s.cond_dim() * TILE);
+                let slot = &mut slots[l * slot_len..(l + 1) * slot_len];
+                let (st, hidden, out) = self.split_slot(slot);
+                coupling::inverse(
+                    s,
+                    self.coupling_params(l),
+                    clamp,
+                    w.state,
+                    w.log_det,
+                    hidden,
+                    out,
+                );
+                st.copy_from_slice(w.state);
+            }
+            base::log_prob_tile(s, self.base_params(), w.state, w.lane, w.base_scratch);
+            let mut contrib = [T::ZERO; TILE];
+            for (((c, &b), &ld), &k) in contrib
+                .iter_mut()
+                .zip(w.lane.iter())
+                .zip(w.log_det.iter())
+                .zip(coef.iter())
+            {
+                *c = k * (b + ld);
+            }
+            total += crate::nn::dense::lane_sum(&contrib);
+            // Backward.
+            base::backward_tile(
+                s,
+                self.base_params(),
+                w.state,
+                coef,
+                gstate,
+                base_grad,
+                w.base_scratch,
+            );
+            for l in 0..s.couplings {
+                let slot = &mut slots[l * slot_len..(l + 1) * slot_len];
+                let (st, hidden, out) = self.split_slot(slot);
+                let n = s.coupling_len();
+                let gp = &mut flow_grad[l * n..(l + 1) * n];
+                coupling::inverse_backward(
+                    s,
+                    self.coupling_params(l),
+                    clamp,
+                    st,
+                    hidden,
+                    out,
+                    coef,
+                    gstate,
+                    gp,
+                    GradScratch {
+                        out: gout,
+                        h0: gh0,
+                        h1: gh1,
+                        a: ga,
+                    },
+                );
+                gstate.rotate_right(s.cond_dim() * TILE);
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// Adapter so a generic `R: Rng + ?Sized` can be used as `&mut dyn Rng`.
+struct RngRef<'r, R: Rng + ?Sized>(&'r mut R);
+
+impl<R: Rng + ?Sized> rand_core::TryRng for RngRef<'_, R> {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(self.0.next_u32())
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.0.next_u64())
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.fill_bytes(dst);
+        Ok(())
+    }
+}
+
+/// Copies up to [`TILE`] rows of `D` values into the feature-major tile, zero-padding lanes.
+fn gather<T: Real>(rows: &[T], d: usize, state: &mut [T]) {
+    let m = rows.len() / d.max(1);
+    for (i, srow) in state.chunks_exact_mut(TILE).enumerate().take(d) {
+        for (s, v) in srow.iter_mut().enumerate() {
+            *v = if s < m { rows[s * d + i] } else { T::ZERO };
+        }
+    }
+}
+
+/// Copies the first `rows.len() / D` lanes of the tile back to row-major rows.
+fn scatter<T: Real>(state: &[T], d: usize, rows: &mut [T]) {
+    for (s, row) in rows.chunks_exact_mut(d).enumerate() {
+        for (i, v) in row.iter_mut().enumerate() {
+            *v = state[i * TILE + s];
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The model format: a little-endian byte layout with a CRC-32 trailer.
+//!
+//! | offset | bytes | field |
+//! |---:|---:|---|
+//! | 0 | 4 | magic `LWFM` |
+//! | 4 | 2 | format version (u16, currently 1) |
+//! | 6 | 1 | float width in bytes (4 or 8) |
+//! | 7 | 1 | base kind (0 standard normal, 1 Gaussian, 2 mixture) |
+//! | 8 | 4 | dim D (u32) |
+//! | 12 | 4 | hidden width H (u32) |
+//! | 16 | 4 | hidden layers per conditioner (u32) |
+//! | 20 | 4 | coupling layers L (u32) |
+//! | 24 | 4 | base components K (u32; 1 for Gaussian bases) |
+//! | 28 | 1 | activation (0 ReLU, 1 tanh) |
+//! | 29 | 3 | reserved, zero |
+//! | 32 | 4 | soft-clamp bound (f32) |
+//! | 36 | 4 | parameter count P (u32) |
+//! | 40 | P·width | parameters, in the flat-slice order |
+//! | 40 + P·width | 4 | CRC-32 (IEEE 802.3, as zlib's `crc32`) of every byte before it |
+//!
+//! [`load`] checks, in order: length ≥ header, magic, version, float width, total length,
+//! checksum, header fields, finiteness of every parameter; the first failure is returned as
+//! [`FormatError`] and nothing is written to the output.
+
+use crate::error::{check_len, Error, FormatError};
+use crate::real::Real;
+use crate::shape::{Activation, BaseKind, Shape};
+
+/// Bytes before the parameters.
+pub const HEADER_LEN: usize = 40;
+/// Magic bytes.
+pub const MAGIC: [u8; 4] = *b"LWFM";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+const CRC_TABLE: [u32; 256] = {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+};
+
+/// CRC-32 (IEEE, reflected, init and final xor `0xFFFF_FFFF`).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    !bytes.iter().fold(!0u32, |c, &b| {
+        CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8)
+    })
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut v = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        v.copy_from_slice(s);
+    }
+    u32::from_le_bytes(v)
+}
+
+/// Writes the model into `out` (at least [`Shape::serialized_len`]`(T::BYTES)` bytes) and
+/// returns the number of bytes written.
+pub fn save<T: Real>(shape: &Shape, params: &[T], out: &mut [u8]) -> Result<usize, Error> {
+    shape.validate()?;
+    check_len(params, shape.param_len())?;
+    if !crate::real::all_finite(params) {
+        return Err(Error::NonFinite);
+    }
+    let len = shape.serialized_len(T::BYTES);
+    crate::error::check_min(out, len)?;
+    let out = &mut out[..len];
+    out.iter_mut().for_each(|b| *b = 0);
+    let (base_tag, k) = match shape.base {
+        BaseKind::StandardNormal => (0u8, 1usize),
+        BaseKind::Gaussian => (1, 1),
+        BaseKind::Mixture(k) => (2, k),
+    };
+    out[0..4].copy_from_slice(&MAGIC);
+    out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out[6] = T::BYTES as u8;
+    out[7] = base_tag;
+    let fields = [
+        shape.dim,
+        shape.hidden,
+        shape.hidden_layers,
+        shape.couplings,
+        k,
+    ];
+    for (i, &f) in fields.iter().enumerate() {
+        out[8 + 4 * i..12 + 4 * i].copy_from_slice(&(f as u32).to_le_bytes());
+    }
+    out[28] = match shape.activation {
+        Activation::Relu => 0,
+        Activation::Tanh => 1,
+    };
+    out[32..36].copy_from_slice(&shape.clamp.to_le_bytes());
+    out[36..40].copy_from_slice(&(params.len() as u32).to_le_bytes());
+    let body_end = len - 4;
+    for (chunk, &p) in out[HEADER_LEN..body_end]
+        .chunks_exact_mut(T::BYTES)
+        .zip(params)
+    {
+        p.write_le(chunk);
+    }
+    let crc = crc32(&out[..body_end]);
+    out[body_end..].copy_from_slice(&crc.to_le_bytes());
+    Ok(len)
+}
+
+/// Reads and checks the header and checksum; returns the shape and the float width of the
+/// stored parameters. Use it to size the parameter buffer before [`load`].
+pub fn inspect(bytes: &[u8]) -> Result<(Shape, usize), Error> {
+    if bytes.len() < HEADER_LEN + 4 {
+        return Err(FormatError::Truncated.into());
+    }
+    if bytes[0..4] != MAGIC {
+        return Err(FormatError::BadMagic.into());
+    }
+    if u16::from_le_bytes([bytes[4], bytes[5]]) != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion.into());
+    }
+    let width = bytes[6] as usize;
+    if width != 4 && width != 8 {
+        return Err(FormatError::BadFloatWidth.into());
+    }
+    let n_params = u32_at(bytes, 36) as usize;
+    let total = n_params
+        .checked_mul(width)
+        .and_then(|v| v.checked_add(HEADER_LEN + 4))
+        .ok_or(FormatError::BadHeader)?;
+    if bytes.len() < total {
+        return Err(FormatError::Truncated.into());
+    }
+    if bytes.len() > total {
+        return Err(FormatError::TrailingBytes.into());
+    }
+    let stored = u32_at(bytes, total - 4);
+    if crc32(&bytes[..total - 4]) != stored {
+        return Err(FormatError::Checksum.into());
+    }
+    let k = u32_at(bytes, 24) as usize;
+    let base = match bytes[7] {
+        0 if k == 1 => BaseKind::StandardNormal,
+        1 if k == 1 => BaseKind::Gaussian,
+        2 => BaseKind::Mixture(k),
+        _ => return Err(FormatError::BadHeader.into()),
+    };
+    let activation = match bytes[28] {
+        0 => Activation::Relu,
+        1 => Activation::Tanh,
+        _ => return Err(FormatError::BadHeader.into()),
+    };
+    if bytes[29..32] != [0, 0, 0] {
+        return Err(FormatError::BadHeader.into());
+    }
+    let shape = Shape {
+        dim: u32_at(bytes, 8) as usize,
+        hidden: u32_at(bytes, 12) as usize,
+        hidden_layers: u32_at(bytes, 16) as usize,
+        couplings: u32_at(bytes, 20) as usize,
+        base,
+        activation,
+        clamp: f32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]),
+    };
+    shape.validate().map_err(|_| FormatError::BadHeader)?;
+    if shape.param_len() != n_params {
+        return Err(FormatError::BadHeader.into());
+    }
+    let body = &bytes[HEADER_LEN..total - 4];
+    if body
+        .chunks_exact(width)
+        .any(|c| !T64::read(c, width).is_finite())
+    {
+        return Err(FormatError::NonFiniteParameter.into());
+    }
+    Ok((shape, width))
+}
+
+struct T64;
+impl T64 {
+    fn read(c: &[u8], width: usize) -> f64 {
+        f64::read_le(c, width).unwrap_or(f64::NAN)
+    }
+}
+
+/// Reads a model saved by [`save`] (of either float width; values are converted to `T`) into
+/// `params` (exactly `param_len` of the stored shape) and returns its shape.
+pub fn load<T: Real>(bytes: &[u8], params: &mut [T]) -> Result<Shape, Error> {
+    let (shape, width) = inspect(bytes)?;
+    check_len(params, shape.param_len())?;
+    let body = &bytes[HEADER_LEN..bytes.len() - 4];
+    // f64 values beyond f32 range would become infinite: refuse before writing anything.
+    if body
+        .chunks_exact(width)
+        .any(|c| !T::read_le(c, width).is_some_and(|v| v.is_finite()))
+    {
+        return Err(FormatError::NonFiniteParameter.into());
+    }
+    for (p, c) in params.iter_mut().zip(body.chunks_exact(width)) {
+        *p = T::read_le(c, width).unwrap_or(T::ZERO);
+    }
+    Ok(shape)
+}

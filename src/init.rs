@@ -1,0 +1,115 @@
+//! Parameter initialisation.
+//!
+//! Hidden dense layers use torch's `nn.Linear` default: weights and biases uniform on
+//! ±1/√fan_in. The last layer of every conditioner is zero, so every coupling starts as the
+//! identity and the flow's density at start is exactly the base's. Base: Gaussian N(0, I);
+//! mixture: equal weights, unit scales and means drawn N(0, 1) (normflows' `GaussianMixture`
+//! default), or set explicitly with [`set_mixture_base`].
+
+use crate::error::{check_len, Error};
+use crate::real::{all_finite, Real};
+use crate::rng::Draws;
+use crate::shape::{BaseKind, Shape};
+use rand_core::Rng;
+
+/// Initialises all parameters as described in the module docs.
+pub fn init_params<T: Real, R: Rng>(
+    shape: &Shape,
+    params: &mut [T],
+    rng: &mut R,
+) -> Result<(), Error> {
+    shape.validate()?;
+    check_len(params, shape.param_len())?;
+    let mut draws = Draws::new(rng);
+    let (flow, base) = params.split_at_mut(shape.flow_param_len());
+    for block in flow.chunks_exact_mut(shape.coupling_len()) {
+        let mut rest = &mut block[..];
+        for k in 0..shape.dense_layers() {
+            let (n_in, _) = shape.dense_dims(k);
+            let (layer, tail) = rest.split_at_mut(shape.dense_len(k));
+            rest = tail;
+            if k == shape.hidden_layers {
+                layer.iter_mut().for_each(|v| *v = T::ZERO);
+            } else {
+                let bound = 1.0 / libm::sqrt(n_in as f64);
+                for v in layer.iter_mut() {
+                    *v = T::from_f64((2.0 * draws.uniform() - 1.0) * bound);
+                }
+            }
+        }
+    }
+    base.iter_mut().for_each(|v| *v = T::ZERO);
+    if let BaseKind::Mixture(k) = shape.base {
+        let loc = &mut base[k..k + k * shape.dim];
+        for v in loc.iter_mut() {
+            *v = T::from_f64(draws.normal());
+        }
+    }
+    Ok(())
+}
+
+/// Sets a diagonal-Gaussian base (`loc[D]`, `scale[D] > 0`).
+pub fn set_gaussian_base<T: Real>(
+    shape: &Shape,
+    params: &mut [T],
+    loc: &[T],
+    scale: &[T],
+) -> Result<(), Error> {
+    shape.validate()?;
+    check_len(params, shape.param_len())?;
+    if shape.base != BaseKind::Gaussian {
+        return Err(Error::InvalidArgument);
+    }
+    check_len(loc, shape.dim)?;
+    check_len(scale, shape.dim)?;
+    if !all_finite(loc) || !all_finite(scale) {
+        return Err(Error::NonFinite);
+    }
+    if scale.iter().any(|&s| s <= T::ZERO) {
+        return Err(Error::InvalidArgument);
+    }
+    let base = &mut params[shape.flow_param_len()..];
+    base[..shape.dim].copy_from_slice(loc);
+    for (b, &s) in base[shape.dim..].iter_mut().zip(scale) {
+        *b = s.ln();
+    }
+    Ok(())
+}
+
+/// Sets a mixture base from component weights (`K`, positive, any sum), means (`K·D`) and
+/// standard deviations (`K·D`, positive). Logits are stored as ln(weight / Σ weights).
+pub fn set_mixture_base<T: Real>(
+    shape: &Shape,
+    params: &mut [T],
+    weights: &[T],
+    means: &[T],
+    scales: &[T],
+) -> Result<(), Error> {
+    shape.validate()?;
+    check_len(params, shape.param_len())?;
+    let k = match shape.base {
+        BaseKind::Mixture(k) => k,
+        _ => return Err(Error::InvalidArgument),
+    };
+    check_len(weights, k)?;
+    check_len(means, k * shape.dim)?;
+    check_len(scales, k * shape.dim)?;
+    if !all_finite(weights) || !all_finite(means) || !all_finite(scales) {
+        return Err(Error::NonFinite);
+    }
+    if weights.iter().any(|&w| w <= T::ZERO) || scales.iter().any(|&s| s <= T::ZERO) {
+        return Err(Error::InvalidArgument);
+    }
+    let total = weights.iter().fold(T::ZERO, |a, &b| a + b);
+    let base = &mut params[shape.flow_param_len()..];
+    let (logits, rest) = base.split_at_mut(k);
+    let (loc, log_scale) = rest.split_at_mut(k * shape.dim);
+    for (l, &w) in logits.iter_mut().zip(weights) {
+        *l = (w / total).ln();
+    }
+    loc.copy_from_slice(means);
+    for (l, &s) in log_scale.iter_mut().zip(scales) {
+        *l = s.ln();
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! Dense layers and activations on feature-major tiles (`[feature][lane]`, [`TILE`] lanes).
+//!
+//! [`TILE`]: crate::shape::TILE
+
+pub mod activation;
+pub mod dense;

@@ -1,0 +1,3 @@
+//! Optimisers over the flat parameter slice.
+
+pub mod adam;
