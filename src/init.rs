@@ -48,7 +48,17 @@ pub fn init_params<T: Real, R: Rng>(
     Ok(())
 }
 
-/// Sets a diagonal-Gaussian base (`loc[D]`, `scale[D] > 0`).
+/// The latent coordinate that data coordinate `i` comes from while every coupling is the
+/// identity: each layer's swap permutation rotates coordinates by ⌊D/2⌋, so after L layers
+/// θᵢ = z₍ᵢ₊L·⌊D/2⌋₎ mod D.
+pub fn latent_index(shape: &Shape, i: usize) -> usize {
+    let d = shape.dim.max(1);
+    (i % d + (shape.couplings % d) * (shape.trans_dim() % d)) % d
+}
+
+/// Sets a diagonal-Gaussian base (`loc[D]`, `scale[D] > 0`) given in data space: the values
+/// are placed on the latent coordinates (see [`latent_index`]) so that, while the couplings
+/// are the identity, the flow's density is exactly N(loc, diag(scale²)) in θ.
 pub fn set_gaussian_base<T: Real>(
     shape: &Shape,
     params: &mut [T],
@@ -68,16 +78,20 @@ pub fn set_gaussian_base<T: Real>(
     if scale.iter().any(|&s| s <= T::ZERO) {
         return Err(Error::InvalidArgument);
     }
+    let d = shape.dim;
     let base = &mut params[shape.flow_param_len()..];
-    base[..shape.dim].copy_from_slice(loc);
-    for (b, &s) in base[shape.dim..].iter_mut().zip(scale) {
-        *b = s.ln();
+    for i in 0..d {
+        let j = latent_index(shape, i);
+        base[j] = loc[i];
+        base[d + j] = scale[i].ln();
     }
     Ok(())
 }
 
 /// Sets a mixture base from component weights (`K`, positive, any sum), means (`K·D`) and
-/// standard deviations (`K·D`, positive). Logits are stored as ln(weight / Σ weights).
+/// standard deviations (`K·D`, positive), given in data space (placed on the latent
+/// coordinates as in [`set_gaussian_base`]), so that while the couplings are the identity
+/// the flow's density is exactly this mixture in θ. Logits are ln(weight / Σ weights).
 pub fn set_mixture_base<T: Real>(
     shape: &Shape,
     params: &mut [T],
@@ -107,9 +121,18 @@ pub fn set_mixture_base<T: Real>(
     for (l, &w) in logits.iter_mut().zip(weights) {
         *l = (w / total).ln();
     }
-    loc.copy_from_slice(means);
-    for (l, &s) in log_scale.iter_mut().zip(scales) {
-        *l = s.ln();
+    let d = shape.dim;
+    for (((lr, sr), mr), scr) in loc
+        .chunks_exact_mut(d)
+        .zip(log_scale.chunks_exact_mut(d))
+        .zip(means.chunks_exact(d))
+        .zip(scales.chunks_exact(d))
+    {
+        for i in 0..d {
+            let j = latent_index(shape, i);
+            lr[j] = mr[i];
+            sr[j] = scr[i].ln();
+        }
     }
     Ok(())
 }

@@ -53,7 +53,7 @@ pub mod shape;
 
 pub use error::{Error, FormatError, ShapeError};
 pub use flow::Flow;
-pub use init::{init_params, set_gaussian_base, set_mixture_base};
+pub use init::{init_params, latent_index, set_gaussian_base, set_mixture_base};
 pub use optim::adam::Adam;
 pub use rand_core;
 pub use real::Real;

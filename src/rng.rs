@@ -20,6 +20,13 @@ impl<'r> Draws<'r> {
         Draws { rng, spare: None }
     }
 
+    /// Drops the spare normal, so the draws of the next sample do not depend on how many
+    /// normals the previous one used (this keeps samples independent of batch splits).
+    #[inline]
+    pub fn begin_sample(&mut self) {
+        self.spare = None;
+    }
+
     /// A uniform draw on the open interval (0, 1) with 53 random bits.
     #[inline]
     pub fn uniform(&mut self) -> f64 {

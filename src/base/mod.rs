@@ -55,6 +55,7 @@ pub(crate) fn sample_one<T: Real>(
     state: &mut [T],
     lane: usize,
 ) {
+    draws.begin_sample();
     let coords = state.iter_mut().skip(lane).step_by(TILE).take(shape.dim);
     match shape.base {
         BaseKind::StandardNormal => coords.for_each(|v| *v = T::from_f64(draws.normal())),
