@@ -57,4 +57,9 @@ pub use init::{init_params, latent_index, set_gaussian_base, set_mixture_base};
 pub use optim::adam::Adam;
 pub use rand_core;
 pub use real::Real;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use shape::{Activation, BaseKind, Shape, TILE};

@@ -9,7 +9,9 @@ fn shapes() -> [Shape; 4] {
     [
         Shape::new(2, 16, 6),
         Shape::new(3, 8, 4).with_base(BaseKind::Mixture(2)),
-        Shape::new(5, 12, 5).with_activation(Activation::Tanh).with_clamp(0.0),
+        Shape::new(5, 12, 5)
+            .with_activation(Activation::Tanh)
+            .with_clamp(0.0),
         Shape::new(6, 10, 3).with_hidden_layers(3).with_clamp(1.0),
     ]
 }
@@ -25,14 +27,27 @@ fn round_trip<T: Real>(shape: Shape, seed: u64, tol: f64) {
     flow.forward(&z, &mut x, &mut ld_f, &mut ws).unwrap();
     flow.inverse(&x, &mut z2, &mut ld_i, &mut ws).unwrap();
     for (a, b) in z.iter().zip(&z2) {
-        assert!((a.to_f64() - b.to_f64()).abs() <= tol * (1.0 + a.to_f64().abs()), "{shape:?}: z {a} -> {b}");
+        assert!(
+            (a.to_f64() - b.to_f64()).abs() <= tol * (1.0 + a.to_f64().abs()),
+            "{shape:?}: z {a} -> {b}"
+        );
     }
     for (f, i) in ld_f.iter().zip(&ld_i) {
-        assert!((f.to_f64() + i.to_f64()).abs() <= tol * (1.0 + f.to_f64().abs()), "{shape:?}: log-dets {f} vs {i}");
+        assert!(
+            (f.to_f64() + i.to_f64()).abs() <= tol * (1.0 + f.to_f64().abs()),
+            "{shape:?}: log-dets {f} vs {i}"
+        );
     }
     // The parameters are random, so the map is far from the identity.
-    let moved = z.iter().zip(&x).map(|(a, b)| (a.to_f64() - b.to_f64()).abs()).fold(0.0, f64::max);
-    assert!(moved > 0.1, "{shape:?}: flow is nearly the identity ({moved})");
+    let moved = z
+        .iter()
+        .zip(&x)
+        .map(|(a, b)| (a.to_f64() - b.to_f64()).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        moved > 0.1,
+        "{shape:?}: flow is nearly the identity ({moved})"
+    );
 }
 
 #[test]
@@ -53,7 +68,9 @@ fn inverse_of_forward_is_identity_f32() {
 fn log_abs_det(mut m: Vec<f64>, d: usize) -> f64 {
     let mut acc = 0.0;
     for c in 0..d {
-        let p = (c..d).max_by(|&a, &b| m[a * d + c].abs().total_cmp(&m[b * d + c].abs())).unwrap();
+        let p = (c..d)
+            .max_by(|&a, &b| m[a * d + c].abs().total_cmp(&m[b * d + c].abs()))
+            .unwrap();
         if p != c {
             for k in 0..d {
                 m.swap(c * d + k, p * d + k);
@@ -98,7 +115,11 @@ fn log_det_matches_finite_difference_jacobian() {
                 }
             }
             let fd = log_abs_det(jac, d);
-            assert!((fd - ld[0]).abs() < 1e-6, "{shape:?}: log-det {} vs finite differences {fd}", ld[0]);
+            assert!(
+                (fd - ld[0]).abs() < 1e-6,
+                "{shape:?}: log-det {} vs finite differences {fd}",
+                ld[0]
+            );
         }
     }
 }

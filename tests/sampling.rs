@@ -45,16 +45,27 @@ fn mixture_samples_match_analytic_base() {
     for k in 0..3 {
         let share = count[k] as f64 / N as f64;
         let se = (weights[k] * (1.0 - weights[k]) / N as f64).sqrt();
-        assert!((share - weights[k]).abs() < 4.0 * se, "share {k}: {share} vs {}", weights[k]);
+        assert!(
+            (share - weights[k]).abs() < 4.0 * se,
+            "share {k}: {share} vs {}",
+            weights[k]
+        );
         let m = count[k] as f64;
         for i in 0..2 {
             let (mu, sd) = (means[2 * k + i], sds[2 * k + i]);
             let mean = sum[k][i] / m;
             let var = sum2[k][i] / m - mean * mean;
-            assert!((mean - mu).abs() < 4.0 * sd / m.sqrt(), "mean {k},{i}: {mean} vs {mu}");
+            assert!(
+                (mean - mu).abs() < 4.0 * sd / m.sqrt(),
+                "mean {k},{i}: {mean} vs {mu}"
+            );
             // Var of the sample variance of a normal: 2σ⁴/(m−1).
             let se_var = (2.0 * sd.powi(4) / (m - 1.0)).sqrt();
-            assert!((var - sd * sd).abs() < 4.0 * se_var, "var {k},{i}: {var} vs {}", sd * sd);
+            assert!(
+                (var - sd * sd).abs() < 4.0 * se_var,
+                "var {k},{i}: {var} vs {}",
+                sd * sd
+            );
         }
     }
     // The reported log-density is the analytic mixture density at the identity flow.
@@ -64,18 +75,26 @@ fn mixture_samples_match_analytic_base() {
                 let mut v = weights[k];
                 for i in 0..2 {
                     let u = (p[i] - means[2 * k + i]) / sds[2 * k + i];
-                    v *= (-0.5 * u * u).exp() / (sds[2 * k + i] * (2.0 * std::f64::consts::PI).sqrt());
+                    v *= (-0.5 * u * u).exp()
+                        / (sds[2 * k + i] * (2.0 * std::f64::consts::PI).sqrt());
                 }
                 v
             })
             .sum();
-        assert!((dens.ln() - l).abs() < 1e-10, "log q {l} vs analytic {}", dens.ln());
+        assert!(
+            (dens.ln() - l).abs() < 1e-10,
+            "log q {l} vs analytic {}",
+            dens.ln()
+        );
     }
 }
 
 #[test]
 fn sample_log_q_equals_log_prob_through_random_flow() {
-    for shape in [Shape::new(3, 8, 4).with_base(BaseKind::Mixture(2)), Shape::new(4, 8, 3)] {
+    for shape in [
+        Shape::new(3, 8, 4).with_base(BaseKind::Mixture(2)),
+        Shape::new(4, 8, 3),
+    ] {
         let params: Vec<f64> = random_params(&shape, 3, 0.3);
         let flow = Flow::new(shape, &params).unwrap();
         let mut ws = vec![0.0; shape.eval_workspace_len()];
@@ -114,8 +133,10 @@ fn same_seed_gives_bit_identical_samples() {
     let mut r = rng(9);
     let mut x1 = vec![0.0f32; 3 * 333];
     let mut x2 = vec![0.0f32; 3 * 667];
-    flow.sample(&mut r, &mut x1, &mut vec![0.0f32; 333], &mut ws).unwrap();
-    flow.sample(&mut r, &mut x2, &mut vec![0.0f32; 667], &mut ws).unwrap();
+    flow.sample(&mut r, &mut x1, &mut vec![0.0f32; 333], &mut ws)
+        .unwrap();
+    flow.sample(&mut r, &mut x2, &mut vec![0.0f32; 667], &mut ws)
+        .unwrap();
     x1.extend_from_slice(&x2);
     assert!(a.iter().zip(&x1).all(|(u, v)| u.to_bits() == v.to_bits()));
 }

@@ -115,7 +115,7 @@ pub fn lane_sum<T: Real>(v: &[T; TILE]) -> T {
     let mut width = TILE / 2;
     while width > 0 {
         for s in 0..width {
-            h[s] = h[s] + h[s + width];
+            h[s] += h[s + width];
         }
         width /= 2;
     }

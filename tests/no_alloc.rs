@@ -1,0 +1,80 @@
+//! The core never allocates: a counting global allocator sees zero allocations during
+//! log_prob, sample, forward, inverse, gradient, Adam, save and load.
+
+mod common;
+use common::*;
+use lwflow::{format, Adam, BaseKind, Flow, Shape};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let r = f();
+    (r, ALLOCATIONS.load(Ordering::SeqCst) - before)
+}
+
+fn check_paths<T: lwflow::Real>(shape: Shape) {
+    let n = 1000;
+    let mut params: Vec<T> = random_params(&shape, 1, 0.2);
+    let theta: Vec<T> = random_points(n, shape.dim, 2, 3.0);
+    let weights = vec![T::ONE; n];
+    let mut ws = vec![T::ZERO; shape.workspace_len()];
+    let mut out = vec![T::ZERO; n];
+    let mut x = vec![T::ZERO; n * shape.dim];
+    let mut grad = vec![T::ZERO; shape.param_len()];
+    let mut adam_state = vec![T::ZERO; shape.optimizer_len()];
+    let mut bytes = vec![0u8; shape.serialized_len(T::BYTES)];
+    let mut rng = rng(3);
+    let adam = Adam {
+        weight_decay: 1e-4,
+        ..Adam::default()
+    };
+    let (res, allocs) = count(|| {
+        let flow = Flow::new(shape, &params)?;
+        flow.log_prob(&theta, &mut out, &mut ws)?;
+        flow.sample(&mut rng, &mut x, &mut out, &mut ws)?;
+        flow.forward(&theta, &mut x, &mut out, &mut ws)?;
+        flow.inverse(&theta, &mut x, &mut out, &mut ws)?;
+        flow.loss_and_gradient(&theta, &weights, &mut grad, &mut ws)?;
+        adam.step(&shape, &mut params, &grad, &mut adam_state, 1)?;
+        format::save(&shape, &params, &mut bytes)?;
+        format::load(&bytes, &mut params)?;
+        // Error paths do not allocate either.
+        let e = Flow::new(shape, &params)?.log_prob(&theta[1..], &mut out, &mut ws);
+        assert!(e.is_err());
+        Ok::<(), lwflow::Error>(())
+    });
+    res.unwrap();
+    assert_eq!(allocs, 0, "{shape:?}: {allocs} allocations");
+}
+
+#[test]
+fn hot_paths_do_not_allocate() {
+    check_paths::<f64>(Shape::new(3, 16, 4).with_base(BaseKind::Mixture(2)));
+    check_paths::<f32>(Shape::new(2, 64, 8));
+    check_paths::<f32>(Shape::new(5, 8, 3).with_base(BaseKind::StandardNormal));
+}
