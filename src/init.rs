@@ -62,8 +62,8 @@ pub fn latent_index(shape: &Shape, i: usize) -> usize {
 pub fn set_gaussian_base<T: Real>(
     shape: &Shape,
     params: &mut [T],
-    loc: &[T],
-    scale: &[T],
+    loc: &[f64],
+    scale: &[f64],
 ) -> Result<(), Error> {
     shape.validate()?;
     check_len(params, shape.param_len())?;
@@ -75,15 +75,15 @@ pub fn set_gaussian_base<T: Real>(
     if !all_finite(loc) || !all_finite(scale) {
         return Err(Error::NonFinite);
     }
-    if scale.iter().any(|&s| s <= T::ZERO) {
+    if scale.iter().any(|&s| s <= 0.0) {
         return Err(Error::InvalidArgument);
     }
     let d = shape.dim;
     let base = &mut params[shape.flow_param_len()..];
     for i in 0..d {
         let j = latent_index(shape, i);
-        base[j] = loc[i];
-        base[d + j] = scale[i].ln();
+        base[j] = T::from_f64(loc[i]);
+        base[d + j] = T::from_f64(libm::log(scale[i]));
     }
     Ok(())
 }
@@ -95,9 +95,9 @@ pub fn set_gaussian_base<T: Real>(
 pub fn set_mixture_base<T: Real>(
     shape: &Shape,
     params: &mut [T],
-    weights: &[T],
-    means: &[T],
-    scales: &[T],
+    weights: &[f64],
+    means: &[f64],
+    scales: &[f64],
 ) -> Result<(), Error> {
     shape.validate()?;
     check_len(params, shape.param_len())?;
@@ -111,15 +111,15 @@ pub fn set_mixture_base<T: Real>(
     if !all_finite(weights) || !all_finite(means) || !all_finite(scales) {
         return Err(Error::NonFinite);
     }
-    if weights.iter().any(|&w| w <= T::ZERO) || scales.iter().any(|&s| s <= T::ZERO) {
+    if weights.iter().any(|&w| w <= 0.0) || scales.iter().any(|&s| s <= 0.0) {
         return Err(Error::InvalidArgument);
     }
-    let total = weights.iter().fold(T::ZERO, |a, &b| a + b);
+    let total: f64 = weights.iter().sum();
     let base = &mut params[shape.flow_param_len()..];
     let (logits, rest) = base.split_at_mut(k);
     let (loc, log_scale) = rest.split_at_mut(k * shape.dim);
     for (l, &w) in logits.iter_mut().zip(weights) {
-        *l = (w / total).ln();
+        *l = T::from_f64(libm::log(w / total));
     }
     let d = shape.dim;
     for (((lr, sr), mr), scr) in loc
@@ -130,8 +130,8 @@ pub fn set_mixture_base<T: Real>(
     {
         for i in 0..d {
             let j = latent_index(shape, i);
-            lr[j] = mr[i];
-            sr[j] = scr[i].ln();
+            lr[j] = T::from_f64(mr[i]);
+            sr[j] = T::from_f64(libm::log(scr[i]));
         }
     }
     Ok(())

@@ -39,17 +39,22 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
+// `!(x > y)` is deliberate throughout: it sends NaN to the refusing branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod base;
 pub mod error;
 pub mod flow;
 pub mod format;
 pub mod init;
+pub mod metrics;
 pub mod nn;
 pub mod optim;
 pub mod real;
 pub mod rng;
 pub mod shape;
+pub mod tasks;
+pub mod train;
 
 pub use error::{Error, FormatError, ShapeError};
 pub use flow::Flow;

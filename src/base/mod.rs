@@ -4,6 +4,7 @@
 //! coefficient into a state gradient and accumulates the same coefficient times ∂log q₀/∂φ into
 //! the base's slice of the flat gradient.
 
+pub mod em;
 pub mod gaussian;
 pub mod gmm;
 

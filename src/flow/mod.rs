@@ -424,7 +424,7 @@ impl<'p, T: Real> Flow<'p, T> {
 }
 
 /// Adapter so a generic `R: Rng + ?Sized` can be used as `&mut dyn Rng`.
-struct RngRef<'r, R: Rng + ?Sized>(&'r mut R);
+pub(crate) struct RngRef<'r, R: Rng + ?Sized>(pub(crate) &'r mut R);
 
 impl<R: Rng + ?Sized> rand_core::TryRng for RngRef<'_, R> {
     type Error = core::convert::Infallible;

@@ -1,0 +1,174 @@
+//! The end-to-end fit on weighted samples: choose and place the base, start the flow at the
+//! identity, train.
+//!
+//! With an EM base ([`BaseChoice::Mixture`] or [`BaseChoice::Auto`]) the weighted EM fit of
+//! the samples becomes the base and the couplings start as the identity, so at step 0 the flow
+//! *is* the fitted mixture and every component already sits on its mode; training only bends
+//! the components (and early stopping keeps the mixture if bending does not help).
+
+use crate::base::em::{self, EmConfig, MixtureFit};
+use crate::error::{check_min, Error};
+use crate::init::{init_params, set_mixture_base};
+use crate::real::Real;
+use crate::shape::{BaseKind, Shape};
+use crate::train::trainer::{train, EpochReport, TrainBuffers, TrainConfig, TrainReport};
+use rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// How the base is chosen and initialised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseChoice {
+    /// Trainable diagonal Gaussian starting at N(0, I): the paper's unimodal base.
+    Gaussian,
+    /// K trainable components initialised the paper's way (normflows' `GaussianMixture`
+    /// default): means N(0, 1), unit scales, equal weights.
+    PaperMixture(usize),
+    /// K components fitted by weighted EM.
+    Mixture(usize),
+    /// K chosen by BIC over 1..=K_max, fitted by weighted EM.
+    Auto(usize),
+}
+
+impl BaseChoice {
+    /// The largest component count this choice can produce.
+    pub fn max_components(self) -> usize {
+        match self {
+            BaseChoice::Gaussian => 1,
+            BaseChoice::PaperMixture(k) | BaseChoice::Mixture(k) | BaseChoice::Auto(k) => k,
+        }
+    }
+
+    /// The shape with the largest base this choice can produce: size every buffer for it.
+    pub fn max_shape(self, template: &Shape) -> Shape {
+        match self {
+            BaseChoice::Gaussian => template.with_base(BaseKind::Gaussian),
+            _ => template.with_base(BaseKind::Mixture(self.max_components())),
+        }
+    }
+}
+
+/// Fit configuration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FitConfig {
+    /// Base choice.
+    pub base: BaseChoice,
+    /// EM settings (EM bases only).
+    pub em: EmConfig,
+    /// Trainer settings.
+    pub train: TrainConfig,
+    /// Seed of the parameter initialisation.
+    pub init_seed: u64,
+}
+
+/// What a fit did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FitReport {
+    /// The fitted model's shape (its base has the chosen K); the model is the first
+    /// `shape.param_len()` entries of the parameter buffer.
+    pub shape: Shape,
+    /// The EM fit of the base, if one was made.
+    pub mixture: Option<MixtureFit>,
+    /// The training run.
+    pub train: TrainReport,
+}
+
+/// Caller-provided memory for [`fit`]: the trainer's buffers sized for
+/// [`BaseChoice::max_shape`], plus EM outputs (`em_weights`: K_max, `em_means`, `em_sds`:
+/// K_max·D) and `em_scratch` ([`em::scratch_len`]`(K_max, D)`).
+pub struct FitBuffers<'b, T> {
+    /// Trainer memory, sized for the largest shape (prefixes are used).
+    pub train: TrainBuffers<'b, T>,
+    /// Fitted component weights.
+    pub em_weights: &'b mut [f64],
+    /// Fitted component means.
+    pub em_means: &'b mut [f64],
+    /// Fitted component standard deviations.
+    pub em_sds: &'b mut [f64],
+    /// EM scratch.
+    pub em_scratch: &'b mut [f64],
+}
+
+/// Fits a flow with the `template`'s D, H, hidden layers, L, activation and clamp (its base is
+/// replaced per `cfg.base`) to weighted samples. `params` must hold at least
+/// `cfg.base.max_shape(template).param_len()` values; the fitted model is written to its
+/// first `report.shape.param_len()` entries.
+pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
+    template: &Shape,
+    cfg: &FitConfig,
+    params: &mut [T],
+    samples: &[T],
+    weights: &[T],
+    buf: FitBuffers<'_, T>,
+    on_epoch: F,
+) -> Result<FitReport, Error> {
+    let max_shape = cfg.base.max_shape(template);
+    max_shape.validate()?;
+    cfg.train.validate()?;
+    let k_max = cfg.base.max_components();
+    if k_max == 0 {
+        return Err(Error::InvalidShape(crate::error::ShapeError::Components));
+    }
+    let d = template.dim;
+    check_min(params, max_shape.param_len())?;
+    check_min(buf.train.grad, max_shape.param_len())?;
+    check_min(buf.train.best, max_shape.param_len())?;
+    check_min(buf.train.adam_state, max_shape.optimizer_len())?;
+
+    let mixture = match cfg.base {
+        BaseChoice::Mixture(k) | BaseChoice::Auto(k) => {
+            check_min(buf.em_weights, k)?;
+            check_min(buf.em_means, k * d)?;
+            check_min(buf.em_sds, k * d)?;
+            let (w, m, s) = (
+                &mut buf.em_weights[..k],
+                &mut buf.em_means[..k * d],
+                &mut buf.em_sds[..k * d],
+            );
+            Some(if let BaseChoice::Auto(_) = cfg.base {
+                em::select_components(samples, weights, d, k, &cfg.em, w, m, s, buf.em_scratch)?
+            } else {
+                em::fit_mixture(samples, weights, d, k, &cfg.em, w, m, s, buf.em_scratch)?
+            })
+        }
+        _ => None,
+    };
+    let shape = match (cfg.base, mixture) {
+        (BaseChoice::Gaussian, _) => template.with_base(BaseKind::Gaussian),
+        (BaseChoice::PaperMixture(k), _) => template.with_base(BaseKind::Mixture(k)),
+        (_, Some(fit)) => template.with_base(BaseKind::Mixture(fit.components)),
+        (_, None) => return Err(Error::NotConverged),
+    };
+    let p = shape.param_len();
+    let params = &mut params[..p];
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.init_seed);
+    init_params(&shape, params, &mut rng)?;
+    if let Some(fit) = mixture {
+        let k = fit.components;
+        set_mixture_base(
+            &shape,
+            params,
+            &buf.em_weights[..k],
+            &buf.em_means[..k * d],
+            &buf.em_sds[..k * d],
+        )?;
+    }
+    let t = buf.train;
+    let train_buf = TrainBuffers {
+        grad: &mut t.grad[..p],
+        adam_state: &mut t.adam_state[..2 * p],
+        best: &mut t.best[..p],
+        workspace: t.workspace,
+        batch_theta: t.batch_theta,
+        batch_weights: t.batch_weights,
+        batch_out: t.batch_out,
+        order: t.order,
+    };
+    let report = train(
+        &shape, params, samples, weights, &cfg.train, train_buf, on_epoch,
+    )?;
+    Ok(FitReport {
+        shape,
+        mixture,
+        train: report,
+    })
+}

@@ -1,0 +1,14 @@
+//! The method: prior sampling, likelihood weights, the trainer, and the end-to-end fit.
+
+pub mod fit;
+pub mod trainer;
+pub mod weights;
+
+pub use fit::{fit, BaseChoice, FitBuffers, FitConfig, FitReport};
+pub use trainer::{
+    train, EpochReport, Schedule, StopReason, TrainBuffers, TrainConfig, TrainReport,
+};
+pub use weights::{
+    effective_sample_size, importance_log_weights, normalise_log_weights, sample_box,
+    NonFinitePolicy, WeightStats,
+};

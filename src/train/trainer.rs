@@ -1,0 +1,428 @@
+//! Minibatch Adam on the weighted negative log-likelihood, with a held-out validation split,
+//! early stopping with restore of the best parameters, skipped non-finite steps, optional
+//! gradient-norm clipping, a learning-rate schedule and a per-epoch callback.
+
+use crate::error::{check_len, check_min, Error};
+use crate::flow::Flow;
+use crate::optim::adam::Adam;
+use crate::real::Real;
+use crate::shape::Shape;
+use rand_core::{Rng, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// Learning-rate schedule over the whole run (`max_epochs` × steps per epoch).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Schedule {
+    /// The configured learning rate throughout.
+    Constant,
+    /// Cosine decay from the configured rate to `min_factor` × rate at the last step.
+    Cosine {
+        /// Final rate as a fraction of the initial one, in [0, 1].
+        min_factor: f64,
+    },
+}
+
+/// Training configuration. `Default` gives the values used by the paper example.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Upper bound on epochs (passes over the training split), ≥ 1.
+    pub max_epochs: usize,
+    /// Minibatch size, ≥ 1.
+    pub batch_size: usize,
+    /// Optimiser (learning rate, betas, ε, weight decay on the couplings).
+    pub adam: Adam,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Stop after this many epochs without a validation improvement (0 = never stop early).
+    pub patience: usize,
+    /// Share of the samples held out for validation, in [0, 0.9]; 0 disables validation,
+    /// early stopping and best-parameter restore.
+    pub validation_fraction: f64,
+    /// Clip the gradient to this global L2 norm (0 = off).
+    pub clip_norm: f64,
+    /// Samples whose weight is below this fraction of the largest weight are left out of
+    /// training and validation (each carried at most this share of the largest sample's
+    /// loss term; on prior samples most of them are far from the posterior, so leaving them
+    /// out makes an epoch several times cheaper). 0 keeps every sample.
+    pub min_weight: f64,
+    /// Seed of the split and the shuffles.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            max_epochs: 200,
+            batch_size: 512,
+            adam: Adam::default(),
+            schedule: Schedule::Cosine { min_factor: 0.05 },
+            patience: 20,
+            validation_fraction: 0.2,
+            clip_norm: 10.0,
+            min_weight: 1e-5,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.adam.validate()?;
+        let finite = self.validation_fraction.is_finite()
+            && self.clip_norm.is_finite()
+            && self.min_weight.is_finite();
+        if !finite {
+            return Err(Error::NonFinite);
+        }
+        let schedule_ok = match self.schedule {
+            Schedule::Constant => true,
+            Schedule::Cosine { min_factor } => (0.0..=1.0).contains(&min_factor),
+        };
+        if self.max_epochs == 0
+            || self.batch_size == 0
+            || !(0.0..=0.9).contains(&self.validation_fraction)
+            || self.clip_norm < 0.0
+            || !(0.0..1.0).contains(&self.min_weight)
+            || !schedule_ok
+        {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(())
+    }
+
+    /// Number of validation samples out of `n` (0 when validation is off).
+    pub fn validation_len(&self, n: usize) -> usize {
+        if self.validation_fraction <= 0.0 || n < 2 {
+            return 0;
+        }
+        let v = libm::round(self.validation_fraction * n as f64) as usize;
+        v.clamp(1, n - 1)
+    }
+
+    fn learning_rate(&self, step: u64, total: u64) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.adam.lr,
+            Schedule::Cosine { min_factor } => {
+                let t = (step as f64 / total.max(1) as f64).min(1.0);
+                let f = min_factor
+                    + (1.0 - min_factor) * 0.5 * (1.0 + libm::cos(core::f64::consts::PI * t));
+                self.adam.lr * f
+            }
+        }
+    }
+}
+
+/// Caller-provided memory for [`train`]. Lengths: `grad`, `best`: `param_len`;
+/// `adam_state`: `optimizer_len`; `workspace`: ≥ `workspace_len`; `batch_theta`:
+/// `batch_size·D`; `batch_weights`, `batch_out`: `batch_size`; `order`: number of samples.
+pub struct TrainBuffers<'b, T> {
+    /// Gradient.
+    pub grad: &'b mut [T],
+    /// Adam moments (zeroed at the start).
+    pub adam_state: &'b mut [T],
+    /// Best parameters so far.
+    pub best: &'b mut [T],
+    /// Flow workspace.
+    pub workspace: &'b mut [T],
+    /// Gathered minibatch samples.
+    pub batch_theta: &'b mut [T],
+    /// Gathered minibatch weights.
+    pub batch_weights: &'b mut [T],
+    /// Per-sample outputs (validation log-densities).
+    pub batch_out: &'b mut [T],
+    /// Sample order (split and shuffles).
+    pub order: &'b mut [u32],
+}
+
+/// What one epoch reports to the callback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochReport {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// Configured maximum.
+    pub max_epochs: usize,
+    /// Mean minibatch loss over the epoch's applied steps.
+    pub train_loss: f64,
+    /// Validation loss −Σw log q / Σw over the held-out split (NaN without validation).
+    pub val_loss: f64,
+    /// Best validation loss so far (including the starting point).
+    pub best_val_loss: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Steps skipped so far for a non-finite loss or gradient.
+    pub skipped_steps: u64,
+}
+
+/// Why training stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// `max_epochs` reached.
+    MaxEpochs,
+    /// No validation improvement for `patience` epochs.
+    EarlyStopped,
+    /// The callback returned `false`.
+    Cancelled,
+}
+
+/// Summary of a training run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainReport {
+    /// Epochs run.
+    pub epochs: usize,
+    /// Epoch of the restored parameters (0 = the starting point was best).
+    pub best_epoch: usize,
+    /// Validation loss of the restored parameters (NaN without validation).
+    pub best_val_loss: f64,
+    /// Validation loss of the starting parameters (NaN without validation).
+    pub initial_val_loss: f64,
+    /// Optimiser steps applied.
+    pub steps: u64,
+    /// Steps skipped for a non-finite loss or gradient.
+    pub skipped_steps: u64,
+    /// Why it stopped.
+    pub stop: StopReason,
+}
+
+/// Weighted validation loss −Σ wᵢ log q(θᵢ) / Σ wᵢ over the samples listed in `idx`.
+fn validation_loss<T: Real>(
+    shape: &Shape,
+    params: &[T],
+    samples: &[T],
+    weights: &[T],
+    idx: &[u32],
+    buf: &mut TrainBuffers<'_, T>,
+) -> Result<f64, Error> {
+    let d = shape.dim;
+    let flow = Flow::new(*shape, params)?;
+    let (mut num, mut den) = (0.0, 0.0);
+    for chunk in idx.chunks(buf.batch_weights.len()) {
+        let m = chunk.len();
+        gather(
+            samples,
+            weights,
+            d,
+            chunk,
+            buf.batch_theta,
+            buf.batch_weights,
+        );
+        flow.log_prob(
+            &buf.batch_theta[..m * d],
+            &mut buf.batch_out[..m],
+            buf.workspace,
+        )?;
+        for (&w, &lq) in buf.batch_weights[..m].iter().zip(&buf.batch_out[..m]) {
+            let w = w.to_f64();
+            if w > 0.0 {
+                num -= w * lq.to_f64();
+                den += w;
+            }
+        }
+    }
+    Ok(if den > 0.0 { num / den } else { f64::NAN })
+}
+
+fn gather<T: Real>(
+    samples: &[T],
+    weights: &[T],
+    d: usize,
+    idx: &[u32],
+    theta: &mut [T],
+    w: &mut [T],
+) {
+    for ((&i, row), wo) in idx.iter().zip(theta.chunks_exact_mut(d)).zip(w.iter_mut()) {
+        let i = i as usize;
+        row.copy_from_slice(&samples[i * d..(i + 1) * d]);
+        *wo = weights[i];
+    }
+}
+
+fn shuffle<R: Rng>(idx: &mut [u32], rng: &mut R) {
+    for i in (1..idx.len()).rev() {
+        let j = ((rng.next_u64() as u128 * (i as u128 + 1)) >> 64) as usize;
+        idx.swap(i, j);
+    }
+}
+
+/// Trains `params` (initialised by the caller: [`init_params`](crate::init_params), an EM base,
+/// or a previous run) on weighted samples (`samples`: `n·D`, `weights`: `n`, non-negative,
+/// finite; typically of mean 1 from
+/// [`normalise_log_weights`](crate::train::normalise_log_weights)).
+///
+/// With validation, the parameters with the lowest validation loss (the starting point
+/// included) are restored at the end, also when cancelled. Deterministic for a given seed.
+pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
+    shape: &Shape,
+    params: &mut [T],
+    samples: &[T],
+    weights: &[T],
+    cfg: &TrainConfig,
+    mut buf: TrainBuffers<'_, T>,
+    mut on_epoch: F,
+) -> Result<TrainReport, Error> {
+    cfg.validate()?;
+    shape.validate()?;
+    let n = weights.len();
+    let d = shape.dim;
+    let p = shape.param_len();
+    if n == 0 {
+        return Err(Error::EmptyBatch);
+    }
+    if n > u32::MAX as usize {
+        return Err(Error::InvalidArgument);
+    }
+    check_len(samples, n.saturating_mul(d))?;
+    check_len(params, p)?;
+    check_len(buf.grad, p)?;
+    check_len(buf.best, p)?;
+    check_len(buf.adam_state, 2 * p)?;
+    check_min(buf.workspace, shape.workspace_len())?;
+    check_len(buf.order, n)?;
+    let bs = cfg.batch_size.min(n);
+    check_min(buf.batch_weights, bs)?;
+    check_min(buf.batch_out, bs)?;
+    check_min(buf.batch_theta, bs * d)?;
+    if !crate::real::all_finite(samples) || !crate::real::all_finite(weights) {
+        return Err(Error::NonFinite);
+    }
+    if weights.iter().any(|&w| w < T::ZERO) {
+        return Err(Error::InvalidArgument);
+    }
+    Flow::new(*shape, params)?;
+
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
+    let max_w = weights.iter().fold(T::ZERO, |a, &w| a.max(w));
+    if !(max_w > T::ZERO) {
+        return Err(Error::DegenerateWeights);
+    }
+    let thr = max_w * T::from_f64(cfg.min_weight);
+    let mut kept = 0;
+    for (i, &w) in weights.iter().enumerate() {
+        if w >= thr && w > T::ZERO {
+            buf.order[kept] = i as u32;
+            kept += 1;
+        }
+    }
+    let n = kept;
+    buf.order = &mut core::mem::take(&mut buf.order)[..n];
+    shuffle(buf.order, &mut rng);
+    let n_val = cfg.validation_len(n);
+    let n_train = n - n_val;
+    let steps_per_epoch = n_train.div_ceil(bs) as u64;
+    let total_steps = steps_per_epoch.saturating_mul(cfg.max_epochs as u64);
+    buf.adam_state.iter_mut().for_each(|v| *v = T::ZERO);
+
+    let initial_val = if n_val > 0 {
+        let order = core::mem::take(&mut buf.order);
+        let v = validation_loss(shape, params, samples, weights, &order[n_train..], &mut buf);
+        buf.order = order;
+        v?
+    } else {
+        f64::NAN
+    };
+    buf.best.copy_from_slice(params);
+    let mut best_val = initial_val;
+    let mut best_epoch = 0;
+    let mut since_best = 0usize;
+    let (mut steps, mut skipped) = (0u64, 0u64);
+    let mut stop = StopReason::MaxEpochs;
+    let mut epochs = 0;
+
+    for epoch in 1..=cfg.max_epochs {
+        epochs = epoch;
+        shuffle(&mut buf.order[..n_train], &mut rng);
+        let (mut loss_sum, mut loss_count) = (0.0, 0usize);
+        let mut start = 0;
+        while start < n_train {
+            let m = bs.min(n_train - start);
+            {
+                let idx = &buf.order[start..start + m];
+                gather(samples, weights, d, idx, buf.batch_theta, buf.batch_weights);
+            }
+            start += m;
+            let loss = Flow::new(*shape, params)?.loss_and_gradient(
+                &buf.batch_theta[..m * d],
+                &buf.batch_weights[..m],
+                buf.grad,
+                buf.workspace,
+            )?;
+            let norm2 = buf.grad.iter().fold(0.0, |a, &g| {
+                let g = g.to_f64();
+                a + g * g
+            });
+            if !loss.is_finite() || !norm2.is_finite() {
+                skipped += 1;
+                continue;
+            }
+            if cfg.clip_norm > 0.0 && norm2 > cfg.clip_norm * cfg.clip_norm {
+                let f = T::from_f64(cfg.clip_norm / libm::sqrt(norm2));
+                buf.grad.iter_mut().for_each(|g| *g *= f);
+            }
+            let lr = cfg.learning_rate(steps, total_steps);
+            match cfg
+                .adam
+                .step_with_lr(shape, lr, params, buf.grad, buf.adam_state, steps + 1)
+            {
+                Ok(()) => steps += 1,
+                Err(Error::NonFinite) => {
+                    skipped += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            loss_sum += loss.to_f64();
+            loss_count += 1;
+        }
+        let val = if n_val > 0 {
+            let order = core::mem::take(&mut buf.order);
+            let v = validation_loss(shape, params, samples, weights, &order[n_train..], &mut buf);
+            buf.order = order;
+            v?
+        } else {
+            f64::NAN
+        };
+        if n_val > 0 && val.is_finite() && !(val >= best_val) {
+            best_val = val;
+            best_epoch = epoch;
+            since_best = 0;
+            buf.best.copy_from_slice(params);
+        } else {
+            since_best += 1;
+        }
+        let report = EpochReport {
+            epoch,
+            max_epochs: cfg.max_epochs,
+            train_loss: if loss_count > 0 {
+                loss_sum / loss_count as f64
+            } else {
+                f64::NAN
+            },
+            val_loss: val,
+            best_val_loss: best_val,
+            lr: cfg.learning_rate(steps, total_steps),
+            skipped_steps: skipped,
+        };
+        if !on_epoch(&report) {
+            stop = StopReason::Cancelled;
+            break;
+        }
+        if n_val > 0 && cfg.patience > 0 && since_best >= cfg.patience {
+            stop = StopReason::EarlyStopped;
+            break;
+        }
+    }
+    if n_val > 0 {
+        params.copy_from_slice(buf.best);
+    } else {
+        best_epoch = epochs;
+    }
+    Ok(TrainReport {
+        epochs,
+        best_epoch,
+        best_val_loss: best_val,
+        initial_val_loss: initial_val,
+        steps,
+        skipped_steps: skipped,
+        stop,
+    })
+}
