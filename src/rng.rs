@@ -53,3 +53,20 @@ impl<'r> Draws<'r> {
         r * c
     }
 }
+
+/// Adapter so a generic `R: Rng + ?Sized` can be used as `&mut dyn Rng`.
+pub(crate) struct RngRef<'r, R: Rng + ?Sized>(pub(crate) &'r mut R);
+
+impl<R: Rng + ?Sized> rand_core::TryRng for RngRef<'_, R> {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(self.0.next_u32())
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.0.next_u64())
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.0.fill_bytes(dst);
+        Ok(())
+    }
+}

@@ -904,3 +904,41 @@ fn fit_pipeline_refuses_bad_input() {
     assert!(r.is_err());
     let _ = Xoshiro256PlusPlus::seed_from_u64(0);
 }
+
+#[test]
+fn gradient_clipping_bounds_the_update() {
+    // Adam is invariant to the gradient's scale except through ε: clipped to norm 1e-12, every
+    // moment is ~1e-12 ≪ ε = 1e-8, so each step moves a parameter by at most lr·1e-4.
+    let shape = Shape::new(2, 16, 4);
+    let (theta, w) = small_problem(20_000);
+    let mut start = vec![0.0f32; shape.param_len()];
+    init_params(&shape, &mut start, &mut rng(8)).unwrap();
+    let run_with = |clip: f64| {
+        let cfg = TrainConfig {
+            max_epochs: 1,
+            batch_size: 256,
+            clip_norm: clip,
+            validation_fraction: 0.0,
+            ..TrainConfig::default()
+        };
+        let mut params = start.clone();
+        let mut own = Owned::new(&shape, w.len(), 256);
+        let rep = train(&shape, &mut params, &theta, &w, &cfg, own.buffers(), |_| {
+            true
+        })
+        .unwrap();
+        let moved = params
+            .iter()
+            .zip(&start)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        (moved as f64, rep.steps as f64)
+    };
+    let (free, steps) = run_with(0.0);
+    let (clipped, _) = run_with(1e-12);
+    assert!(free > 1e-2, "unclipped training barely moved: {free}");
+    assert!(
+        clipped <= steps * 1e-3 * 1e-4 * 1.01,
+        "clipped update {clipped} over {steps} steps"
+    );
+}

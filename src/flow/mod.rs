@@ -11,7 +11,7 @@ pub(crate) mod coupling;
 use crate::base;
 use crate::error::{check_len, check_min, Error};
 use crate::real::{all_finite, Real};
-use crate::rng::Draws;
+use crate::rng::{Draws, RngRef};
 use crate::shape::{Shape, TILE};
 use coupling::{Clamp, GradScratch};
 use rand_core::Rng;
@@ -420,23 +420,6 @@ impl<'p, T: Real> Flow<'p, T> {
             }
         }
         Ok(total)
-    }
-}
-
-/// Adapter so a generic `R: Rng + ?Sized` can be used as `&mut dyn Rng`.
-pub(crate) struct RngRef<'r, R: Rng + ?Sized>(pub(crate) &'r mut R);
-
-impl<R: Rng + ?Sized> rand_core::TryRng for RngRef<'_, R> {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.0.next_u32())
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(self.0.next_u64())
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        self.0.fill_bytes(dst);
-        Ok(())
     }
 }
 

@@ -58,7 +58,7 @@ pub fn sample_box<T: Real, R: Rng + ?Sized>(
             actual: theta.len(),
         });
     }
-    let mut adapter = crate::flow::RngRef(rng);
+    let mut adapter = crate::rng::RngRef(rng);
     let mut draws = Draws::new(&mut adapter);
     for row in theta.chunks_exact_mut(lo.len()) {
         for ((v, &a), &b) in row.iter_mut().zip(lo).zip(hi) {
