@@ -341,18 +341,35 @@ pub fn fit_mixture<T: Real>(
     scratch: &mut [f64],
 ) -> Result<MixtureFit, Error> {
     let stats = validate(samples, weights, d, k, cfg)?;
-    check_len(out_weights, k)?;
-    check_len(out_means, k * d)?;
-    check_len(out_sds, k * d)?;
-    check_min(scratch, scratch_len(k, d))?;
+    check_outputs(out_weights, out_means, out_sds, scratch, k, d)?;
     let fit = fit_into(samples, weights, d, k, cfg, &stats, scratch)?;
-    let (best, _) = split_mix(&mut scratch[..], k, d);
-    out_weights.copy_from_slice(best.pi);
-    out_means.copy_from_slice(best.mu);
-    for (s, &v) in out_sds.iter_mut().zip(best.var.iter()) {
-        *s = libm::sqrt(v);
-    }
+    copy_out(scratch, k, d, out_weights, out_means, out_sds);
     Ok(fit)
+}
+
+fn check_outputs(
+    w: &[f64],
+    m: &[f64],
+    s: &[f64],
+    scratch: &[f64],
+    k: usize,
+    d: usize,
+) -> Result<(), Error> {
+    check_len(w, k)?;
+    check_len(m, k * d)?;
+    check_len(s, k * d)?;
+    check_min(scratch, scratch_len(k, d))
+}
+
+/// Copies the mixture left in the first slot of `scratch` (K components) to the outputs'
+/// first K (K·D) entries, variances as standard deviations.
+fn copy_out(scratch: &mut [f64], k: usize, d: usize, w: &mut [f64], m: &mut [f64], s: &mut [f64]) {
+    let (best, _) = split_mix(scratch, k, d);
+    w[..k].copy_from_slice(best.pi);
+    m[..k * d].copy_from_slice(best.mu);
+    for (sd, &v) in s[..k * d].iter_mut().zip(best.var.iter()) {
+        *sd = libm::sqrt(v);
+    }
 }
 
 /// Fits K components; the winner is left in the first mixture slot of `scratch`.
@@ -459,10 +476,7 @@ pub fn select_components<T: Real>(
     scratch: &mut [f64],
 ) -> Result<MixtureFit, Error> {
     let stats = validate(samples, weights, d, k_max, cfg)?;
-    check_len(out_weights, k_max)?;
-    check_len(out_means, k_max * d)?;
-    check_len(out_sds, k_max * d)?;
-    check_min(scratch, scratch_len(k_max, d))?;
+    check_outputs(out_weights, out_means, out_sds, scratch, k_max, d)?;
     let mut chosen: Option<MixtureFit> = None;
     let mut worse_in_a_row = 0;
     for k in 1..=k_max {
@@ -472,12 +486,7 @@ pub fn select_components<T: Real>(
         // The winning candidate is kept in the caller's outputs; scratch holds the current K.
         let fit = fit_into(samples, weights, d, k, cfg, &stats, scratch)?;
         if chosen.is_none_or(|c| fit.bic < c.bic) {
-            let (best, _) = split_mix(&mut scratch[..], k, d);
-            out_weights[..k].copy_from_slice(best.pi);
-            out_means[..k * d].copy_from_slice(best.mu);
-            for (s, &v) in out_sds[..k * d].iter_mut().zip(best.var.iter()) {
-                *s = libm::sqrt(v);
-            }
+            copy_out(scratch, k, d, out_weights, out_means, out_sds);
             chosen = Some(fit);
             worse_in_a_row = 0;
         } else {
