@@ -942,3 +942,64 @@ fn gradient_clipping_bounds_the_update() {
         "clipped update {clipped} over {steps} steps"
     );
 }
+
+#[test]
+fn prior_samples_are_weighed_through_a_batched_callback() {
+    let task = Task::T2D2;
+    let n = 10_000;
+    let (mut theta, mut log_l, mut w) = (vec![0.0f32; 2 * n], vec![0.0; n], vec![0.0f32; n]);
+    let mut calls = 0;
+    let stats = sample_and_weigh(
+        &[-6.0f32, -6.0],
+        &[6.0, 6.0],
+        &mut rng(4),
+        1000,
+        |rows, out| {
+            calls += 1;
+            assert!(rows.len() == 2 * out.len() && out.len() <= 1000);
+            for (o, t) in out.iter_mut().zip(rows.chunks(2)) {
+                *o = task.log_likelihood(&[t[0] as f64, t[1] as f64]) - 1e5;
+            }
+            true
+        },
+        NonFinitePolicy::Error,
+        50.0,
+        &mut theta,
+        &mut log_l,
+        &mut w,
+    )
+    .unwrap();
+    assert_eq!(calls, 10);
+    assert!(stats.ess > 300.0 && stats.ess < 1000.0, "{stats:?}");
+    // Same draws as sample_box with the same seed.
+    let mut again = vec![0.0f32; 2 * n];
+    sample_box(&[-6.0f32, -6.0], &[6.0, 6.0], &mut rng(4), &mut again).unwrap();
+    assert_eq!(again, theta);
+    // A failing callback aborts with `Callback`.
+    let r = sample_and_weigh(
+        &[-6.0f32, -6.0],
+        &[6.0, 6.0],
+        &mut rng(4),
+        1000,
+        |_, _| false,
+        NonFinitePolicy::Error,
+        1.0,
+        &mut theta,
+        &mut log_l,
+        &mut w,
+    );
+    assert_eq!(r, Err(Error::Callback));
+    let r = sample_and_weigh(
+        &[-6.0f32, -6.0],
+        &[6.0, 6.0],
+        &mut rng(4),
+        0,
+        |_, _| true,
+        NonFinitePolicy::Error,
+        1.0,
+        &mut theta,
+        &mut log_l,
+        &mut w,
+    );
+    assert_eq!(r, Err(Error::InvalidArgument));
+}

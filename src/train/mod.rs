@@ -9,6 +9,6 @@ pub use trainer::{
     train, EpochReport, Schedule, StopReason, TrainBuffers, TrainConfig, TrainReport,
 };
 pub use weights::{
-    effective_sample_size, importance_log_weights, normalise_log_weights, sample_box,
-    NonFinitePolicy, WeightStats,
+    effective_sample_size, importance_log_weights, normalise_log_weights, sample_and_weigh,
+    sample_box, NonFinitePolicy, WeightStats,
 };

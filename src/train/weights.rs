@@ -159,3 +159,38 @@ pub fn effective_sample_size<T: Real>(weights: &[T]) -> f64 {
         0.0
     }
 }
+
+/// Draws `n` prior samples on the box [lo, hi] into `theta` (`n·D`), evaluates the batched
+/// log-likelihood callback on them in chunks of at most `batch` samples
+/// (`log_likelihood(chunk_theta, chunk_out)` fills one `f64` per sample and returns `false`
+/// to abort), stores the values in `log_l` (`n`) and normalises them into `weights` (`n`).
+///
+/// Errors: those of [`sample_box`] and [`normalise_log_weights`]; `Callback` if the callback
+/// aborts; `InvalidArgument` for `batch == 0`.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_and_weigh<T: Real, R: Rng + ?Sized, F: FnMut(&[T], &mut [f64]) -> bool>(
+    lo: &[T],
+    hi: &[T],
+    rng: &mut R,
+    batch: usize,
+    mut log_likelihood: F,
+    policy: NonFinitePolicy,
+    min_ess: f64,
+    theta: &mut [T],
+    log_l: &mut [f64],
+    weights: &mut [T],
+) -> Result<WeightStats, Error> {
+    if batch == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    check_len(theta, log_l.len().saturating_mul(lo.len()))?;
+    check_len(weights, log_l.len())?;
+    sample_box(lo, hi, rng, theta)?;
+    let d = lo.len();
+    for (rows, out) in theta.chunks(batch * d).zip(log_l.chunks_mut(batch)) {
+        if !log_likelihood(rows, out) {
+            return Err(Error::Callback);
+        }
+    }
+    normalise_log_weights(log_l, policy, min_ess, weights)
+}
