@@ -43,7 +43,10 @@ fn committed_header_matches_generated() {
             .lines()
             .zip(generated.lines())
             .position(|(a, b)| a != b)
-            .map_or(committed.lines().count().min(generated.lines().count()), |i| i);
+            .map_or(
+                committed.lines().count().min(generated.lines().count()),
+                |i| i,
+            );
         panic!(
             "include/lwflow.h is out of date with ffi/src (first difference at line {}).\n\
              committed: {:?}\ngenerated: {:?}\n\
@@ -71,7 +74,11 @@ fn version_macros_match_cargo_toml() {
         ("LWFLOW_VERSION_PATCH", env!("CARGO_PKG_VERSION_PATCH")),
     ] {
         let got = define(&header, name).unwrap_or_else(|| panic!("{name} missing in header"));
-        assert_eq!(got.to_string(), want, "{name} in include/lwflow.h vs ffi/Cargo.toml");
+        assert_eq!(
+            got.to_string(),
+            want,
+            "{name} in include/lwflow.h vs ffi/Cargo.toml"
+        );
     }
     // The C library and the Rust core are released together: same version.
     let core_toml = read(&ffi_dir().join("../Cargo.toml"));
