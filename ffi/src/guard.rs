@@ -133,3 +133,33 @@ pub(crate) unsafe fn read_struct<T: Copy>(ptr: *const T) -> Result<T, LwfStatus>
     // SAFETY: non-NULL and aligned (checked); T is plain data, so any bits are a valid value.
     Ok(unsafe { ptr.read() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_lwf_panic() {
+        assert_eq!(guard(|| panic!("deliberate test panic")), LWF_PANIC);
+        assert_eq!(guard(|| Err(LWF_EMPTY_BATCH)), LWF_EMPTY_BATCH);
+        assert_eq!(guard(|| Ok(())), LWF_OK);
+    }
+
+    #[test]
+    fn pointer_checks() {
+        let v = [0.0f64; 4];
+        assert_eq!(check_ptr(core::ptr::null::<f64>(), 1), Err(LWF_NULL_POINTER));
+        let odd = (v.as_ptr() as usize + 1) as *const f64;
+        assert_eq!(check_ptr(odd, 1), Err(LWF_MISALIGNED));
+        assert_eq!(check_ptr(v.as_ptr(), usize::MAX), Err(LWF_LENGTH_MISMATCH));
+        assert_eq!(check_ptr(v.as_ptr(), usize::MAX / 8), Err(LWF_LENGTH_MISMATCH));
+        assert_eq!(check_ptr(v.as_ptr(), 4), Ok(()));
+        let a = Span::checked(v.as_ptr(), 2).unwrap();
+        let b = Span::checked(v[2..].as_ptr(), 2).unwrap();
+        let c = Span::checked(v[1..].as_ptr(), 2).unwrap();
+        let empty = Span::checked(v[1..].as_ptr(), 0).unwrap();
+        assert_eq!(disjoint(a, &[b]), Ok(()));
+        assert_eq!(disjoint(a, &[c]), Err(LWF_OVERLAPPING_BUFFERS));
+        assert_eq!(disjoint(a, &[empty]), Ok(()));
+    }
+}
