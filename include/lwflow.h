@@ -2,8 +2,8 @@
  * SPDX-License-Identifier: MIT OR Apache-2.0
  *
  * Conventions: symbols lwf_<object>_<verb>; object first, then inputs, then outputs; every
- * buffer is followed by its length in elements (bytes for uint8_t buffers); const pointers are
- * never written; every fallible function returns an LwfStatus and writes its outputs only on
+ * buffer is followed by its length in elements (bytes for uint8_t buffers), and NULL with
+ * length 0 is an empty buffer; const pointers are never written; every fallible function returns an LwfStatus and writes its outputs only on
  * LWF_OK. The library allocates nothing and has no global state. Batches of points are
  * row-major [n][dim] arrays of doubles. Double buffers and model memory must be 8-byte aligned.
  */
@@ -51,7 +51,9 @@ typedef enum LwfStatus {
      */
     LWF_OK = 0,
     /**
-     * A required pointer argument is NULL.
+     * A required pointer argument is NULL. (A NULL buffer with length 0 is an empty buffer,
+     * not an error of its own: the call then reports what an empty input means, e.g.
+     * `LWF_EMPTY_BATCH`.)
      */
     LWF_NULL_POINTER = 1,
     /**

@@ -216,6 +216,7 @@ int main(void) {
     BAD(LWF_NULL_POINTER, lwf_model_log_prob(model, NULL, N * 2, out, N));
     BAD(LWF_NULL_POINTER, lwf_model_log_prob(model, theta, N * 2, NULL, N));
     BAD(LWF_EMPTY_BATCH, lwf_model_log_prob(model, theta, 0, out, 0));
+    BAD(LWF_EMPTY_BATCH, lwf_model_log_prob(model, NULL, 0, NULL, 0)); /* NULL + 0 = empty */
     BAD(LWF_LENGTH_MISMATCH, lwf_model_log_prob(model, theta, N * 2 - 1, out, N));
     BAD(LWF_LENGTH_MISMATCH, lwf_model_log_prob(model, theta, SIZE_MAX, out, N));
     BAD(LWF_MISALIGNED, lwf_model_log_prob(model, MISALIGNED_DOUBLES, N * 2, out, N));
@@ -392,6 +393,7 @@ int main(void) {
     BAD(LWF_BAD_FORMAT, lwf_model_inspect(bytes, written - 1, &got));   /* truncated */
     BAD(LWF_BAD_FORMAT, lwf_model_inspect(bytes, written + 1, &got));   /* trailing byte */
     BAD(LWF_NULL_POINTER, lwf_model_inspect(NULL, written, &got));
+    BAD(LWF_BAD_FORMAT, lwf_model_inspect(NULL, 0, &got)); /* empty: truncated */
     BAD(LWF_BAD_FORMAT, lwf_model_load(mem_b, mem_len, bytes, 10, &out_model));
     bytes[100] ^= 0x10; /* a parameter bit: checksum mismatch */
     BAD(LWF_BAD_FORMAT, lwf_model_load(mem_b, mem_len, bytes, written, &out_model));

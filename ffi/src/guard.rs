@@ -67,11 +67,12 @@ pub(crate) fn disjoint(out: Span, others: &[Span]) -> Result<(), LwfStatus> {
     }
 }
 
-/// Checks a pointer to `len` elements of `T`: not NULL, aligned for `T`, and `len` elements
-/// addressable without overflowing `isize` (the limit of a Rust slice).
+/// Checks a pointer to `len` elements of `T`: not NULL (unless `len == 0`: NULL with length 0
+/// is an empty buffer, as an empty `std::vector`'s `data()` may be), aligned for `T`, and `len`
+/// elements addressable without overflowing `isize` (the limit of a Rust slice).
 pub(crate) fn check_ptr<T>(ptr: *const T, len: usize) -> Result<(), LwfStatus> {
     if ptr.is_null() {
-        return Err(LWF_NULL_POINTER);
+        return if len == 0 { Ok(()) } else { Err(LWF_NULL_POINTER) };
     }
     if (ptr as usize) % align_of::<T>() != 0 {
         return Err(LWF_MISALIGNED);
@@ -90,6 +91,9 @@ pub(crate) fn check_ptr<T>(ptr: *const T, len: usize) -> Result<(), LwfStatus> {
 /// be written through any other pointer during `'a`.
 pub(crate) unsafe fn input<'a, T>(ptr: *const T, len: usize) -> Result<&'a [T], LwfStatus> {
     check_ptr(ptr, len)?;
+    if len == 0 {
+        return Ok(&[]);
+    }
     // SAFETY: non-NULL, aligned and the byte length fits an isize (checked above); validity for
     // `len` reads and the absence of writers is the caller's contract.
     Ok(unsafe { core::slice::from_raw_parts(ptr, len) })
@@ -102,6 +106,9 @@ pub(crate) unsafe fn input<'a, T>(ptr: *const T, len: usize) -> Result<&'a [T], 
 /// `'a`, and no other reference to that memory may exist during `'a` (use [`disjoint`]).
 pub(crate) unsafe fn output<'a, T>(ptr: *mut T, len: usize) -> Result<&'a mut [T], LwfStatus> {
     check_ptr(ptr, len)?;
+    if len == 0 {
+        return Ok(&mut []);
+    }
     // SAFETY: as for `input`; exclusivity is the caller's contract, checked with `disjoint`
     // against the other buffers of the same call.
     Ok(unsafe { core::slice::from_raw_parts_mut(ptr, len) })
@@ -149,6 +156,9 @@ mod tests {
     fn pointer_checks() {
         let v = [0.0f64; 4];
         assert_eq!(check_ptr(core::ptr::null::<f64>(), 1), Err(LWF_NULL_POINTER));
+        assert_eq!(check_ptr(core::ptr::null::<f64>(), 0), Ok(()));
+        // SAFETY: NULL with length 0 is the empty slice, never dereferenced.
+        assert_eq!(unsafe { input(core::ptr::null::<f64>(), 0) }, Ok(&[][..]));
         let odd = (v.as_ptr() as usize + 1) as *const f64;
         assert_eq!(check_ptr(odd, 1), Err(LWF_MISALIGNED));
         assert_eq!(check_ptr(v.as_ptr(), usize::MAX), Err(LWF_LENGTH_MISMATCH));

@@ -13,7 +13,9 @@ use lwflow::Error;
 pub enum LwfStatus {
     /// Success.
     LWF_OK = 0,
-    /// A required pointer argument is NULL.
+    /// A required pointer argument is NULL. (A NULL buffer with length 0 is an empty buffer,
+    /// not an error of its own: the call then reports what an empty input means, e.g.
+    /// `LWF_EMPTY_BATCH`.)
     LWF_NULL_POINTER = 1,
     /// A buffer (model memory, byte buffer, workspace) is shorter than the size query says.
     LWF_BUFFER_TOO_SMALL = 2,
