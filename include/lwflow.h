@@ -296,6 +296,24 @@ enum LwfStatus lwf_model_adam_step(struct LwfModel *model,
 size_t lwf_model_align(void);
 
 /**
+ * The sampling-direction map theta = f(z) of the `n` rows of `z` (`z_len == n * dim`) into
+ * `out_theta` (`theta_len == z_len`), with log|det d f / d z| in `out_log_det` (`n`).
+ *
+ * Errors: as `lwf_model_log_prob`.
+ *
+ * # Safety
+ * `model` NULL or a valid handle not used by another thread during the call; `z` NULL or
+ * readable for `z_len` doubles; the outputs NULL or writable for their lengths.
+ */
+enum LwfStatus lwf_model_forward(struct LwfModel *model,
+                                 const double *z,
+                                 size_t z_len,
+                                 double *out_theta,
+                                 size_t theta_len,
+                                 double *out_log_det,
+                                 size_t n);
+
+/**
  * Copies the flat parameter vector (`params_len` must equal `lwf_shape_param_count`) into
  * `out_params`: flow parameters, then base parameters, in the core's documented order.
  *
@@ -338,6 +356,30 @@ enum LwfStatus lwf_model_init(void *mem,
 enum LwfStatus lwf_model_inspect(const uint8_t *bytes,
                                  size_t bytes_len,
                                  struct LwfShape *out_shape);
+
+/**
+ * The density-direction map z = f^-1(theta) of the `n` rows of `theta` (`theta_len ==
+ * n * dim`) into `out_z` (`z_len == theta_len`), with log|det d f^-1 / d theta| in
+ * `out_log_det` (`n`); log q(theta) = log q0(z) + log_det.
+ *
+ * Base parameters live in this latent space. A freshly initialised flow is the identity up to
+ * its swap permutations (the identity itself when `couplings * floor(dim/2)` is a multiple of
+ * `dim`, e.g. dim 2 and an even number of couplings), so to place base components on points
+ * theta_k of parameter space, set them at `lwf_model_inverse(theta_k)`.
+ *
+ * Errors: as `lwf_model_log_prob`.
+ *
+ * # Safety
+ * `model` NULL or a valid handle not used by another thread during the call; `theta` NULL or
+ * readable for `theta_len` doubles; the outputs NULL or writable for their lengths.
+ */
+enum LwfStatus lwf_model_inverse(struct LwfModel *model,
+                                 const double *theta,
+                                 size_t theta_len,
+                                 double *out_z,
+                                 size_t z_len,
+                                 double *out_log_det,
+                                 size_t n);
 
 /**
  * Initialises a model from bytes written by `lwf_model_save` (or by the Rust API's

@@ -236,6 +236,25 @@ int main(void) {
     BAD(LWF_OVERLAPPING_BUFFERS, lwf_model_log_prob_ws(model, theta, N * 2, out, N, out, N));
     TRUE(same_doubles(out, sentinel, N));
 
+    /* The maps: theta -> z -> theta round trip, log-dets of opposite sign. */
+    {
+        double z[N * 2], back[N * 2], ld_inv[N], ld_fwd[N];
+        OK(lwf_model_inverse(model, theta, N * 2, z, N * 2, ld_inv, N));
+        OK(lwf_model_forward(model, z, N * 2, back, N * 2, ld_fwd, N));
+        double worst = 0.0;
+        for (int i = 0; i < N * 2; i++) worst = fmax(worst, fabs(back[i] - theta[i]));
+        for (int i = 0; i < N; i++) worst = fmax(worst, fabs(ld_inv[i] + ld_fwd[i]));
+        TRUE(worst < 1e-12);
+        memcpy(ld_fwd, sentinel, sizeof ld_fwd);
+        BAD(LWF_LENGTH_MISMATCH, lwf_model_inverse(model, theta, N * 2, z, N * 2 - 2, ld_fwd, N));
+        BAD(LWF_OVERLAPPING_BUFFERS, lwf_model_forward(model, z, N * 2, z, N * 2, ld_fwd, N));
+        BAD(LWF_OVERLAPPING_BUFFERS, lwf_model_forward(model, z, N * 2, back, N * 2, back, N));
+        BAD(LWF_EMPTY_BATCH, lwf_model_forward(model, z, 0, back, 0, ld_fwd, 0));
+        z[3] = NAN;
+        BAD(LWF_NON_FINITE, lwf_model_forward(model, z, N * 2, back, N * 2, ld_fwd, N));
+        TRUE(same_doubles(ld_fwd, sentinel, N));
+    }
+
     /* Handles that are not models. */
     {
         static double zeros[512];

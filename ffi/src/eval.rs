@@ -42,6 +42,123 @@ pub unsafe extern "C" fn lwf_model_log_prob(
     })
 }
 
+/// The density-direction map z = f^-1(theta) of the `n` rows of `theta` (`theta_len ==
+/// n * dim`) into `out_z` (`z_len == theta_len`), with log|det d f^-1 / d theta| in
+/// `out_log_det` (`n`); log q(theta) = log q0(z) + log_det.
+///
+/// Base parameters live in this latent space. A freshly initialised flow is the identity up to
+/// its swap permutations (the identity itself when `couplings * floor(dim/2)` is a multiple of
+/// `dim`, e.g. dim 2 and an even number of couplings), so to place base components on points
+/// theta_k of parameter space, set them at `lwf_model_inverse(theta_k)`.
+///
+/// Errors: as `lwf_model_log_prob`.
+///
+/// # Safety
+/// `model` NULL or a valid handle not used by another thread during the call; `theta` NULL or
+/// readable for `theta_len` doubles; the outputs NULL or writable for their lengths.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_model_inverse(
+    model: *mut LwfModel,
+    theta: *const f64,
+    theta_len: usize,
+    out_z: *mut f64,
+    z_len: usize,
+    out_log_det: *mut f64,
+    n: usize,
+) -> LwfStatus {
+    // SAFETY: forwarded contract.
+    unsafe {
+        map(
+            model,
+            theta,
+            theta_len,
+            out_z,
+            z_len,
+            out_log_det,
+            n,
+            Direction::Inverse,
+        )
+    }
+}
+
+/// The sampling-direction map theta = f(z) of the `n` rows of `z` (`z_len == n * dim`) into
+/// `out_theta` (`theta_len == z_len`), with log|det d f / d z| in `out_log_det` (`n`).
+///
+/// Errors: as `lwf_model_log_prob`.
+///
+/// # Safety
+/// `model` NULL or a valid handle not used by another thread during the call; `z` NULL or
+/// readable for `z_len` doubles; the outputs NULL or writable for their lengths.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_model_forward(
+    model: *mut LwfModel,
+    z: *const f64,
+    z_len: usize,
+    out_theta: *mut f64,
+    theta_len: usize,
+    out_log_det: *mut f64,
+    n: usize,
+) -> LwfStatus {
+    // SAFETY: forwarded contract.
+    unsafe {
+        map(
+            model,
+            z,
+            z_len,
+            out_theta,
+            theta_len,
+            out_log_det,
+            n,
+            Direction::Forward,
+        )
+    }
+}
+
+enum Direction {
+    Forward,
+    Inverse,
+}
+
+/// The two maps share their checks.
+///
+/// # Safety
+/// As for the exported functions.
+#[allow(clippy::too_many_arguments)]
+unsafe fn map(
+    model: *mut LwfModel,
+    from: *const f64,
+    from_len: usize,
+    to: *mut f64,
+    to_len: usize,
+    log_det: *mut f64,
+    n: usize,
+    direction: Direction,
+) -> LwfStatus {
+    guard(|| {
+        let from_span = Span::checked(from, from_len)?;
+        let to_span = Span::checked(to.cast_const(), to_len)?;
+        let ld_span = Span::checked(log_det.cast_const(), n)?;
+        // SAFETY: forwarded contract.
+        let m = unsafe { open_mut(model, &[from_span, to_span, ld_span]) }?;
+        disjoint(to_span, &[from_span, ld_span])?;
+        disjoint(ld_span, &[from_span])?;
+        // SAFETY: forwarded contract; pairwise disjoint and disjoint from the model (checked).
+        let (from, to, log_det) = unsafe {
+            (
+                input(from, from_len)?,
+                output(to, to_len)?,
+                output(log_det, n)?,
+            )
+        };
+        let flow = Flow::new(m.shape, m.params)?;
+        match direction {
+            Direction::Forward => flow.forward(from, to, log_det, m.workspace)?,
+            Direction::Inverse => flow.inverse(from, to, log_det, m.workspace)?,
+        }
+        Ok(())
+    })
+}
+
 /// As `lwf_model_log_prob`, reading the model only and using the caller's workspace `ws`
 /// (`ws_len >= lwf_shape_workspace_count`, else `LWF_BUFFER_TOO_SMALL`; its contents are
 /// scratch). Safe to call from many threads on one model with a workspace per thread.

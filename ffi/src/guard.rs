@@ -72,7 +72,11 @@ pub(crate) fn disjoint(out: Span, others: &[Span]) -> Result<(), LwfStatus> {
 /// elements addressable without overflowing `isize` (the limit of a Rust slice).
 pub(crate) fn check_ptr<T>(ptr: *const T, len: usize) -> Result<(), LwfStatus> {
     if ptr.is_null() {
-        return if len == 0 { Ok(()) } else { Err(LWF_NULL_POINTER) };
+        return if len == 0 {
+            Ok(())
+        } else {
+            Err(LWF_NULL_POINTER)
+        };
     }
     if (ptr as usize) % align_of::<T>() != 0 {
         return Err(LWF_MISALIGNED);
@@ -155,14 +159,20 @@ mod tests {
     #[test]
     fn pointer_checks() {
         let v = [0.0f64; 4];
-        assert_eq!(check_ptr(core::ptr::null::<f64>(), 1), Err(LWF_NULL_POINTER));
+        assert_eq!(
+            check_ptr(core::ptr::null::<f64>(), 1),
+            Err(LWF_NULL_POINTER)
+        );
         assert_eq!(check_ptr(core::ptr::null::<f64>(), 0), Ok(()));
         // SAFETY: NULL with length 0 is the empty slice, never dereferenced.
         assert_eq!(unsafe { input(core::ptr::null::<f64>(), 0) }, Ok(&[][..]));
         let odd = (v.as_ptr() as usize + 1) as *const f64;
         assert_eq!(check_ptr(odd, 1), Err(LWF_MISALIGNED));
         assert_eq!(check_ptr(v.as_ptr(), usize::MAX), Err(LWF_LENGTH_MISMATCH));
-        assert_eq!(check_ptr(v.as_ptr(), usize::MAX / 8), Err(LWF_LENGTH_MISMATCH));
+        assert_eq!(
+            check_ptr(v.as_ptr(), usize::MAX / 8),
+            Err(LWF_LENGTH_MISMATCH)
+        );
         assert_eq!(check_ptr(v.as_ptr(), 4), Ok(()));
         let a = Span::checked(v.as_ptr(), 2).unwrap();
         let b = Span::checked(v[2..].as_ptr(), 2).unwrap();

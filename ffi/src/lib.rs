@@ -28,7 +28,10 @@ mod status;
 mod train;
 mod version;
 
-pub use eval::{lwf_model_log_prob, lwf_model_log_prob_ws, lwf_model_sample, lwf_model_sample_ws};
+pub use eval::{
+    lwf_model_forward, lwf_model_inverse, lwf_model_log_prob, lwf_model_log_prob_ws,
+    lwf_model_sample, lwf_model_sample_ws,
+};
 pub use io::{lwf_model_inspect, lwf_model_save};
 pub use model::{
     lwf_model_align, lwf_model_get_params, lwf_model_init, lwf_model_load,

@@ -14,14 +14,21 @@ fn cpp_wrapper_program_builds_and_passes() {
     let dir = scratch("cpp");
     let exe = dir.join("test_lwflow");
     let mut cmd = Command::new(cxx);
-    cmd.args(["-std=c++17", "-O2", "-Wall", "-Wextra", "-Wpedantic", "-Werror"])
-        .arg("-I")
-        .arg(repo().join("include"))
-        .arg(repo().join("examples/cpp/test_lwflow.cpp"))
-        .arg(staticlib())
-        .args(native_libs())
-        .arg("-o")
-        .arg(&exe);
+    cmd.args([
+        "-std=c++17",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Wpedantic",
+        "-Werror",
+    ])
+    .arg("-I")
+    .arg(repo().join("include"))
+    .arg(repo().join("examples/cpp/test_lwflow.cpp"))
+    .arg(staticlib())
+    .args(native_libs())
+    .arg("-o")
+    .arg(&exe);
     run(cmd);
     let out = run(Command::new(&exe));
     eprint!("{out}");
