@@ -16,6 +16,7 @@
 //! - Every exported function checks NULL, alignment, lengths, overlaps, shapes, finiteness
 //!   and the model's tag, and catches panics (`LWF_PANIC`): no input can abort the host.
 #![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
 mod eval;
