@@ -76,11 +76,14 @@ public:
     constexpr span(T *data, std::size_t size) noexcept : data_(data), size_(size) {}
     template <std::size_t N>
     constexpr span(T (&array)[N]) noexcept : data_(array), size_(N) {}
-    /// From any contiguous container with data() and size() (std::vector, std::array, ...).
+    /// From any contiguous container with data() and size() (std::vector, std::array, ...);
+    /// a temporary container only for a view of const elements (valid for the full
+    /// expression, as with std::span).
     template <class Container,
               class = std::enable_if_t<
-                  std::is_convertible_v<decltype(std::declval<Container &>().data()), T *>>>
-    constexpr span(Container &c) noexcept : data_(c.data()), size_(c.size()) {}
+                  std::is_convertible_v<decltype(std::declval<Container &>().data()), T *> &&
+                  (std::is_const_v<T> || std::is_lvalue_reference_v<Container>)>>
+    constexpr span(Container &&c) noexcept : data_(c.data()), size_(c.size()) {}
     /// A span of T converts to a span of const T.
     template <class U, class = std::enable_if_t<std::is_same_v<const U, T>>>
     constexpr span(span<U> other) noexcept : data_(other.data()), size_(other.size()) {}
