@@ -16,7 +16,11 @@ fn install_prefix(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(prefix.join("include")).unwrap();
     std::fs::create_dir_all(prefix.join("lib/pkgconfig")).unwrap();
     for h in ["lwflow.h", "lwflow.hpp", "lwflow.f90"] {
-        std::fs::copy(repo().join("include").join(h), prefix.join("include").join(h)).unwrap();
+        std::fs::copy(
+            repo().join("include").join(h),
+            prefix.join("include").join(h),
+        )
+        .unwrap();
     }
     std::fs::copy(staticlib(), prefix.join("lib/liblwflow.a")).unwrap();
     let template = std::fs::read_to_string(repo().join("ffi/lwflow.pc.in")).unwrap();
@@ -42,7 +46,10 @@ fn pkg_config_file_builds_the_c_test() {
         cmd.args(args)
             .arg("lwflow")
             .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"));
-        run(cmd).split_whitespace().map(str::to_string).collect::<Vec<_>>()
+        run(cmd)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
     };
     assert_eq!(query(&["--modversion"]), [env!("CARGO_PKG_VERSION")]);
     let exe = dir.join("abi_test");
