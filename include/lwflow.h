@@ -362,11 +362,6 @@ enum LwfStatus lwf_model_inspect(const uint8_t *bytes,
  * n * dim`) into `out_z` (`z_len == theta_len`), with log|det d f^-1 / d theta| in
  * `out_log_det` (`n`); log q(theta) = log q0(z) + log_det.
  *
- * Base parameters live in this latent space. A freshly initialised flow is the identity up to
- * its swap permutations (the identity itself when `couplings * floor(dim/2)` is a multiple of
- * `dim`, e.g. dim 2 and an even number of couplings), so to place base components on points
- * theta_k of parameter space, set them at `lwf_model_inverse(theta_k)`.
- *
  * Errors: as `lwf_model_log_prob`.
  *
  * # Safety
@@ -490,8 +485,9 @@ enum LwfStatus lwf_model_loss_grad_accumulate(struct LwfModel *model,
 /**
  * Draws `n` samples theta ~ q into `out_theta` (`theta_len == n * dim`, row-major) with
  * their log-density log q(theta) in `out_log_q` (`n`), advancing `*rng`. Deterministic: the
- * same model, rng state and `n` give bit-identical samples on every run and thread. `*rng` is
- * advanced only on success.
+ * same model and rng state give bit-identical samples on every run and thread, and drawing
+ * n1 then n2 samples gives the same rows as drawing n1 + n2 at once. `*rng` is advanced only
+ * on success.
  *
  * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`,
  * `LWF_LENGTH_MISMATCH`, `LWF_OVERLAPPING_BUFFERS`.
@@ -541,7 +537,9 @@ enum LwfStatus lwf_model_save(const struct LwfModel *model,
 
 /**
  * Sets a `LWF_BASE_GAUSSIAN` base: means `loc` (`dim`) and standard deviations `scale`
- * (`dim`, > 0). `LWF_INVALID_ARGUMENT` for another base kind or a scale <= 0.
+ * (`dim`, > 0), given in data space (theta coordinates): while the couplings are the identity
+ * (as after `lwf_model_init`) the flow's density is exactly N(loc, diag(scale^2)) in theta.
+ * `LWF_INVALID_ARGUMENT` for another base kind or a scale <= 0.
  *
  * # Safety
  * `model` NULL or a valid handle; `loc`, `scale` NULL or readable for their lengths.
@@ -554,8 +552,10 @@ enum LwfStatus lwf_model_set_gaussian_base(struct LwfModel *model,
 
 /**
  * Sets a `LWF_BASE_MIXTURE` base from component weights (`K`, > 0, any sum), means (`K*dim`,
- * row-major `[K][dim]`) and standard deviations (`K*dim`, > 0). `LWF_INVALID_ARGUMENT` for
- * another base kind or a non-positive weight or scale.
+ * row-major `[K][dim]`) and standard deviations (`K*dim`, > 0), given in data space (theta
+ * coordinates): while the couplings are the identity (as after `lwf_model_init`) the flow's
+ * density is exactly this mixture in theta. `LWF_INVALID_ARGUMENT` for another base kind or a
+ * non-positive weight or scale.
  *
  * # Safety
  * `model` NULL or a valid handle; the arrays NULL or readable for their lengths.

@@ -194,6 +194,27 @@ int main(void) {
             lwf_model_set_mixture_base(gmodel, shares, 2, means, 4, scales, 4));
         free(gmem);
     }
+    {
+        /* In 3-D with 4 couplings the fresh flow permutes coordinates; the base is still given
+         * in theta coordinates, so log q at a mode is the mixture's log-density there. */
+        LwfShape s3;
+        size_t len3;
+        OK(lwf_shape_default(3, 8, 4, &s3));
+        s3.base = LWF_BASE_MIXTURE;
+        s3.components = 2;
+        OK(lwf_shape_model_size(&s3, &len3));
+        void *mem3 = malloc(len3);
+        LwfModel *m3 = NULL;
+        if (!mem3) return 1;
+        OK(lwf_model_init(mem3, len3, &s3, 9, &m3));
+        const double mu3[6] = {-2.5, 0.0, 0.0, 2.5, 0.0, 0.0}, sd3[6] = {0.6, 0.6, 0.6, 0.6, 0.6, 0.6};
+        OK(lwf_model_set_mixture_base(m3, shares, 2, mu3, 6, sd3, 6));
+        double lq3 = 0.0;
+        OK(lwf_model_log_prob(m3, mu3, 3, &lq3, 1));
+        double want3 = log(0.5) - 3.0 * (log(0.6) + 0.5 * log(2.0 * 3.14159265358979323846));
+        TRUE(fabs(lq3 - want3) < 1e-9);
+        free(mem3);
+    }
 
     /* ---- log_prob on a batch, with the model's workspace and with our own ---- */
     enum { N = 40 };

@@ -200,13 +200,11 @@ int main(int argc, char **argv) {
     CHECK(lwf_model_init(mem, mem_len, &shape, 1, &model));
     printf("model: %zu parameters, %zu bytes\n", n_params, mem_len);
 
-    /* 3. Base components on the weighted k-means clusters, unit scales (training learns them).
-     * The base lives in latent space: map the cluster centres through the fresh flow's
-     * inverse (here the identity; in general a coordinate permutation). */
-    double means[4], latent_means[4], log_det[2], shares[2], scales[4] = {1.0, 1.0, 1.0, 1.0};
+    /* 3. Base components on the weighted k-means clusters (in theta coordinates), unit scales:
+     * training learns the widths. */
+    double means[4], shares[2], scales[4] = {1.0, 1.0, 1.0, 1.0};
     kmeans2(theta, weights, n, dim, means, shares);
-    CHECK(lwf_model_inverse(model, means, 4, latent_means, 4, log_det, 2));
-    CHECK(lwf_model_set_mixture_base(model, shares, 2, latent_means, 4, scales, 4));
+    CHECK(lwf_model_set_mixture_base(model, shares, 2, means, 4, scales, 4));
     printf("k-means: (%.3f, %.3f) w %.3f, (%.3f, %.3f) w %.3f\n", means[0], means[1], shares[0],
            means[2], means[3], shares[1]);
     const size_t n_exact = quick ? 2000 : 20000; /* exact posterior samples for KL */

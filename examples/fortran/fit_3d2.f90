@@ -28,7 +28,7 @@ program fit_3d2
    integer(c_int) :: status
    integer :: epoch, steps, skipped, near
    real(c_double) :: u, loss, kl, kl_start, lmax, total, mean_abs
-   real(c_double) :: modes(3, 2), latent_modes(3, 2), log_det(2)
+   real(c_double) :: modes(3, 2)
 
    if (lwf_version() /= LWFLOW_VERSION) error stop 'lwflow.f90 does not match the library version'
 
@@ -53,15 +53,11 @@ program fit_3d2
    call check(lwf_shape_param_count(shape, n_params), 'lwf_shape_param_count')
    allocate (mem((mem_bytes + 7)/8), grad(n_params))
    call check(lwf_model_init(c_loc(mem), mem_bytes, shape, 11_c_int64_t, model), 'lwf_model_init')
-   ! Base components on the modes (column k of modes is component k), unit scales: training
-   ! learns the widths. The base lives in latent space, and with dim 3 and 4 couplings the
-   ! fresh flow is a coordinate permutation, so map the modes through its inverse first.
-   ! (Phase 2 fits this base with weighted EM instead.)
+   ! Base components on the modes (column k of modes is component k, in theta coordinates),
+   ! unit scales: training learns the widths. (Phase 2 fits this base with weighted EM.)
    modes = reshape([-mode, 0.0_c_double, 0.0_c_double, mode, 0.0_c_double, 0.0_c_double], [3, 2])
-   call check(lwf_model_inverse(model, modes, 6_c_size_t, latent_modes, 6_c_size_t, log_det, &
-                                2_c_size_t), 'lwf_model_inverse')
    call check(lwf_model_set_mixture_base(model, [0.5_c_double, 0.5_c_double], 2_c_size_t, &
-                                         latent_modes, 6_c_size_t, [(1.0_c_double, k=1, 6)], &
+                                         modes, 6_c_size_t, [(1.0_c_double, k=1, 6)], &
                                          6_c_size_t), 'lwf_model_set_mixture_base')
 
    ! Exact posterior samples (the box cuts off < 1e-8 of the mass).

@@ -16,7 +16,7 @@
 #     w = exp.(ℓ .- maximum(ℓ)); w .*= length(w) / sum(w) # self-normalised weights, mean 1
 #     shape = with_mixture(shape_default(2, 32, 4), 2)
 #     model = Model(shape, 1)
-#     set_mixture_base!(model, [0.5, 0.5], inverse(model, [-2.5 2.5; 0.0 0.0])[1], ones(2, 2))
+#     set_mixture_base!(model, [0.5, 0.5], [-2.5 2.5; 0.0 0.0], ones(2, 2))  # θ coordinates
 #     adam = adam_default(lr = 2e-3)
 #     g = zeros(param_count(shape))
 #     for epoch in 1:40, batch in Iterators.partition(randperm(size(θ, 2)), 500)

@@ -46,11 +46,6 @@ pub unsafe extern "C" fn lwf_model_log_prob(
 /// n * dim`) into `out_z` (`z_len == theta_len`), with log|det d f^-1 / d theta| in
 /// `out_log_det` (`n`); log q(theta) = log q0(z) + log_det.
 ///
-/// Base parameters live in this latent space. A freshly initialised flow is the identity up to
-/// its swap permutations (the identity itself when `couplings * floor(dim/2)` is a multiple of
-/// `dim`, e.g. dim 2 and an even number of couplings), so to place base components on points
-/// theta_k of parameter space, set them at `lwf_model_inverse(theta_k)`.
-///
 /// Errors: as `lwf_model_log_prob`.
 ///
 /// # Safety
@@ -198,8 +193,9 @@ pub unsafe extern "C" fn lwf_model_log_prob_ws(
 
 /// Draws `n` samples theta ~ q into `out_theta` (`theta_len == n * dim`, row-major) with
 /// their log-density log q(theta) in `out_log_q` (`n`), advancing `*rng`. Deterministic: the
-/// same model, rng state and `n` give bit-identical samples on every run and thread. `*rng` is
-/// advanced only on success.
+/// same model and rng state give bit-identical samples on every run and thread, and drawing
+/// n1 then n2 samples gives the same rows as drawing n1 + n2 at once. `*rng` is advanced only
+/// on success.
 ///
 /// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`,
 /// `LWF_LENGTH_MISMATCH`, `LWF_OVERLAPPING_BUFFERS`.

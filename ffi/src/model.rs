@@ -463,7 +463,9 @@ pub unsafe extern "C" fn lwf_model_set_params(
 }
 
 /// Sets a `LWF_BASE_GAUSSIAN` base: means `loc` (`dim`) and standard deviations `scale`
-/// (`dim`, > 0). `LWF_INVALID_ARGUMENT` for another base kind or a scale <= 0.
+/// (`dim`, > 0), given in data space (theta coordinates): while the couplings are the identity
+/// (as after `lwf_model_init`) the flow's density is exactly N(loc, diag(scale^2)) in theta.
+/// `LWF_INVALID_ARGUMENT` for another base kind or a scale <= 0.
 ///
 /// # Safety
 /// `model` NULL or a valid handle; `loc`, `scale` NULL or readable for their lengths.
@@ -489,8 +491,10 @@ pub unsafe extern "C" fn lwf_model_set_gaussian_base(
 }
 
 /// Sets a `LWF_BASE_MIXTURE` base from component weights (`K`, > 0, any sum), means (`K*dim`,
-/// row-major `[K][dim]`) and standard deviations (`K*dim`, > 0). `LWF_INVALID_ARGUMENT` for
-/// another base kind or a non-positive weight or scale.
+/// row-major `[K][dim]`) and standard deviations (`K*dim`, > 0), given in data space (theta
+/// coordinates): while the couplings are the identity (as after `lwf_model_init`) the flow's
+/// density is exactly this mixture in theta. `LWF_INVALID_ARGUMENT` for another base kind or a
+/// non-positive weight or scale.
 ///
 /// # Safety
 /// `model` NULL or a valid handle; the arrays NULL or readable for their lengths.

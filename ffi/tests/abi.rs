@@ -508,6 +508,18 @@ fn split_batch_gradients_combine_to_the_whole_batch_gradient() {
 }
 
 #[test]
+fn sampling_in_chunks_equals_sampling_at_once() {
+    // dim 3 with a mixture base: samples use an odd number of normals each.
+    let mut m = OwnedModel::new(&mixture_shape(), 6);
+    let (all, all_lq) = m.sample(&mut rng(8), 100);
+    let mut r = rng(8);
+    let (first, first_lq) = m.sample(&mut r, 37);
+    let (rest, rest_lq) = m.sample(&mut r, 63);
+    assert_eq!([first, rest].concat(), all);
+    assert_eq!([first_lq, rest_lq].concat(), all_lq);
+}
+
+#[test]
 fn abi_rng_and_sampling_agree_with_the_rust_api() {
     for seed in [0, 1, 42, u64::MAX] {
         let state = Xoshiro256PlusPlus::seed_from_u64(seed).state();

@@ -276,12 +276,7 @@ mod mirror {
         .unwrap();
         let (means, shares) = kmeans2(&theta, &weights, dim);
         let mut ws = vec![0.0; shape.workspace_len()];
-        let (mut latent_means, mut log_det) = ([0.0; 4], [0.0; 2]);
-        Flow::new(shape, &params)
-            .unwrap()
-            .inverse(&means, &mut latent_means, &mut log_det, &mut ws)
-            .unwrap();
-        set_mixture_base(&shape, &mut params, &shares, &latent_means, &[1.0; 4]).unwrap();
+        set_mixture_base(&shape, &mut params, &shares, &means, &[1.0; 4]).unwrap();
         let kl_start = kl_exact(&Flow::new(shape, &params).unwrap(), &mut ws, 20000, 7);
 
         let adam = Adam {
