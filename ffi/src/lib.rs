@@ -1,1 +1,55 @@
-//! C ABI of lwflow (see issue: C ABI).
+//! # lwflow C ABI
+//!
+//! The whole of lwflow for C, C++, Fortran and Julia callers, in `double`: shape validation and
+//! size queries, a model in caller-provided memory, batched `log_prob` and sampling, the
+//! training step's pieces (loss + gradient into a flat buffer, Adam step) and save / load of
+//! the checksummed model format. The header `include/lwflow.h` is generated from this crate by
+//! cbindgen (pinned) and committed; a test fails on any drift.
+//!
+//! Conventions (see `ffi/README.md`):
+//! - Symbols are `lwf_<object>_<verb>`; arguments are the object first, then inputs, then
+//!   outputs; every buffer is followed by its length in elements (bytes for `uint8_t`);
+//!   `const` pointers are never written.
+//! - Every fallible function returns an [`LwfStatus`]; outputs are written only on `LWF_OK`.
+//! - The library allocates nothing and has no global state: a model is the caller's memory,
+//!   randomness is a caller-held [`LwfRng`] or a seed argument.
+//! - Every exported function checks NULL, alignment, lengths, overlaps, shapes, finiteness
+//!   and the model's tag, and catches panics (`LWF_PANIC`): no input can abort the host.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+
+mod eval;
+mod guard;
+mod io;
+mod model;
+mod rng;
+mod shape;
+mod status;
+mod train;
+mod version;
+
+pub use eval::{
+    lwf_model_forward, lwf_model_inverse, lwf_model_log_prob, lwf_model_log_prob_ws,
+    lwf_model_sample, lwf_model_sample_ws,
+};
+pub use io::{lwf_model_inspect, lwf_model_save};
+pub use model::{
+    lwf_model_align, lwf_model_get_params, lwf_model_init, lwf_model_load,
+    lwf_model_set_gaussian_base, lwf_model_set_mixture_base, lwf_model_set_params, lwf_model_shape,
+    LwfModel,
+};
+pub use rng::{lwf_rng_init, lwf_rng_jump, LwfRng};
+pub use shape::{
+    lwf_shape_default, lwf_shape_model_size, lwf_shape_param_count, lwf_shape_serialized_size,
+    lwf_shape_validate, lwf_shape_workspace_count, LwfActivation, LwfBaseKind, LwfShape,
+};
+pub use status::{lwf_status_message, LwfStatus};
+pub use train::{
+    lwf_adam_default, lwf_model_adam_reset, lwf_model_adam_step, lwf_model_loss_grad,
+    lwf_model_loss_grad_accumulate, LwfAdam,
+};
+pub use version::{
+    lwf_version, lwf_version_string, LWFLOW_VERSION, LWFLOW_VERSION_MAJOR, LWFLOW_VERSION_MINOR,
+    LWFLOW_VERSION_PATCH,
+};

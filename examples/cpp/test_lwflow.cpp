@@ -1,0 +1,201 @@
+// The C++17 wrapper include/lwflow.hpp in use: trains task 2D2 with a C++ likelihood (a lambda),
+// checks KL(p||q), save / load, the error mapping (exceptions and std::error_code), moves,
+// spans over std::vector / std::array / C arrays, and the thread-safe const members.
+//
+//   c++ -std=c++17 -O2 -Wall -Wextra -Wpedantic -Werror -Iinclude examples/cpp/test_lwflow.cpp
+//       target/release/liblwflow.a -lpthread -ldl -lm -o test_lwflow && ./test_lwflow
+#include "lwflow.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace {
+
+int failures = 0;
+
+void expect(bool ok, const char *what, int line) {
+    if (!ok) {
+        ++failures;
+        std::printf("FAIL line %d: %s\n", line, what);
+    }
+}
+#define EXPECT(cond) expect((cond), #cond, __LINE__)
+
+// Runs f, which must throw lwflow::error with the given status.
+template <class F>
+void expect_throws(LwfStatus want, F f, int line) {
+    try {
+        f();
+        expect(false, "no exception", line);
+    } catch (const lwflow::error &e) {
+        expect(e.code() == want, e.what(), line);
+        expect(e.status() == want, "status()", line);
+    }
+}
+#define EXPECT_THROWS(status, ...) expect_throws((status), [&] { __VA_ARGS__; }, __LINE__)
+
+constexpr double kPi = 3.14159265358979323846;
+
+}  // namespace
+
+int main() {
+    // The 2D2 likelihood: equal mixture of N((+-2.5, 0), 0.6^2 I); also the exact posterior.
+    auto log_likelihood = [](const double *theta) {
+        auto comp = [&](double mu) {
+            double a = (theta[0] - mu) / 0.6, b = theta[1] / 0.6;
+            return -0.5 * (a * a + b * b) - 2.0 * std::log(0.6) - std::log(2.0 * kPi);
+        };
+        double l = comp(-2.5), r = comp(2.5), m = std::max(l, r);
+        return m + std::log(0.5 * std::exp(l - m) + 0.5 * std::exp(r - m));
+    };
+
+    std::mt19937_64 gen(2024);
+    std::uniform_real_distribution<double> prior(-6.0, 6.0);
+    const std::size_t n = 12000, dim = 2;
+    std::vector<double> theta(n * dim), log_w(n), w(n);
+    for (double &t : theta) t = prior(gen);
+    for (std::size_t i = 0; i < n; ++i) log_w[i] = log_likelihood(&theta[i * dim]);
+    const double max_l = *std::max_element(log_w.begin(), log_w.end());
+    double sum = 0.0;
+    for (double l : log_w) sum += std::exp(l - max_l);
+    for (std::size_t i = 0; i < n; ++i) w[i] = double(n) * std::exp(log_w[i] - max_l) / sum;
+
+    lwflow::shape shape(2, 32, 4);
+    shape.mixture(2);
+    shape.validate();
+    lwflow::model model(shape, 7);
+    EXPECT(model.param_count() == shape.param_count());
+    EXPECT(model.shape().components == 2);
+    // Base at the modes' rough location (what the library's EM fit will do in phase 2).
+    const std::array<double, 2> shares{0.5, 0.5};
+    const std::array<double, 4> means{-2.4, 0.1, 2.4, -0.1};
+    const double scales[4] = {1.0, 1.0, 1.0, 1.0};
+    model.set_mixture_base(shares, means, scales);
+
+    // Exact posterior samples for KL(p||q).
+    std::vector<double> exact(2 * 10000), log_p(10000);
+    std::normal_distribution<double> normal(0.0, 0.6);
+    std::bernoulli_distribution coin(0.5);
+    for (std::size_t i = 0; i < log_p.size(); ++i) {
+        exact[2 * i] = (coin(gen) ? 2.5 : -2.5) + normal(gen);
+        exact[2 * i + 1] = normal(gen);
+        log_p[i] = log_likelihood(&exact[2 * i]);
+    }
+    auto kl = [&](lwflow::model &m) {
+        std::vector<double> log_q = m.log_prob(exact);
+        double s = 0.0;
+        for (std::size_t i = 0; i < log_q.size(); ++i) s += log_p[i] - log_q[i];
+        return s / double(log_q.size());
+    };
+    const double kl_start = kl(model);
+
+    // Minibatch training with the non-throwing overloads: a non-finite step is skipped.
+    lwflow::adam adam;
+    adam.learning_rate(2e-3);
+    const std::size_t batch = 400;
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::vector<double> theta_b(batch * dim), w_b(batch), grad(model.param_count());
+    std::size_t steps = 0, skipped = 0;
+    for (int epoch = 0; epoch < 30; ++epoch) {
+        std::shuffle(order.begin(), order.end(), gen);
+        for (std::size_t start = 0; start + batch <= n; start += batch) {
+            for (std::size_t b = 0; b < batch; ++b) {
+                std::size_t i = order[start + b];
+                theta_b[b * dim] = theta[i * dim];
+                theta_b[b * dim + 1] = theta[i * dim + 1];
+                w_b[b] = w[i];
+            }
+            std::error_code ec;
+            model.loss_grad(theta_b, w_b, grad, ec);
+            if (!ec) model.adam_step(adam, grad, ec);
+            if (ec == LWF_NON_FINITE) {
+                ++skipped;
+                continue;
+            }
+            if (ec) throw lwflow::error(static_cast<LwfStatus>(ec.value()), "training");
+            ++steps;
+        }
+    }
+    const double kl_end = kl(model);
+    std::printf("C++: %zu steps (%zu skipped), KL(p||q) %.4f -> %.4f\n", steps, skipped,
+                kl_start, kl_end);
+    EXPECT(kl_end < 0.05 && kl_end < kl_start);
+
+    // Save / load: identical densities; a move leaves the source empty.
+    std::vector<std::uint8_t> bytes = model.save();
+    lwflow::model loaded = lwflow::model::load(bytes);
+    EXPECT(loaded.log_prob(exact) == model.log_prob(exact));
+    lwflow::model moved = std::move(loaded);
+    EXPECT(loaded.handle() == nullptr && moved.handle() != nullptr);
+    EXPECT_THROWS(LWF_NULL_POINTER, loaded.log_prob(exact));
+    moved = lwflow::model(shape, 8);  // move assignment frees the old memory
+    EXPECT(moved.params() != model.params());
+
+    // Sampling, and the const members from several threads with their own workspaces.
+    lwflow::rng r(5);
+    std::vector<double> samples(2 * 2000), sample_log_q(2000);
+    model.sample(r, samples, sample_log_q);
+    const lwflow::model &shared = model;
+    std::vector<double> want(log_p.size());
+    model.log_prob(exact, want);
+    std::vector<std::thread> threads;
+    std::vector<int> same(4, 0);
+    for (int t = 0; t < 4; ++t) {
+        threads.emplace_back([&, t] {
+            std::vector<double> ws(shape.workspace_count()), out(log_p.size());
+            shared.log_prob(exact, out, ws);
+            same[t] = out == want;
+        });
+    }
+    for (auto &t : threads) t.join();
+    EXPECT(std::all_of(same.begin(), same.end(), [](int s) { return s == 1; }));
+    std::vector<double> ws(shape.workspace_count()), s2(2 * 2000), lq2(2000);
+    lwflow::rng r2(5);
+    shared.sample(r2, s2, lq2, ws);
+    EXPECT(s2 == samples && lq2 == sample_log_q);
+    r2.jump();
+    EXPECT(r2.state().state[0] != r.state().state[0]);
+
+    // Errors: exceptions with the status as a std::error_code, and the error_code overloads.
+    std::vector<double> odd(3);
+    EXPECT_THROWS(LWF_LENGTH_MISMATCH, model.log_prob(odd));
+    EXPECT_THROWS(LWF_INVALID_SHAPE, lwflow::shape(1, 8, 2));
+    EXPECT_THROWS(LWF_INVALID_ARGUMENT, model.set_gaussian_base(means, scales));
+    std::vector<std::uint8_t> corrupt = bytes;
+    corrupt[60] ^= 1;
+    EXPECT_THROWS(LWF_BAD_FORMAT, lwflow::model::load(corrupt));
+    EXPECT_THROWS(LWF_BAD_FORMAT, lwflow::model::load(lwflow::span<const std::uint8_t>()));
+    grad[0] = std::nan("");
+    std::error_code ec;
+    model.adam_step(adam, grad, ec);
+    EXPECT(ec == LWF_NON_FINITE);
+    EXPECT(ec.category().name() == std::string("lwflow"));
+    EXPECT(ec.message() == lwf_status_message(LWF_NON_FINITE));
+    std::error_code from_enum = LWF_BAD_FORMAT;
+    EXPECT(from_enum.value() == 12);
+    double acc_loss = 0.0;
+    std::vector<double> acc(model.param_count(), 0.0);
+    model.loss_grad_accumulate(theta_b, w_b, 1.0 / double(batch), acc, acc_loss);
+    std::vector<double> full(model.param_count());
+    const double full_loss = model.loss_grad(theta_b, w_b, full);
+    EXPECT(std::abs(acc_loss - full_loss) < 1e-12);
+    model.adam_reset();
+    std::vector<double> p = model.params();
+    model.set_params(p);
+    EXPECT(model.params() == p);
+    lwflow::model gaussian(lwflow::shape(3, 8, 2).tanh().with_clamp(2.0), 1);
+    const std::vector<double> loc{0.0, 1.0, 2.0}, sd{1.0, 1.0, 0.5};
+    gaussian.set_gaussian_base(loc, sd);
+    EXPECT(gaussian.shape().activation == LWF_ACTIVATION_TANH);
+
+    std::printf("RESULT kl=%.6f failures=%d\n", kl_end, failures);
+    return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

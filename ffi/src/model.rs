@@ -1,0 +1,529 @@
+//! A model in caller memory: layout, the tagged header that lets every call recognise a valid
+//! handle, initialisation, and access to its parameters and base.
+//!
+//! Layout of the `lwf_shape_model_size` bytes at `mem` (8-byte aligned; offsets in bytes):
+//!
+//! | offset | content |
+//! |---:|---|
+//! | 0 | header: tag, layout version, shape, total size, header checksum, Adam step count |
+//! | 128 | parameters, P doubles (flow, then base: the core's flat order) |
+//! | 128 + 8P | gradient scratch, P doubles (results are copied out only on success) |
+//! | 128 + 16P | Adam first moments, then second moments, 2P doubles |
+//! | 128 + 32P | workspace, `Shape::workspace_len()` doubles |
+//!
+//! The layout holds no pointers, so the memory is position-independent. Nothing in it is
+//! global: two models are two disjoint pieces of memory.
+
+use crate::guard::{self, check_ptr, disjoint, guard, input, out_scalar, write_scalar, Span};
+use crate::shape::{read_shape, LwfShape};
+use crate::status::LwfStatus::{self, *};
+use core::ffi::c_void;
+use core::mem::size_of;
+use lwflow::rand_core::SeedableRng;
+use lwflow::{init_params, set_gaussian_base, set_mixture_base, Shape};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// An initialised model: an opaque view of the caller's memory. Obtain it from
+/// `lwf_model_init` or `lwf_model_load`; it stays valid as long as that memory does. A model
+/// may be used by one thread at a time for calls taking `LwfModel *`; calls taking
+/// `const LwfModel *` may run concurrently with each other. Freeing the model is freeing the
+/// memory: the library holds no other resource.
+pub struct LwfModel {
+    _opaque: [u8; 0],
+}
+
+/// Alignment the model memory needs, in bytes.
+const MODEL_ALIGN: usize = 8;
+/// Bytes reserved for the header (parameters start here, so 64-byte aligned memory gives
+/// 64-byte aligned parameters).
+const HEADER_BYTES: usize = 128;
+/// First word of every model: "LWFLOW" + layout version 1 + 0x4D ('M').
+const TAG: u64 = u64::from_le_bytes(*b"LWFLOW\x01M");
+
+/// The header at the start of model memory. Plain integers only: any bits are a valid value,
+/// so a garbage handle is detected by its tag and checksum rather than being undefined.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Header {
+    tag: u64,
+    dim: u64,
+    hidden: u64,
+    hidden_layers: u64,
+    couplings: u64,
+    components: u64,
+    base: u32,
+    activation: u32,
+    clamp_bits: u64,
+    total_bytes: u64,
+    /// FNV-1a of every field above.
+    check: u64,
+    /// Adam steps taken (mutable; not covered by `check`).
+    adam_step: u64,
+}
+
+const _: () = assert!(size_of::<Header>() <= HEADER_BYTES);
+const _: () = assert!(HEADER_BYTES % MODEL_ALIGN == 0);
+
+impl Header {
+    fn new(shape: &Shape, total_bytes: usize) -> Header {
+        let c = LwfShape::from_core(shape);
+        let mut h = Header {
+            tag: TAG,
+            dim: c.dim as u64,
+            hidden: c.hidden as u64,
+            hidden_layers: c.hidden_layers as u64,
+            couplings: c.couplings as u64,
+            components: c.components as u64,
+            base: c.base as u32,
+            activation: c.activation as u32,
+            clamp_bits: u64::from(shape.clamp.to_bits()),
+            total_bytes: total_bytes as u64,
+            check: 0,
+            adam_step: 0,
+        };
+        h.check = h.checksum();
+        h
+    }
+
+    fn checksum(&self) -> u64 {
+        let words = [
+            self.tag,
+            self.dim,
+            self.hidden,
+            self.hidden_layers,
+            self.couplings,
+            self.components,
+            u64::from(self.base) | (u64::from(self.activation) << 32),
+            self.clamp_bits,
+            self.total_bytes,
+        ];
+        words
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+    }
+
+    /// The shape this header describes, or `LWF_INVALID_MODEL` if it is not a valid header.
+    fn shape(&self) -> Result<(Shape, Layout), LwfStatus> {
+        if self.tag != TAG || self.check != self.checksum() {
+            return Err(LWF_INVALID_MODEL);
+        }
+        let to_usize = |v: u64| usize::try_from(v).map_err(|_| LWF_INVALID_MODEL);
+        let clamp = u32::try_from(self.clamp_bits).map_err(|_| LWF_INVALID_MODEL)?;
+        let c = LwfShape {
+            dim: to_usize(self.dim)?,
+            hidden: to_usize(self.hidden)?,
+            hidden_layers: to_usize(self.hidden_layers)?,
+            couplings: to_usize(self.couplings)?,
+            components: to_usize(self.components)?,
+            clamp: f64::from(f32::from_bits(clamp)),
+            base: self.base as i32,
+            activation: self.activation as i32,
+        };
+        let shape = c.to_core().map_err(|_| LWF_INVALID_MODEL)?;
+        let layout = layout(&shape).map_err(|_| LWF_INVALID_MODEL)?;
+        if layout.total_bytes as u64 != self.total_bytes {
+            return Err(LWF_INVALID_MODEL);
+        }
+        Ok((shape, layout))
+    }
+}
+
+/// Element counts of the regions after the header.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    params: usize,
+    workspace: usize,
+    /// Bytes of the whole model.
+    pub(crate) total_bytes: usize,
+}
+
+/// The layout of a valid shape, or `LWF_INVALID_SHAPE` if it would not fit the address space.
+pub(crate) fn layout(shape: &Shape) -> Result<Layout, LwfStatus> {
+    let params = shape.param_len();
+    let workspace = shape.workspace_len();
+    let total_bytes = params
+        .checked_mul(4)
+        .and_then(|v| v.checked_add(workspace))
+        .and_then(|v| v.checked_mul(size_of::<f64>()))
+        .and_then(|v| v.checked_add(HEADER_BYTES))
+        .filter(|&v| v <= isize::MAX as usize)
+        .ok_or(LWF_INVALID_SHAPE)?;
+    Ok(Layout {
+        params,
+        workspace,
+        total_bytes,
+    })
+}
+
+/// Exclusive views of an open model's regions.
+pub(crate) struct ModelMut<'a> {
+    pub(crate) shape: Shape,
+    pub(crate) params: &'a mut [f64],
+    pub(crate) grad: &'a mut [f64],
+    pub(crate) adam: &'a mut [f64],
+    pub(crate) workspace: &'a mut [f64],
+    pub(crate) adam_step: &'a mut u64,
+}
+
+/// Shared view of an open model.
+pub(crate) struct ModelRef<'a> {
+    pub(crate) shape: Shape,
+    pub(crate) params: &'a [f64],
+}
+
+/// Checks the handle and reads its header.
+///
+/// # Safety
+/// `model` is NULL or valid for reads of the header.
+unsafe fn read_header(model: *const LwfModel) -> Result<(Shape, Layout, Span), LwfStatus> {
+    let header = model.cast::<Header>();
+    check_ptr(header, 1)?;
+    // SAFETY: non-NULL, 8-byte aligned (checked); readable by the caller's contract; Header is
+    // plain integers, so whatever the memory holds is a valid Header value.
+    let h = unsafe { header.read() };
+    let (shape, layout) = h.shape()?;
+    Ok((shape, layout, Span::raw(model.cast(), layout.total_bytes)))
+}
+
+/// Opens a model for reading; `LWF_OVERLAPPING_BUFFERS` if one of the `outputs` (spans of the
+/// call's output buffers) overlaps the model's memory.
+///
+/// # Safety
+/// `model` is NULL or a handle from `lwf_model_init` / `lwf_model_load` whose memory is still
+/// valid and not being written by another thread.
+pub(crate) unsafe fn open_ref<'a>(
+    model: *const LwfModel,
+    outputs: &[Span],
+) -> Result<ModelRef<'a>, LwfStatus> {
+    // SAFETY: forwarded contract.
+    let (shape, layout, span) = unsafe { read_header(model) }?;
+    for out in outputs {
+        disjoint(*out, &[span])?;
+    }
+    // SAFETY: the header is valid, so the memory holds `total_bytes` bytes (the caller's
+    // contract for a handle) and the parameters lie at HEADER_BYTES, 8-byte aligned.
+    let params = unsafe {
+        input(
+            model.cast::<u8>().add(HEADER_BYTES).cast::<f64>(),
+            layout.params,
+        )
+    }?;
+    Ok(ModelRef { shape, params })
+}
+
+/// Opens a model for reading and writing; `LWF_OVERLAPPING_BUFFERS` if any of `buffers` (the
+/// spans of every other buffer of the call) overlaps the model's memory.
+///
+/// # Safety
+/// `model` is NULL or a handle from `lwf_model_init` / `lwf_model_load` whose memory is still
+/// valid and not accessed by another thread during the call.
+pub(crate) unsafe fn open_mut<'a>(
+    model: *mut LwfModel,
+    buffers: &[Span],
+) -> Result<ModelMut<'a>, LwfStatus> {
+    // SAFETY: forwarded contract.
+    let (shape, layout, span) = unsafe { read_header(model) }?;
+    disjoint(span, buffers)?;
+    let base = model.cast::<u8>();
+    let p = layout.params;
+    // SAFETY: a valid header means the caller gave `total_bytes` bytes of exclusive memory;
+    // the regions below are disjoint, in bounds and 8-byte aligned by construction of Layout,
+    // and no buffer of the call overlaps them (checked above).
+    unsafe {
+        let data = base.add(HEADER_BYTES).cast::<f64>();
+        let adam_step = &mut (*base.cast::<Header>()).adam_step;
+        Ok(ModelMut {
+            shape,
+            params: guard::output(data, p)?,
+            grad: guard::output(data.add(p), p)?,
+            adam: guard::output(data.add(2 * p), 2 * p)?,
+            workspace: guard::output(data.add(4 * p), layout.workspace)?,
+            adam_step,
+        })
+    }
+}
+
+/// Checks caller memory for a model of `shape` and zero-fills it.
+///
+/// # Safety
+/// `mem` is NULL or valid for writes of `mem_len` bytes; `out_model` is NULL or writable.
+unsafe fn prepare_memory(
+    mem: *mut c_void,
+    mem_len: usize,
+    shape: &Shape,
+    out_model: *mut *mut LwfModel,
+) -> Result<(*mut u8, Layout), LwfStatus> {
+    let out = out_scalar(out_model)?;
+    let mem = mem.cast::<u8>();
+    check_ptr(mem, mem_len)?;
+    if (mem as usize) % MODEL_ALIGN != 0 {
+        return Err(LWF_MISALIGNED);
+    }
+    let layout = layout(shape)?;
+    if mem_len < layout.total_bytes {
+        return Err(LWF_BUFFER_TOO_SMALL);
+    }
+    disjoint(
+        Span::raw(out.cast::<u8>(), size_of::<*mut LwfModel>()),
+        &[Span::raw(mem, layout.total_bytes)],
+    )?;
+    Ok((mem, layout))
+}
+
+/// Writes a fresh model (zero Adam state, zero step count) into prepared memory; `fill` sets
+/// the parameters and cannot fail once the inputs have been checked.
+///
+/// # Safety
+/// `mem` came from `prepare_memory` with this `layout`.
+unsafe fn write_model(
+    mem: *mut u8,
+    shape: &Shape,
+    layout: Layout,
+    fill: impl FnOnce(&mut [f64]) -> Result<(), LwfStatus>,
+) -> Result<(), LwfStatus> {
+    // SAFETY: `mem` is valid for `total_bytes` writes (prepare_memory). Zeroing first means
+    // every f64 we later view as a slice is initialised.
+    unsafe { core::ptr::write_bytes(mem, 0, layout.total_bytes) };
+    // SAFETY: params start at HEADER_BYTES inside the zeroed, exclusively owned memory.
+    let params = unsafe { guard::output(mem.add(HEADER_BYTES).cast::<f64>(), layout.params) }?;
+    fill(params)?;
+    // SAFETY: the header fits in HEADER_BYTES (const assert) and mem is 8-byte aligned.
+    unsafe {
+        mem.cast::<Header>()
+            .write(Header::new(shape, layout.total_bytes))
+    };
+    Ok(())
+}
+
+/// Required alignment, in bytes, of model memory (8: what `malloc`, `new double[]` and
+/// Fortran allocatable arrays give). 64-byte aligned memory makes the parameters
+/// cache-line aligned too.
+#[no_mangle]
+pub extern "C" fn lwf_model_align() -> usize {
+    MODEL_ALIGN
+}
+
+/// Initialises a model of `*shape` in the caller's memory `mem` (`mem_len` bytes, at least
+/// `lwf_shape_model_size`, aligned to `lwf_model_align()`), with parameters drawn from `seed`
+/// (hidden layers uniform on +-1/sqrt(fan_in), last layers zero so the flow starts as the
+/// identity; base N(0, I), or for a mixture equal weights, unit scales and N(0, 1) means).
+/// The same shape and seed give bit-identical parameters. Writes the handle, which points into
+/// `mem`, to `*out_model`. The library allocates nothing and keeps no reference elsewhere.
+///
+/// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`,
+/// `LWF_BUFFER_TOO_SMALL` (mem_len), `LWF_OVERLAPPING_BUFFERS` (`out_model` inside `mem`).
+///
+/// # Safety
+/// `mem` is NULL or valid for writes of `mem_len` bytes; `shape` is NULL or readable;
+/// `out_model` is NULL or valid for one write.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_model_init(
+    mem: *mut c_void,
+    mem_len: usize,
+    shape: *const LwfShape,
+    seed: u64,
+    out_model: *mut *mut LwfModel,
+) -> LwfStatus {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let shape = unsafe { read_shape(shape) }?;
+        // SAFETY: forwarded contract.
+        let (mem, layout) = unsafe { prepare_memory(mem, mem_len, &shape, out_model) }?;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        // SAFETY: `mem` and `layout` come from prepare_memory.
+        unsafe {
+            write_model(mem, &shape, layout, |params| {
+                init_params(&shape, params, &mut rng).map_err(LwfStatus::from)
+            })
+        }?;
+        // SAFETY: checked by out_scalar in prepare_memory; disjoint from the model.
+        unsafe { write_scalar(out_model, mem.cast::<LwfModel>()) };
+        Ok(())
+    })
+}
+
+/// Initialises a model from bytes written by `lwf_model_save` (or by the Rust API's
+/// `format::save`, f32 or f64), in caller memory as for `lwf_model_init`; size the memory with
+/// `lwf_model_inspect` + `lwf_shape_model_size`. Adam state and step count start at zero.
+/// Every check (magic, version, length, checksum, header, finiteness) happens before `mem` is
+/// touched.
+///
+/// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_BAD_FORMAT`, `LWF_BUFFER_TOO_SMALL`,
+/// `LWF_OVERLAPPING_BUFFERS` (`bytes` or `out_model` inside `mem`).
+///
+/// # Safety
+/// `mem` NULL or writable for `mem_len` bytes; `bytes` NULL or readable for `bytes_len` bytes;
+/// `out_model` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_model_load(
+    mem: *mut c_void,
+    mem_len: usize,
+    bytes: *const u8,
+    bytes_len: usize,
+    out_model: *mut *mut LwfModel,
+) -> LwfStatus {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let bytes = unsafe { input(bytes, bytes_len) }?;
+        let (shape, _) = lwflow::format::inspect(bytes)?;
+        // SAFETY: forwarded contract.
+        let (mem, layout) = unsafe { prepare_memory(mem, mem_len, &shape, out_model) }?;
+        // `bytes` is only read, and `mem` is not yet viewed as a slice: check before writing.
+        disjoint(
+            Span::raw(mem, layout.total_bytes),
+            &[Span::checked(bytes.as_ptr(), bytes.len())?],
+        )?;
+        // SAFETY: `mem` and `layout` come from prepare_memory; `bytes` does not overlap it.
+        unsafe {
+            write_model(mem, &shape, layout, |params| {
+                lwflow::format::load(bytes, params)
+                    .map(|_| ())
+                    .map_err(LwfStatus::from)
+            })
+        }?;
+        // SAFETY: checked by out_scalar in prepare_memory; disjoint from the model.
+        unsafe { write_scalar(out_model, mem.cast::<LwfModel>()) };
+        Ok(())
+    })
+}
+
+/// Writes the model's shape to `*out_shape`.
+///
+/// # Safety
+/// `model` NULL or a valid handle; `out_shape` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_model_shape(
+    model: *const LwfModel,
+    out_shape: *mut LwfShape,
+) -> LwfStatus {
+    guard(|| {
+        let out = out_scalar(out_shape)?;
+        // SAFETY: forwarded contract.
+        let m = unsafe { open_ref(model, &[Span::checked(out.cast_const(), 1)?]) }?;
+        // SAFETY: checked by out_scalar; disjoint from the model.
+        unsafe { write_scalar(out, LwfShape::from_core(&m.shape)) };
+        Ok(())
+    })
+}
+
+/// Copies the flat parameter vector (`params_len` must equal `lwf_shape_param_count`) into
+/// `out_params`: flow parameters, then base parameters, in the core's documented order.
+///
+/// # Safety
+/// `model` NULL or a valid handle; `out_params` NULL or writable for `params_len` doubles.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_model_get_params(
+    model: *const LwfModel,
+    out_params: *mut f64,
+    params_len: usize,
+) -> LwfStatus {
+    guard(|| {
+        let out_span = Span::checked(out_params.cast_const(), params_len)?;
+        // SAFETY: forwarded contract.
+        let m = unsafe { open_ref(model, &[out_span]) }?;
+        if params_len != m.params.len() {
+            return Err(LWF_LENGTH_MISMATCH);
+        }
+        // SAFETY: checked pointer, disjoint from the model (the only other buffer).
+        let out = unsafe { guard::output(out_params, params_len) }?;
+        out.copy_from_slice(m.params);
+        Ok(())
+    })
+}
+
+/// Replaces the flat parameter vector (e.g. broadcast from rank 0). `params_len` must equal
+/// `lwf_shape_param_count`; every value must be finite (`LWF_NON_FINITE` otherwise, and
+/// nothing changes). Adam state is kept; call `lwf_model_adam_reset` to restart it.
+///
+/// # Safety
+/// `model` NULL or a valid handle; `params` NULL or readable for `params_len` doubles.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_model_set_params(
+    model: *mut LwfModel,
+    params: *const f64,
+    params_len: usize,
+) -> LwfStatus {
+    guard(|| {
+        // SAFETY: forwarded contract.
+        let m = unsafe { open_mut(model, &[Span::checked(params, params_len)?]) }?;
+        // SAFETY: forwarded contract; disjoint from the model (checked by open_mut).
+        let src = unsafe { input(params, params_len) }?;
+        if src.len() != m.params.len() {
+            return Err(LWF_LENGTH_MISMATCH);
+        }
+        if !src.iter().all(|v| v.is_finite()) {
+            return Err(LWF_NON_FINITE);
+        }
+        m.params.copy_from_slice(src);
+        Ok(())
+    })
+}
+
+/// Sets a `LWF_BASE_GAUSSIAN` base: means `loc` (`dim`) and standard deviations `scale`
+/// (`dim`, > 0), given in data space (theta coordinates): while the couplings are the identity
+/// (as after `lwf_model_init`) the flow's density is exactly N(loc, diag(scale^2)) in theta.
+/// `LWF_INVALID_ARGUMENT` for another base kind or a scale <= 0.
+///
+/// # Safety
+/// `model` NULL or a valid handle; `loc`, `scale` NULL or readable for their lengths.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_model_set_gaussian_base(
+    model: *mut LwfModel,
+    loc: *const f64,
+    loc_len: usize,
+    scale: *const f64,
+    scale_len: usize,
+) -> LwfStatus {
+    guard(|| {
+        let spans = [
+            Span::checked(loc, loc_len)?,
+            Span::checked(scale, scale_len)?,
+        ];
+        // SAFETY: forwarded contract.
+        let m = unsafe { open_mut(model, &spans) }?;
+        // SAFETY: forwarded contract; disjoint from the model (checked by open_mut).
+        let (loc, scale) = unsafe { (input(loc, loc_len)?, input(scale, scale_len)?) };
+        Ok(set_gaussian_base(&m.shape, m.params, loc, scale)?)
+    })
+}
+
+/// Sets a `LWF_BASE_MIXTURE` base from component weights (`K`, > 0, any sum), means (`K*dim`,
+/// row-major `[K][dim]`) and standard deviations (`K*dim`, > 0), given in data space (theta
+/// coordinates): while the couplings are the identity (as after `lwf_model_init`) the flow's
+/// density is exactly this mixture in theta. `LWF_INVALID_ARGUMENT` for another base kind or a
+/// non-positive weight or scale.
+///
+/// # Safety
+/// `model` NULL or a valid handle; the arrays NULL or readable for their lengths.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_model_set_mixture_base(
+    model: *mut LwfModel,
+    weights: *const f64,
+    weights_len: usize,
+    means: *const f64,
+    means_len: usize,
+    scales: *const f64,
+    scales_len: usize,
+) -> LwfStatus {
+    guard(|| {
+        let spans = [
+            Span::checked(weights, weights_len)?,
+            Span::checked(means, means_len)?,
+            Span::checked(scales, scales_len)?,
+        ];
+        // SAFETY: forwarded contract.
+        let m = unsafe { open_mut(model, &spans) }?;
+        // SAFETY: forwarded contract; disjoint from the model (checked by open_mut).
+        let (w, mu, s) = unsafe {
+            (
+                input(weights, weights_len)?,
+                input(means, means_len)?,
+                input(scales, scales_len)?,
+            )
+        };
+        Ok(set_mixture_base(&m.shape, m.params, w, mu, s)?)
+    })
+}

@@ -1,0 +1,160 @@
+//! Status codes: the return value of every fallible exported function, and their messages.
+
+use core::ffi::{c_char, c_int, CStr};
+use lwflow::Error;
+
+/// Result of every fallible `lwf_*` call. The numbers are part of the ABI: they are explicit,
+/// never reused and never renumbered; new codes are only ever appended. On any status other
+/// than `LWF_OK` the function wrote nothing to its outputs (see `LWF_PANIC` for the one
+/// exception).
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LwfStatus {
+    /// Success.
+    LWF_OK = 0,
+    /// A required pointer argument is NULL. (A NULL buffer with length 0 is an empty buffer,
+    /// not an error of its own: the call then reports what an empty input means, e.g.
+    /// `LWF_EMPTY_BATCH`.)
+    LWF_NULL_POINTER = 1,
+    /// A buffer (model memory, byte buffer, workspace) is shorter than the size query says.
+    LWF_BUFFER_TOO_SMALL = 2,
+    /// A length argument disagrees with the shape or batch (e.g. `theta_len != n * dim`,
+    /// `grad_len != param_count`), or is too large to address.
+    LWF_LENGTH_MISMATCH = 3,
+    /// A pointer is not aligned as documented (8 bytes for `double` buffers and model memory).
+    LWF_MISALIGNED = 4,
+    /// The `LwfShape` is invalid (a field out of range, an unknown base or activation code).
+    LWF_INVALID_SHAPE = 5,
+    /// An argument is outside its documented range (negative weight, bad Adam
+    /// hyper-parameter, wrong base kind for the call, ...).
+    LWF_INVALID_ARGUMENT = 6,
+    /// An input contains NaN or infinity, or the result (loss, gradient) overflowed.
+    LWF_NON_FINITE = 7,
+    /// A batch of zero samples where at least one is required.
+    LWF_EMPTY_BATCH = 8,
+    /// A user callback returned non-zero or wrote NaN / +inf (fit; reserved in this release).
+    LWF_CALLBACK_FAILED = 9,
+    /// The progress callback asked to stop (fit; reserved in this release).
+    LWF_CANCELLED = 10,
+    /// The weights are all zero or their effective sample size is below the floor (fit;
+    /// reserved in this release).
+    LWF_DEGENERATE_WEIGHTS = 11,
+    /// The model bytes are not a valid lwflow model: bad magic, unknown version, truncated,
+    /// trailing bytes, checksum mismatch, invalid header or a non-finite parameter.
+    LWF_BAD_FORMAT = 12,
+    /// An iterative fit (EM) produced no usable result (fit; reserved in this release).
+    LWF_NOT_CONVERGED = 13,
+    /// An internal error was caught at the ABI boundary (a bug: please report it). Outputs and
+    /// the model's contents are unspecified afterwards; re-initialise or reload the model.
+    LWF_PANIC = 14,
+    /// The handle does not point at a model initialised by `lwf_model_init` or
+    /// `lwf_model_load` (bad tag), or the model's header was overwritten.
+    LWF_INVALID_MODEL = 15,
+    /// An output buffer overlaps an input buffer, another output, or the model's memory.
+    LWF_OVERLAPPING_BUFFERS = 16,
+}
+
+use LwfStatus::*;
+
+/// Every status, in numeric order (for tests and the message table).
+pub(crate) const ALL_STATUSES: [LwfStatus; 17] = [
+    LWF_OK,
+    LWF_NULL_POINTER,
+    LWF_BUFFER_TOO_SMALL,
+    LWF_LENGTH_MISMATCH,
+    LWF_MISALIGNED,
+    LWF_INVALID_SHAPE,
+    LWF_INVALID_ARGUMENT,
+    LWF_NON_FINITE,
+    LWF_EMPTY_BATCH,
+    LWF_CALLBACK_FAILED,
+    LWF_CANCELLED,
+    LWF_DEGENERATE_WEIGHTS,
+    LWF_BAD_FORMAT,
+    LWF_NOT_CONVERGED,
+    LWF_PANIC,
+    LWF_INVALID_MODEL,
+    LWF_OVERLAPPING_BUFFERS,
+];
+
+impl LwfStatus {
+    /// The NUL-terminated message of this status.
+    pub(crate) const fn message(self) -> &'static CStr {
+        match self {
+            LWF_OK => c"success",
+            LWF_NULL_POINTER => c"a required pointer argument is NULL",
+            LWF_BUFFER_TOO_SMALL => c"buffer too small (see the size queries)",
+            LWF_LENGTH_MISMATCH => c"buffer length does not match the shape or batch size",
+            LWF_MISALIGNED => c"pointer not aligned (doubles and model memory need 8 bytes)",
+            LWF_INVALID_SHAPE => c"invalid shape",
+            LWF_INVALID_ARGUMENT => c"argument out of range",
+            LWF_NON_FINITE => c"NaN or infinity in an input or in the result",
+            LWF_EMPTY_BATCH => c"empty batch",
+            LWF_CALLBACK_FAILED => c"a user callback failed or returned non-finite values",
+            LWF_CANCELLED => c"cancelled by the progress callback",
+            LWF_DEGENERATE_WEIGHTS => {
+                c"degenerate weights: all zero or effective sample size below the floor"
+            }
+            LWF_BAD_FORMAT => c"bad model bytes: wrong magic, version, length or checksum",
+            LWF_NOT_CONVERGED => c"fit did not converge",
+            LWF_PANIC => c"internal error caught at the C ABI boundary (please report)",
+            LWF_INVALID_MODEL => c"not an initialised lwflow model (bad handle or header)",
+            LWF_OVERLAPPING_BUFFERS => c"an output buffer overlaps another buffer or the model",
+        }
+    }
+}
+
+impl From<Error> for LwfStatus {
+    /// Every core error has exactly one status; the match is exhaustive so a new core variant
+    /// fails to compile here until it is mapped.
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidShape(_) => LWF_INVALID_SHAPE,
+            Error::LengthMismatch { .. } => LWF_LENGTH_MISMATCH,
+            Error::BufferTooSmall { .. } => LWF_BUFFER_TOO_SMALL,
+            Error::EmptyBatch => LWF_EMPTY_BATCH,
+            Error::NonFinite => LWF_NON_FINITE,
+            Error::InvalidArgument => LWF_INVALID_ARGUMENT,
+            Error::Format(_) => LWF_BAD_FORMAT,
+            Error::Callback => LWF_CALLBACK_FAILED,
+            Error::DegenerateWeights => LWF_DEGENERATE_WEIGHTS,
+            Error::NotConverged => LWF_NOT_CONVERGED,
+        }
+    }
+}
+
+const UNKNOWN: &CStr = c"unknown status code";
+
+/// A static, NUL-terminated English message for a status code. Unknown codes (any `int` that
+/// is not an `LwfStatus`) give "unknown status code". Never returns NULL; the string must not
+/// be freed or modified.
+#[no_mangle]
+pub extern "C" fn lwf_status_message(status: c_int) -> *const c_char {
+    let message = ALL_STATUSES
+        .iter()
+        .find(|s| **s as c_int == status)
+        .map_or(UNKNOWN, |s| s.message());
+    message.as_ptr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_dense_and_in_order() {
+        for (i, s) in ALL_STATUSES.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+        }
+    }
+
+    #[test]
+    fn unknown_codes_have_a_message() {
+        for code in [-1, 17, 1000, c_int::MIN, c_int::MAX] {
+            // SAFETY: lwf_status_message returns a pointer to a static NUL-terminated string.
+            let m = unsafe { CStr::from_ptr(lwf_status_message(code)) };
+            assert_eq!(m, UNKNOWN);
+        }
+    }
+}

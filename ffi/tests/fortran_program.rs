@@ -1,0 +1,89 @@
+//! The Fortran 2008 interface module `include/lwflow.f90` and the 3D2 program: compiled with
+//! `gfortran -std=f2008 -Wall -Wextra -pedantic -Werror` against `liblwflow.a` and run (skipped,
+//! saying so, without gfortran), and checked against the header: every function bound, every
+//! constant equal.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::process::Command;
+
+#[test]
+fn fortran_program_fits_3d2_and_samples() {
+    let Some(gfortran) = tool("FC", "gfortran", "Fortran caller (gfortran)") else {
+        return;
+    };
+    let dir = scratch("fortran");
+    let exe = dir.join("fit_3d2");
+    let mut cmd = Command::new(gfortran);
+    cmd.args([
+        "-std=f2008",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-pedantic",
+        "-Werror",
+        "-J",
+    ])
+    .arg(&dir)
+    .arg(repo().join("include/lwflow.f90"))
+    .arg(repo().join("examples/fortran/fit_3d2.f90"))
+    .arg(staticlib())
+    .args(native_libs())
+    .arg("-o")
+    .arg(&exe);
+    run(cmd);
+    let out = run(Command::new(&exe));
+    eprint!("{out}");
+    let kl = result_field(&out, "kl");
+    assert!(kl < 0.1, "KL(p||q) of the Fortran-trained 3D2 model: {kl}");
+    assert!(result_field(&out, "near") > 0.9);
+}
+
+/// `NAME = value` pairs of integer constants in `text` (header enum lines or #defines, or the
+/// module's parameters).
+fn constants(text: &str, prefix: &str) -> BTreeMap<String, i64> {
+    let mut map = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim().trim_end_matches(',');
+        let line = line.strip_prefix("#define ").unwrap_or(line);
+        let Some(start) = line.find(prefix) else {
+            continue;
+        };
+        let rest = &line[start..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let value = rest[name.len()..].trim().trim_start_matches('=').trim();
+        if let Ok(v) = value.parse() {
+            map.insert(name, v);
+        }
+    }
+    map
+}
+
+#[test]
+fn fortran_module_matches_the_header() {
+    let header = std::fs::read_to_string(repo().join("include/lwflow.h")).unwrap();
+    let module = std::fs::read_to_string(repo().join("include/lwflow.f90")).unwrap();
+    let missing: Vec<String> = header_functions()
+        .into_iter()
+        .filter(|f| !module.contains(&format!("bind(c, name=\"{f}\")")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not bound in include/lwflow.f90: {missing:?}"
+    );
+    let in_header = constants(&header, "LWF");
+    let in_module = constants(&module, "LWF");
+    assert!(in_header.len() >= 25, "{in_header:?}");
+    for (name, value) in &in_header {
+        assert_eq!(
+            in_module.get(name),
+            Some(value),
+            "{name} in include/lwflow.f90"
+        );
+    }
+}

@@ -1,0 +1,416 @@
+! lwflow.f90: Fortran 2008 interface (iso_c_binding) to the C ABI declared in lwflow.h.
+! SPDX-License-Identifier: MIT OR Apache-2.0
+!
+! Every function returns an integer(c_int) status (LWF_OK = 0; lwf_status_string gives its
+! message). Arrays are passed as assumed-size dummies, so pass the first element or the whole
+! array; their lengths are separate integer(c_size_t) arguments, as in C. A batch of n points
+! in D dimensions is a real(c_double) array theta(D, n) (column-major (D, n) is C's row-major
+! [n][D]). Model memory is yours: allocate real(c_double), target :: mem((bytes + 7) / 8) and
+! pass c_loc(mem); the model handle is a type(c_ptr) that points into it.
+!
+! Kept in step with lwflow.h by ffi/tests/fortran_program.rs, which checks that every function of
+! the header is bound here with the same name.
+module lwflow
+   use, intrinsic :: iso_c_binding, only: c_int, c_int8_t, c_int32_t, c_int64_t, c_size_t, &
+      c_double, c_ptr, c_char, c_null_char, c_f_pointer, c_associated
+   implicit none
+   private
+
+   ! Version of the header this module mirrors (lwflow.h's LWFLOW_VERSION_*).
+   integer(c_int32_t), parameter, public :: LWFLOW_VERSION_MAJOR = 0
+   integer(c_int32_t), parameter, public :: LWFLOW_VERSION_MINOR = 1
+   integer(c_int32_t), parameter, public :: LWFLOW_VERSION_PATCH = 0
+   integer(c_int32_t), parameter, public :: LWFLOW_VERSION = &
+      LWFLOW_VERSION_MAJOR*10000 + LWFLOW_VERSION_MINOR*100 + LWFLOW_VERSION_PATCH
+
+   ! LwfStatus
+   integer(c_int), parameter, public :: LWF_OK = 0
+   integer(c_int), parameter, public :: LWF_NULL_POINTER = 1
+   integer(c_int), parameter, public :: LWF_BUFFER_TOO_SMALL = 2
+   integer(c_int), parameter, public :: LWF_LENGTH_MISMATCH = 3
+   integer(c_int), parameter, public :: LWF_MISALIGNED = 4
+   integer(c_int), parameter, public :: LWF_INVALID_SHAPE = 5
+   integer(c_int), parameter, public :: LWF_INVALID_ARGUMENT = 6
+   integer(c_int), parameter, public :: LWF_NON_FINITE = 7
+   integer(c_int), parameter, public :: LWF_EMPTY_BATCH = 8
+   integer(c_int), parameter, public :: LWF_CALLBACK_FAILED = 9
+   integer(c_int), parameter, public :: LWF_CANCELLED = 10
+   integer(c_int), parameter, public :: LWF_DEGENERATE_WEIGHTS = 11
+   integer(c_int), parameter, public :: LWF_BAD_FORMAT = 12
+   integer(c_int), parameter, public :: LWF_NOT_CONVERGED = 13
+   integer(c_int), parameter, public :: LWF_PANIC = 14
+   integer(c_int), parameter, public :: LWF_INVALID_MODEL = 15
+   integer(c_int), parameter, public :: LWF_OVERLAPPING_BUFFERS = 16
+
+   ! LwfBaseKind and LwfActivation codes (for lwf_shape%base and lwf_shape%activation)
+   integer(c_int32_t), parameter, public :: LWF_BASE_STANDARD_NORMAL = 0
+   integer(c_int32_t), parameter, public :: LWF_BASE_GAUSSIAN = 1
+   integer(c_int32_t), parameter, public :: LWF_BASE_MIXTURE = 2
+   integer(c_int32_t), parameter, public :: LWF_ACTIVATION_RELU = 0
+   integer(c_int32_t), parameter, public :: LWF_ACTIVATION_TANH = 1
+
+   !> LwfShape: fill with lwf_shape_default, then change fields.
+   type, bind(c), public :: lwf_shape
+      integer(c_size_t) :: dim
+      integer(c_size_t) :: hidden
+      integer(c_size_t) :: hidden_layers
+      integer(c_size_t) :: couplings
+      integer(c_size_t) :: components
+      real(c_double) :: clamp
+      integer(c_int32_t) :: base
+      integer(c_int32_t) :: activation
+   end type lwf_shape
+
+   !> LwfAdam: fill with lwf_adam_default.
+   type, bind(c), public :: lwf_adam
+      real(c_double) :: lr
+      real(c_double) :: beta1
+      real(c_double) :: beta2
+      real(c_double) :: eps
+      real(c_double) :: weight_decay
+   end type lwf_adam
+
+   !> LwfRng: caller-held xoshiro256++ state (the words are unsigned in C).
+   type, bind(c), public :: lwf_rng
+      integer(c_int64_t) :: state(4)
+   end type lwf_rng
+
+   public :: lwf_status_string
+   public :: lwf_adam_default, lwf_model_adam_reset, lwf_model_adam_step, lwf_model_align
+   public :: lwf_model_forward, lwf_model_get_params, lwf_model_init, lwf_model_inspect
+   public :: lwf_model_inverse, lwf_model_load
+   public :: lwf_model_log_prob, lwf_model_log_prob_ws, lwf_model_loss_grad
+   public :: lwf_model_loss_grad_accumulate, lwf_model_sample, lwf_model_sample_ws
+   public :: lwf_model_save, lwf_model_set_gaussian_base, lwf_model_set_mixture_base
+   public :: lwf_model_set_params, lwf_model_shape, lwf_rng_init, lwf_rng_jump
+   public :: lwf_shape_default, lwf_shape_model_size, lwf_shape_param_count
+   public :: lwf_shape_serialized_size, lwf_shape_validate, lwf_shape_workspace_count
+   public :: lwf_status_message, lwf_version, lwf_version_string
+
+   interface
+      function lwf_adam_default(out_adam) result(status) bind(c, name="lwf_adam_default")
+         import :: c_int, lwf_adam
+         type(lwf_adam), intent(inout) :: out_adam
+         integer(c_int) :: status
+      end function lwf_adam_default
+
+      function lwf_model_adam_reset(model) result(status) bind(c, name="lwf_model_adam_reset")
+         import :: c_int, c_ptr
+         type(c_ptr), value :: model
+         integer(c_int) :: status
+      end function lwf_model_adam_reset
+
+      function lwf_model_adam_step(model, adam, grad, grad_len) result(status) &
+         bind(c, name="lwf_model_adam_step")
+         import :: c_int, c_ptr, c_size_t, c_double, lwf_adam
+         type(c_ptr), value :: model
+         type(lwf_adam), intent(in) :: adam
+         real(c_double), intent(in) :: grad(*)
+         integer(c_size_t), value :: grad_len
+         integer(c_int) :: status
+      end function lwf_model_adam_step
+
+      function lwf_model_align() result(bytes) bind(c, name="lwf_model_align")
+         import :: c_size_t
+         integer(c_size_t) :: bytes
+      end function lwf_model_align
+
+      function lwf_model_forward(model, z, z_len, out_theta, theta_len, out_log_det, n) &
+         result(status) bind(c, name="lwf_model_forward")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(in) :: z(*)
+         integer(c_size_t), value :: z_len
+         real(c_double), intent(inout) :: out_theta(*)
+         integer(c_size_t), value :: theta_len
+         real(c_double), intent(inout) :: out_log_det(*)
+         integer(c_size_t), value :: n
+         integer(c_int) :: status
+      end function lwf_model_forward
+
+      function lwf_model_get_params(model, out_params, params_len) result(status) &
+         bind(c, name="lwf_model_get_params")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(inout) :: out_params(*)
+         integer(c_size_t), value :: params_len
+         integer(c_int) :: status
+      end function lwf_model_get_params
+
+      function lwf_model_init(mem, mem_len, shape, seed, out_model) result(status) &
+         bind(c, name="lwf_model_init")
+         import :: c_int, c_ptr, c_size_t, c_int64_t, lwf_shape
+         type(c_ptr), value :: mem
+         integer(c_size_t), value :: mem_len
+         type(lwf_shape), intent(in) :: shape
+         integer(c_int64_t), value :: seed
+         type(c_ptr), intent(inout) :: out_model
+         integer(c_int) :: status
+      end function lwf_model_init
+
+      function lwf_model_inspect(bytes, bytes_len, out_shape) result(status) &
+         bind(c, name="lwf_model_inspect")
+         import :: c_int, c_int8_t, c_size_t, lwf_shape
+         integer(c_int8_t), intent(in) :: bytes(*)
+         integer(c_size_t), value :: bytes_len
+         type(lwf_shape), intent(inout) :: out_shape
+         integer(c_int) :: status
+      end function lwf_model_inspect
+
+      function lwf_model_inverse(model, theta, theta_len, out_z, z_len, out_log_det, n) &
+         result(status) bind(c, name="lwf_model_inverse")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(in) :: theta(*)
+         integer(c_size_t), value :: theta_len
+         real(c_double), intent(inout) :: out_z(*)
+         integer(c_size_t), value :: z_len
+         real(c_double), intent(inout) :: out_log_det(*)
+         integer(c_size_t), value :: n
+         integer(c_int) :: status
+      end function lwf_model_inverse
+
+      function lwf_model_load(mem, mem_len, bytes, bytes_len, out_model) result(status) &
+         bind(c, name="lwf_model_load")
+         import :: c_int, c_ptr, c_int8_t, c_size_t
+         type(c_ptr), value :: mem
+         integer(c_size_t), value :: mem_len
+         integer(c_int8_t), intent(in) :: bytes(*)
+         integer(c_size_t), value :: bytes_len
+         type(c_ptr), intent(inout) :: out_model
+         integer(c_int) :: status
+      end function lwf_model_load
+
+      function lwf_model_log_prob(model, theta, theta_len, out_log_q, n) result(status) &
+         bind(c, name="lwf_model_log_prob")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(in) :: theta(*)
+         integer(c_size_t), value :: theta_len
+         real(c_double), intent(inout) :: out_log_q(*)
+         integer(c_size_t), value :: n
+         integer(c_int) :: status
+      end function lwf_model_log_prob
+
+      function lwf_model_log_prob_ws(model, theta, theta_len, out_log_q, n, ws, ws_len) &
+         result(status) bind(c, name="lwf_model_log_prob_ws")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(in) :: theta(*)
+         integer(c_size_t), value :: theta_len
+         real(c_double), intent(inout) :: out_log_q(*)
+         integer(c_size_t), value :: n
+         real(c_double), intent(inout) :: ws(*)
+         integer(c_size_t), value :: ws_len
+         integer(c_int) :: status
+      end function lwf_model_log_prob_ws
+
+      function lwf_model_loss_grad(model, theta, theta_len, weights, weights_len, out_grad, &
+         grad_len, out_loss) result(status) bind(c, name="lwf_model_loss_grad")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(in) :: theta(*)
+         integer(c_size_t), value :: theta_len
+         real(c_double), intent(in) :: weights(*)
+         integer(c_size_t), value :: weights_len
+         real(c_double), intent(inout) :: out_grad(*)
+         integer(c_size_t), value :: grad_len
+         real(c_double), intent(inout) :: out_loss
+         integer(c_int) :: status
+      end function lwf_model_loss_grad
+
+      function lwf_model_loss_grad_accumulate(model, theta, theta_len, weights, weights_len, &
+         scale, inout_grad, grad_len, inout_loss) result(status) &
+         bind(c, name="lwf_model_loss_grad_accumulate")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(in) :: theta(*)
+         integer(c_size_t), value :: theta_len
+         real(c_double), intent(in) :: weights(*)
+         integer(c_size_t), value :: weights_len
+         real(c_double), value :: scale
+         real(c_double), intent(inout) :: inout_grad(*)
+         integer(c_size_t), value :: grad_len
+         real(c_double), intent(inout) :: inout_loss
+         integer(c_int) :: status
+      end function lwf_model_loss_grad_accumulate
+
+      function lwf_model_sample(model, rng, out_theta, theta_len, out_log_q, n) result(status) &
+         bind(c, name="lwf_model_sample")
+         import :: c_int, c_ptr, c_size_t, c_double, lwf_rng
+         type(c_ptr), value :: model
+         type(lwf_rng), intent(inout) :: rng
+         real(c_double), intent(inout) :: out_theta(*)
+         integer(c_size_t), value :: theta_len
+         real(c_double), intent(inout) :: out_log_q(*)
+         integer(c_size_t), value :: n
+         integer(c_int) :: status
+      end function lwf_model_sample
+
+      function lwf_model_sample_ws(model, rng, out_theta, theta_len, out_log_q, n, ws, ws_len) &
+         result(status) bind(c, name="lwf_model_sample_ws")
+         import :: c_int, c_ptr, c_size_t, c_double, lwf_rng
+         type(c_ptr), value :: model
+         type(lwf_rng), intent(inout) :: rng
+         real(c_double), intent(inout) :: out_theta(*)
+         integer(c_size_t), value :: theta_len
+         real(c_double), intent(inout) :: out_log_q(*)
+         integer(c_size_t), value :: n
+         real(c_double), intent(inout) :: ws(*)
+         integer(c_size_t), value :: ws_len
+         integer(c_int) :: status
+      end function lwf_model_sample_ws
+
+      function lwf_model_save(model, out_bytes, bytes_len, out_written) result(status) &
+         bind(c, name="lwf_model_save")
+         import :: c_int, c_ptr, c_int8_t, c_size_t
+         type(c_ptr), value :: model
+         integer(c_int8_t), intent(inout) :: out_bytes(*)
+         integer(c_size_t), value :: bytes_len
+         integer(c_size_t), intent(inout) :: out_written
+         integer(c_int) :: status
+      end function lwf_model_save
+
+      function lwf_model_set_gaussian_base(model, loc, loc_len, scale, scale_len) &
+         result(status) bind(c, name="lwf_model_set_gaussian_base")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(in) :: loc(*)
+         integer(c_size_t), value :: loc_len
+         real(c_double), intent(in) :: scale(*)
+         integer(c_size_t), value :: scale_len
+         integer(c_int) :: status
+      end function lwf_model_set_gaussian_base
+
+      function lwf_model_set_mixture_base(model, weights, weights_len, means, means_len, &
+         scales, scales_len) result(status) bind(c, name="lwf_model_set_mixture_base")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(in) :: weights(*)
+         integer(c_size_t), value :: weights_len
+         real(c_double), intent(in) :: means(*)
+         integer(c_size_t), value :: means_len
+         real(c_double), intent(in) :: scales(*)
+         integer(c_size_t), value :: scales_len
+         integer(c_int) :: status
+      end function lwf_model_set_mixture_base
+
+      function lwf_model_set_params(model, params, params_len) result(status) &
+         bind(c, name="lwf_model_set_params")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(in) :: params(*)
+         integer(c_size_t), value :: params_len
+         integer(c_int) :: status
+      end function lwf_model_set_params
+
+      function lwf_model_shape(model, out_shape) result(status) bind(c, name="lwf_model_shape")
+         import :: c_int, c_ptr, lwf_shape
+         type(c_ptr), value :: model
+         type(lwf_shape), intent(inout) :: out_shape
+         integer(c_int) :: status
+      end function lwf_model_shape
+
+      function lwf_rng_init(out_rng, seed) result(status) bind(c, name="lwf_rng_init")
+         import :: c_int, c_int64_t, lwf_rng
+         type(lwf_rng), intent(inout) :: out_rng
+         integer(c_int64_t), value :: seed
+         integer(c_int) :: status
+      end function lwf_rng_init
+
+      function lwf_rng_jump(rng) result(status) bind(c, name="lwf_rng_jump")
+         import :: c_int, lwf_rng
+         type(lwf_rng), intent(inout) :: rng
+         integer(c_int) :: status
+      end function lwf_rng_jump
+
+      function lwf_shape_default(dim, hidden, couplings, out_shape) result(status) &
+         bind(c, name="lwf_shape_default")
+         import :: c_int, c_size_t, lwf_shape
+         integer(c_size_t), value :: dim, hidden, couplings
+         type(lwf_shape), intent(inout) :: out_shape
+         integer(c_int) :: status
+      end function lwf_shape_default
+
+      function lwf_shape_model_size(shape, out_bytes) result(status) &
+         bind(c, name="lwf_shape_model_size")
+         import :: c_int, c_size_t, lwf_shape
+         type(lwf_shape), intent(in) :: shape
+         integer(c_size_t), intent(inout) :: out_bytes
+         integer(c_int) :: status
+      end function lwf_shape_model_size
+
+      function lwf_shape_param_count(shape, out_count) result(status) &
+         bind(c, name="lwf_shape_param_count")
+         import :: c_int, c_size_t, lwf_shape
+         type(lwf_shape), intent(in) :: shape
+         integer(c_size_t), intent(inout) :: out_count
+         integer(c_int) :: status
+      end function lwf_shape_param_count
+
+      function lwf_shape_serialized_size(shape, out_bytes) result(status) &
+         bind(c, name="lwf_shape_serialized_size")
+         import :: c_int, c_size_t, lwf_shape
+         type(lwf_shape), intent(in) :: shape
+         integer(c_size_t), intent(inout) :: out_bytes
+         integer(c_int) :: status
+      end function lwf_shape_serialized_size
+
+      function lwf_shape_validate(shape) result(status) bind(c, name="lwf_shape_validate")
+         import :: c_int, lwf_shape
+         type(lwf_shape), intent(in) :: shape
+         integer(c_int) :: status
+      end function lwf_shape_validate
+
+      function lwf_shape_workspace_count(shape, out_count) result(status) &
+         bind(c, name="lwf_shape_workspace_count")
+         import :: c_int, c_size_t, lwf_shape
+         type(lwf_shape), intent(in) :: shape
+         integer(c_size_t), intent(inout) :: out_count
+         integer(c_int) :: status
+      end function lwf_shape_workspace_count
+
+      function lwf_status_message(status) result(message) bind(c, name="lwf_status_message")
+         import :: c_int, c_ptr
+         integer(c_int), value :: status
+         type(c_ptr) :: message
+      end function lwf_status_message
+
+      function lwf_version() result(version) bind(c, name="lwf_version")
+         import :: c_int32_t
+         integer(c_int32_t) :: version
+      end function lwf_version
+
+      function lwf_version_string() result(version) bind(c, name="lwf_version_string")
+         import :: c_ptr
+         type(c_ptr) :: version
+      end function lwf_version_string
+   end interface
+
+contains
+
+   !> The message of a status code as a Fortran string (lwf_status_message).
+   function lwf_status_string(status) result(message)
+      integer(c_int), intent(in) :: status
+      character(len=:), allocatable :: message
+      character(kind=c_char), pointer :: chars(:)
+      type(c_ptr) :: p
+      integer :: n, i
+      integer, parameter :: longest = 512
+
+      p = lwf_status_message(status)
+      n = 0
+      if (c_associated(p)) then
+         call c_f_pointer(p, chars, [longest])
+         do while (n < longest)
+            if (chars(n + 1) == c_null_char) exit
+            n = n + 1
+         end do
+      end if
+      allocate (character(len=n) :: message)
+      do i = 1, n
+         message(i:i) = chars(i)
+      end do
+   end function lwf_status_string
+
+end module lwflow

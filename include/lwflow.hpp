@@ -1,0 +1,316 @@
+// lwflow.hpp: a header-only C++17 wrapper over the C ABI in lwflow.h.
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//
+// - lwflow::model owns the memory of one model (RAII: freed with the object; movable, not
+//   copyable: copy through save() / model::load()).
+// - Failures throw lwflow::error, a std::system_error whose code() is in lwflow's error
+//   category, so `e.code() == LWF_BAD_FORMAT` works (LwfStatus is a std::error_code enum).
+//   The two calls a training loop expects to fail now and then (loss_grad, adam_step with
+//   LWF_NON_FINITE) also have std::error_code overloads that do not throw.
+// - Buffers are passed as lwflow::span<T> (pointer + length, like C++20 std::span), which
+//   converts from std::vector, std::array and C arrays.
+// - Nothing here has global state except the error category object, as in the standard
+//   library. One model must not be used by two threads at once, except through the const
+//   members taking a workspace.
+#ifndef LWFLOW_HPP
+#define LWFLOW_HPP
+
+#include "lwflow.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace lwflow {
+
+/// The error category of LwfStatus codes; messages come from lwf_status_message.
+class status_category_t final : public std::error_category {
+public:
+    const char *name() const noexcept override { return "lwflow"; }
+    std::string message(int code) const override { return lwf_status_message(code); }
+};
+
+inline const std::error_category &status_category() noexcept {
+    static const status_category_t category;
+    return category;
+}
+
+}  // namespace lwflow
+
+/// Found by argument-dependent lookup for the C enum LwfStatus (global namespace).
+inline std::error_code make_error_code(LwfStatus status) noexcept {
+    return {static_cast<int>(status), lwflow::status_category()};
+}
+
+namespace std {
+template <>
+struct is_error_code_enum<LwfStatus> : true_type {};
+}  // namespace std
+
+namespace lwflow {
+
+/// Thrown for every status other than LWF_OK; what() names the failing C function.
+class error : public std::system_error {
+public:
+    error(LwfStatus status, const char *function)
+        : std::system_error(make_error_code(status), function) {}
+    LwfStatus status() const noexcept { return static_cast<LwfStatus>(code().value()); }
+};
+
+/// Throws lwflow::error unless status is LWF_OK.
+inline void check(LwfStatus status, const char *function) {
+    if (status != LWF_OK) throw error(status, function);
+}
+
+/// A non-owning view of `size()` contiguous elements (C++20 std::span, reduced).
+template <class T>
+class span {
+public:
+    constexpr span() noexcept = default;
+    constexpr span(T *data, std::size_t size) noexcept : data_(data), size_(size) {}
+    template <std::size_t N>
+    constexpr span(T (&array)[N]) noexcept : data_(array), size_(N) {}
+    /// From any contiguous container with data() and size() (std::vector, std::array, ...);
+    /// a temporary container only for a view of const elements (valid for the full
+    /// expression, as with std::span).
+    template <class Container,
+              class = std::enable_if_t<
+                  std::is_convertible_v<decltype(std::declval<Container &>().data()), T *> &&
+                  (std::is_const_v<T> || std::is_lvalue_reference_v<Container>)>>
+    constexpr span(Container &&c) noexcept : data_(c.data()), size_(c.size()) {}
+    /// A span of T converts to a span of const T.
+    template <class U, class = std::enable_if_t<std::is_same_v<const U, T>>>
+    constexpr span(span<U> other) noexcept : data_(other.data()), size_(other.size()) {}
+
+    constexpr T *data() const noexcept { return data_; }
+    constexpr std::size_t size() const noexcept { return size_; }
+    constexpr bool empty() const noexcept { return size_ == 0; }
+    constexpr T *begin() const noexcept { return data_; }
+    constexpr T *end() const noexcept { return data_ + size_; }
+    constexpr T &operator[](std::size_t i) const noexcept { return data_[i]; }
+    constexpr span subspan(std::size_t offset, std::size_t count) const noexcept {
+        return span(data_ + offset, count);
+    }
+
+private:
+    T *data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+/// LwfShape with the defaults of lwf_shape_default and fluent setters.
+struct shape : LwfShape {
+    shape(std::size_t dim, std::size_t hidden, std::size_t couplings) : LwfShape() {
+        check(lwf_shape_default(dim, hidden, couplings, this), "lwf_shape_default");
+    }
+    explicit shape(const LwfShape &s) : LwfShape(s) {}
+
+    shape &mixture(std::size_t k) { return base = LWF_BASE_MIXTURE, components = k, *this; }
+    shape &gaussian() { return base = LWF_BASE_GAUSSIAN, components = 1, *this; }
+    shape &standard_normal() { return base = LWF_BASE_STANDARD_NORMAL, components = 1, *this; }
+    shape &tanh() { return activation = LWF_ACTIVATION_TANH, *this; }
+    shape &relu() { return activation = LWF_ACTIVATION_RELU, *this; }
+    shape &with_clamp(double c) { return clamp = c, *this; }
+    shape &with_hidden_layers(std::size_t n) { return hidden_layers = n, *this; }
+
+    void validate() const { check(lwf_shape_validate(this), "lwf_shape_validate"); }
+    std::size_t param_count() const {
+        return query(lwf_shape_param_count, "lwf_shape_param_count");
+    }
+    std::size_t workspace_count() const {
+        return query(lwf_shape_workspace_count, "lwf_shape_workspace_count");
+    }
+    std::size_t model_size() const { return query(lwf_shape_model_size, "lwf_shape_model_size"); }
+    std::size_t serialized_size() const {
+        return query(lwf_shape_serialized_size, "lwf_shape_serialized_size");
+    }
+
+private:
+    std::size_t query(LwfStatus (*f)(const LwfShape *, std::size_t *), const char *name) const {
+        std::size_t value = 0;
+        check(f(this, &value), name);
+        return value;
+    }
+};
+
+/// Adam hyper-parameters, defaults from lwf_adam_default.
+struct adam : LwfAdam {
+    adam() : LwfAdam() { check(lwf_adam_default(this), "lwf_adam_default"); }
+    adam &learning_rate(double value) { return lr = value, *this; }
+    adam &with_weight_decay(double value) { return weight_decay = value, *this; }
+};
+
+/// A caller-held xoshiro256++ stream (lwf_rng_init / lwf_rng_jump).
+class rng {
+public:
+    explicit rng(std::uint64_t seed) : state_() { check(lwf_rng_init(&state_, seed), "lwf_rng_init"); }
+    void jump() { check(lwf_rng_jump(&state_), "lwf_rng_jump"); }
+    LwfRng *get() noexcept { return &state_; }
+    const LwfRng &state() const noexcept { return state_; }
+
+private:
+    LwfRng state_;
+};
+
+/// One model in memory this object owns.
+class model {
+public:
+    /// A new model of `s`, parameters drawn from `seed` (lwf_model_init).
+    model(const LwfShape &s, std::uint64_t seed) {
+        allocate(lwflow::shape(s).model_size());
+        check(lwf_model_init(memory_.get(), bytes_, &s, seed, &handle_), "lwf_model_init");
+    }
+
+    /// A model from bytes written by save() (lwf_model_inspect + lwf_model_load).
+    static model load(span<const std::uint8_t> bytes) {
+        LwfShape s;
+        check(lwf_model_inspect(bytes.data(), bytes.size(), &s), "lwf_model_inspect");
+        model m;
+        m.allocate(lwflow::shape(s).model_size());
+        check(lwf_model_load(m.memory_.get(), m.bytes_, bytes.data(), bytes.size(), &m.handle_),
+              "lwf_model_load");
+        return m;
+    }
+
+    model(model &&other) noexcept { swap(other); }
+    model &operator=(model &&other) noexcept {
+        model(std::move(other)).swap(*this);
+        return *this;
+    }
+    model(const model &) = delete;
+    model &operator=(const model &) = delete;
+    ~model() = default;
+
+    /// The C handle (NULL after a move), for calls this wrapper does not cover.
+    LwfModel *handle() noexcept { return handle_; }
+    const LwfModel *handle() const noexcept { return handle_; }
+
+    lwflow::shape shape() const {
+        LwfShape s;
+        check(lwf_model_shape(handle_, &s), "lwf_model_shape");
+        return lwflow::shape(s);
+    }
+    std::size_t param_count() const { return shape().param_count(); }
+    std::size_t dim() const { return shape().dim; }
+
+    std::vector<double> params() const {
+        std::vector<double> p(param_count());
+        check(lwf_model_get_params(handle_, p.data(), p.size()), "lwf_model_get_params");
+        return p;
+    }
+    void set_params(span<const double> p) {
+        check(lwf_model_set_params(handle_, p.data(), p.size()), "lwf_model_set_params");
+    }
+    void set_gaussian_base(span<const double> loc, span<const double> scale) {
+        check(lwf_model_set_gaussian_base(handle_, loc.data(), loc.size(), scale.data(),
+                                          scale.size()),
+              "lwf_model_set_gaussian_base");
+    }
+    void set_mixture_base(span<const double> weights, span<const double> means,
+                          span<const double> scales) {
+        check(lwf_model_set_mixture_base(handle_, weights.data(), weights.size(), means.data(),
+                                         means.size(), scales.data(), scales.size()),
+              "lwf_model_set_mixture_base");
+    }
+
+    /// log q of the rows of theta (row-major [n][dim]) into out (n).
+    void log_prob(span<const double> theta, span<double> out) {
+        check(lwf_model_log_prob(handle_, theta.data(), theta.size(), out.data(), out.size()),
+              "lwf_model_log_prob");
+    }
+    std::vector<double> log_prob(span<const double> theta) {
+        std::vector<double> out(theta.size() / dim());
+        log_prob(theta, out);
+        return out;
+    }
+    /// Thread-safe form: reads the model only, scratch in ws (shape().workspace_count()).
+    void log_prob(span<const double> theta, span<double> out, span<double> ws) const {
+        check(lwf_model_log_prob_ws(handle_, theta.data(), theta.size(), out.data(), out.size(),
+                                    ws.data(), ws.size()),
+              "lwf_model_log_prob_ws");
+    }
+
+    /// n = log_q.size() samples into theta (n * dim) with their log q.
+    void sample(rng &r, span<double> theta, span<double> log_q) {
+        check(lwf_model_sample(handle_, r.get(), theta.data(), theta.size(), log_q.data(),
+                               log_q.size()),
+              "lwf_model_sample");
+    }
+    void sample(rng &r, span<double> theta, span<double> log_q, span<double> ws) const {
+        check(lwf_model_sample_ws(handle_, r.get(), theta.data(), theta.size(), log_q.data(),
+                                  log_q.size(), ws.data(), ws.size()),
+              "lwf_model_sample_ws");
+    }
+
+    /// Loss of the weighted batch; its gradient into grad (param_count()).
+    double loss_grad(span<const double> theta, span<const double> weights, span<double> grad) {
+        std::error_code ec;
+        double loss = loss_grad(theta, weights, grad, ec);
+        if (ec) throw error(static_cast<LwfStatus>(ec.value()), "lwf_model_loss_grad");
+        return loss;
+    }
+    /// Non-throwing form: on failure ec is set (e.g. LWF_NON_FINITE: skip the step) and the
+    /// result is NaN.
+    double loss_grad(span<const double> theta, span<const double> weights, span<double> grad,
+                     std::error_code &ec) noexcept {
+        double loss = 0.0;
+        LwfStatus s = lwf_model_loss_grad(handle_, theta.data(), theta.size(), weights.data(),
+                                          weights.size(), grad.data(), grad.size(), &loss);
+        ec = make_error_code(s);
+        return s == LWF_OK ? loss : std::numeric_limits<double>::quiet_NaN();
+    }
+    /// Adds scale * the batch's unnormalised gradient and loss (data-parallel training).
+    void loss_grad_accumulate(span<const double> theta, span<const double> weights, double scale,
+                              span<double> grad, double &loss) {
+        check(lwf_model_loss_grad_accumulate(handle_, theta.data(), theta.size(), weights.data(),
+                                             weights.size(), scale, grad.data(), grad.size(),
+                                             &loss),
+              "lwf_model_loss_grad_accumulate");
+    }
+
+    void adam_step(const LwfAdam &a, span<const double> grad) {
+        check(lwf_model_adam_step(handle_, &a, grad.data(), grad.size()), "lwf_model_adam_step");
+    }
+    void adam_step(const LwfAdam &a, span<const double> grad, std::error_code &ec) noexcept {
+        ec = make_error_code(lwf_model_adam_step(handle_, &a, grad.data(), grad.size()));
+    }
+    void adam_reset() { check(lwf_model_adam_reset(handle_), "lwf_model_adam_reset"); }
+
+    /// The checksummed model bytes (lwf_model_save).
+    std::vector<std::uint8_t> save() const {
+        std::vector<std::uint8_t> bytes(shape().serialized_size());
+        std::size_t written = 0;
+        check(lwf_model_save(handle_, bytes.data(), bytes.size(), &written), "lwf_model_save");
+        bytes.resize(written);
+        return bytes;
+    }
+
+private:
+    model() = default;
+    void allocate(std::size_t bytes) {
+        // new max_align_t[] is aligned for every scalar type: at least the 8 bytes
+        // lwf_model_align() asks for (checked again by lwf_model_init: LWF_MISALIGNED).
+        static_assert(alignof(std::max_align_t) >= 8, "model memory needs 8-byte alignment");
+        const std::size_t unit = sizeof(std::max_align_t);
+        memory_.reset(new std::max_align_t[(bytes + unit - 1) / unit]);
+        bytes_ = bytes;
+    }
+    void swap(model &other) noexcept {
+        std::swap(memory_, other.memory_);
+        std::swap(bytes_, other.bytes_);
+        std::swap(handle_, other.handle_);
+    }
+
+    std::unique_ptr<std::max_align_t[]> memory_;
+    std::size_t bytes_ = 0;
+    LwfModel *handle_ = nullptr;
+};
+
+}  // namespace lwflow
+
+#endif  // LWFLOW_HPP
