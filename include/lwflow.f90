@@ -12,7 +12,7 @@
 ! the header is bound here with the same name.
 module lwflow
    use, intrinsic :: iso_c_binding, only: c_int, c_int8_t, c_int32_t, c_int64_t, c_size_t, &
-      c_double, c_ptr, c_char, c_null_char, c_f_pointer, c_associated
+      c_double, c_ptr, c_funptr, c_char, c_null_char, c_f_pointer, c_associated
    implicit none
    private
 
@@ -49,6 +49,20 @@ module lwflow
    integer(c_int32_t), parameter, public :: LWF_ACTIVATION_RELU = 0
    integer(c_int32_t), parameter, public :: LWF_ACTIVATION_TANH = 1
 
+   ! LwfFitBase, LwfSchedule, LwfNonFinitePolicy codes (for lwf_fit_config fields) and
+   ! LwfStopReason (lwf_fit_report%stop_reason)
+   integer(c_int32_t), parameter, public :: LWF_FIT_BASE_GAUSSIAN = 0
+   integer(c_int32_t), parameter, public :: LWF_FIT_BASE_PAPER_MIXTURE = 1
+   integer(c_int32_t), parameter, public :: LWF_FIT_BASE_MIXTURE = 2
+   integer(c_int32_t), parameter, public :: LWF_FIT_BASE_AUTO = 3
+   integer(c_int32_t), parameter, public :: LWF_SCHEDULE_CONSTANT = 0
+   integer(c_int32_t), parameter, public :: LWF_SCHEDULE_COSINE = 1
+   integer(c_int32_t), parameter, public :: LWF_NON_FINITE_ERROR = 0
+   integer(c_int32_t), parameter, public :: LWF_NON_FINITE_SKIP = 1
+   integer(c_int32_t), parameter, public :: LWF_STOP_MAX_EPOCHS = 0
+   integer(c_int32_t), parameter, public :: LWF_STOP_EARLY = 1
+   integer(c_int32_t), parameter, public :: LWF_STOP_CANCELLED = 2
+
    !> LwfShape: fill with lwf_shape_default, then change fields.
    type, bind(c), public :: lwf_shape
       integer(c_size_t) :: dim
@@ -75,7 +89,95 @@ module lwflow
       integer(c_int64_t) :: state(4)
    end type lwf_rng
 
+   !> LwfFitConfig: fill with lwf_fit_config_default, then change fields (same order and types
+   !> as lwflow.h; c_sizeof(config) must equal config%struct_size). Seeds are unsigned in C.
+   type, bind(c), public :: lwf_fit_config
+      integer(c_size_t) :: struct_size
+      integer(c_int32_t) :: base
+      integer(c_int32_t) :: non_finite
+      integer(c_size_t) :: components
+      real(c_double) :: min_ess
+      integer(c_int64_t) :: sample_seed
+      integer(c_size_t) :: likelihood_batch
+      integer(c_size_t) :: em_max_iter
+      real(c_double) :: em_tol
+      real(c_double) :: em_var_floor
+      integer(c_size_t) :: em_restarts
+      real(c_double) :: em_min_weight
+      integer(c_int64_t) :: em_seed
+      integer(c_size_t) :: max_epochs
+      integer(c_size_t) :: batch_size
+      real(c_double) :: lr
+      real(c_double) :: beta1
+      real(c_double) :: beta2
+      real(c_double) :: eps
+      real(c_double) :: weight_decay
+      integer(c_int32_t) :: schedule
+      real(c_double) :: min_lr_factor
+      integer(c_size_t) :: patience
+      real(c_double) :: validation_fraction
+      real(c_double) :: clip_norm
+      real(c_double) :: min_weight
+      integer(c_int64_t) :: seed
+      integer(c_int64_t) :: init_seed
+   end type lwf_fit_config
+
+   !> LwfEpochReport: what the progress callback receives after every epoch.
+   type, bind(c), public :: lwf_epoch_report
+      integer(c_size_t) :: epoch
+      integer(c_size_t) :: max_epochs
+      real(c_double) :: train_loss
+      real(c_double) :: val_loss
+      real(c_double) :: best_val_loss
+      real(c_double) :: lr
+      integer(c_int64_t) :: skipped_steps
+   end type lwf_epoch_report
+
+   !> LwfFitReport: what a fit did (written on LWF_OK and LWF_CANCELLED).
+   type, bind(c), public :: lwf_fit_report
+      integer(c_size_t) :: n_samples
+      integer(c_size_t) :: skipped_samples
+      real(c_double) :: ess
+      real(c_double) :: log_mean_weight
+      integer(c_size_t) :: components
+      integer(c_size_t) :: em_iterations
+      real(c_double) :: em_mean_log_likelihood
+      real(c_double) :: em_bic
+      integer(c_size_t) :: epochs
+      integer(c_size_t) :: best_epoch
+      integer(c_int64_t) :: steps
+      integer(c_int64_t) :: skipped_steps
+      real(c_double) :: initial_val_loss
+      real(c_double) :: best_val_loss
+      integer(c_int32_t) :: stop_reason
+   end type lwf_fit_report
+
+   !> The callbacks of the fit, as abstract interfaces: write yours as a bind(c) function of
+   !> this form and pass c_funloc(it). theta(dim, n) holds one point per column; fill
+   !> out_loglik(1:n) and return 0 (non-zero aborts the fit with LWF_CALLBACK_FAILED). The
+   !> progress callback returns 0 to continue, non-zero to stop (LWF_CANCELLED).
+   abstract interface
+      function lwf_log_likelihood_fn(theta, n, dim, out_loglik, user) result(status) bind(c)
+         import :: c_int, c_size_t, c_double, c_ptr
+         integer(c_size_t), value :: n, dim
+         real(c_double), intent(in) :: theta(dim, n)
+         real(c_double), intent(inout) :: out_loglik(n)
+         type(c_ptr), value :: user
+         integer(c_int) :: status
+      end function lwf_log_likelihood_fn
+
+      function lwf_progress_fn(report, user) result(status) bind(c)
+         import :: c_int, c_ptr, lwf_epoch_report
+         type(lwf_epoch_report), intent(in) :: report
+         type(c_ptr), value :: user
+         integer(c_int) :: status
+      end function lwf_progress_fn
+   end interface
+   public :: lwf_log_likelihood_fn, lwf_progress_fn
+
    public :: lwf_status_string
+   public :: lwf_fit_config_default, lwf_fit_model_size, lwf_fit_work_size
+   public :: lwf_model_fit_prior_box, lwf_model_fit_samples
    public :: lwf_adam_default, lwf_model_adam_reset, lwf_model_adam_step, lwf_model_align
    public :: lwf_model_forward, lwf_model_get_params, lwf_model_init, lwf_model_inspect
    public :: lwf_model_inverse, lwf_model_load
@@ -114,6 +216,82 @@ module lwflow
          import :: c_size_t
          integer(c_size_t) :: bytes
       end function lwf_model_align
+
+      function lwf_fit_config_default(out_config) result(status) &
+         bind(c, name="lwf_fit_config_default")
+         import :: c_int, lwf_fit_config
+         type(lwf_fit_config), intent(inout) :: out_config
+         integer(c_int) :: status
+      end function lwf_fit_config_default
+
+      function lwf_fit_model_size(shape, config, out_bytes) result(status) &
+         bind(c, name="lwf_fit_model_size")
+         import :: c_int, c_size_t, lwf_shape, lwf_fit_config
+         type(lwf_shape), intent(in) :: shape
+         type(lwf_fit_config), intent(in) :: config
+         integer(c_size_t), intent(inout) :: out_bytes
+         integer(c_int) :: status
+      end function lwf_fit_model_size
+
+      function lwf_fit_work_size(shape, config, n_samples, out_bytes) result(status) &
+         bind(c, name="lwf_fit_work_size")
+         import :: c_int, c_size_t, lwf_shape, lwf_fit_config
+         type(lwf_shape), intent(in) :: shape
+         type(lwf_fit_config), intent(in) :: config
+         integer(c_size_t), value :: n_samples
+         integer(c_size_t), intent(inout) :: out_bytes
+         integer(c_int) :: status
+      end function lwf_fit_work_size
+
+      !> Model memory (lwf_fit_model_size bytes) and work memory (lwf_fit_work_size bytes) are
+      !> passed as c_loc of real(c_double), target arrays; the callbacks as c_funloc (or
+      !> c_null_funptr for no progress callback); user pointers as c_loc or c_null_ptr.
+      function lwf_model_fit_prior_box(mem, mem_len, shape, config, lo, lo_len, hi, hi_len, &
+         n_samples, log_likelihood, log_likelihood_user, progress, progress_user, work, &
+         work_len, out_report, out_model) result(status) bind(c, name="lwf_model_fit_prior_box")
+         import :: c_int, c_ptr, c_funptr, c_size_t, c_double, lwf_shape, lwf_fit_config, &
+            lwf_fit_report
+         type(c_ptr), value :: mem
+         integer(c_size_t), value :: mem_len
+         type(lwf_shape), intent(in) :: shape
+         type(lwf_fit_config), intent(in) :: config
+         real(c_double), intent(in) :: lo(*)
+         integer(c_size_t), value :: lo_len
+         real(c_double), intent(in) :: hi(*)
+         integer(c_size_t), value :: hi_len
+         integer(c_size_t), value :: n_samples
+         type(c_funptr), value :: log_likelihood
+         type(c_ptr), value :: log_likelihood_user
+         type(c_funptr), value :: progress
+         type(c_ptr), value :: progress_user
+         type(c_ptr), value :: work
+         integer(c_size_t), value :: work_len
+         type(lwf_fit_report), intent(inout) :: out_report
+         type(c_ptr), intent(inout) :: out_model
+         integer(c_int) :: status
+      end function lwf_model_fit_prior_box
+
+      function lwf_model_fit_samples(mem, mem_len, shape, config, theta, theta_len, &
+         log_weights, n, progress, progress_user, work, work_len, out_report, out_model) &
+         result(status) bind(c, name="lwf_model_fit_samples")
+         import :: c_int, c_ptr, c_funptr, c_size_t, c_double, lwf_shape, lwf_fit_config, &
+            lwf_fit_report
+         type(c_ptr), value :: mem
+         integer(c_size_t), value :: mem_len
+         type(lwf_shape), intent(in) :: shape
+         type(lwf_fit_config), intent(in) :: config
+         real(c_double), intent(in) :: theta(*)
+         integer(c_size_t), value :: theta_len
+         real(c_double), intent(in) :: log_weights(*)
+         integer(c_size_t), value :: n
+         type(c_funptr), value :: progress
+         type(c_ptr), value :: progress_user
+         type(c_ptr), value :: work
+         integer(c_size_t), value :: work_len
+         type(lwf_fit_report), intent(inout) :: out_report
+         type(c_ptr), intent(inout) :: out_model
+         integer(c_int) :: status
+      end function lwf_model_fit_samples
 
       function lwf_model_forward(model, z, z_len, out_theta, theta_len, out_log_det, n) &
          result(status) bind(c, name="lwf_model_forward")

@@ -157,6 +157,78 @@ typedef enum LwfActivation {
 } LwfActivation;
 
 /**
+ * Base choice codes for `LwfFitConfig.base`.
+ */
+typedef enum LwfFitBase {
+    /**
+     * Trainable diagonal Gaussian starting at N(0, I) (the paper's unimodal base).
+     * `components` is ignored.
+     */
+    LWF_FIT_BASE_GAUSSIAN = 0,
+    /**
+     * `components` trainable Gaussians initialised the paper's way (normflows'
+     * `GaussianMixture`: means N(0, 1), unit scales, equal weights).
+     */
+    LWF_FIT_BASE_PAPER_MIXTURE = 1,
+    /**
+     * `components` Gaussians fitted by weighted EM to the weighted samples.
+     */
+    LWF_FIT_BASE_MIXTURE = 2,
+    /**
+     * K = 1..`components` fitted by weighted EM, the smallest BIC wins (the default).
+     */
+    LWF_FIT_BASE_AUTO = 3,
+} LwfFitBase;
+
+/**
+ * Learning-rate schedule codes for `LwfFitConfig.schedule`.
+ */
+typedef enum LwfSchedule {
+    /**
+     * `lr` throughout.
+     */
+    LWF_SCHEDULE_CONSTANT = 0,
+    /**
+     * Cosine decay from `lr` to `min_lr_factor * lr` at the last step (the default).
+     */
+    LWF_SCHEDULE_COSINE = 1,
+} LwfSchedule;
+
+/**
+ * What the fit does with a NaN or +inf log-likelihood or log-weight (`LwfFitConfig.non_finite`);
+ * -inf is always a valid zero weight.
+ */
+typedef enum LwfNonFinitePolicy {
+    /**
+     * Refuse the whole set (the default): `LWF_CALLBACK_FAILED` for values from the
+     * likelihood callback, `LWF_NON_FINITE` for caller-provided log-weights.
+     */
+    LWF_NON_FINITE_ERROR = 0,
+    /**
+     * Give such samples weight 0 and count them in `LwfFitReport.skipped_samples`.
+     */
+    LWF_NON_FINITE_SKIP = 1,
+} LwfNonFinitePolicy;
+
+/**
+ * Why training stopped (`LwfFitReport.stop_reason`).
+ */
+typedef enum LwfStopReason {
+    /**
+     * `max_epochs` reached.
+     */
+    LWF_STOP_MAX_EPOCHS = 0,
+    /**
+     * No validation improvement for `patience` epochs.
+     */
+    LWF_STOP_EARLY = 1,
+    /**
+     * The progress callback returned non-zero (the fit returned `LWF_CANCELLED`).
+     */
+    LWF_STOP_CANCELLED = 2,
+} LwfStopReason;
+
+/**
  * An initialised model: an opaque view of the caller's memory. Obtain it from
  * `lwf_model_init` or `lwf_model_load`; it stays valid as long as that memory does. A model
  * may be used by one thread at a time for calls taking `LwfModel *`; calls taking
@@ -191,6 +263,140 @@ typedef struct LwfAdam {
      */
     double weight_decay;
 } LwfAdam;
+
+/**
+ * Settings of `lwf_model_fit_prior_box` and `lwf_model_fit_samples`. Fill it with
+ * `lwf_fit_config_default`, then change fields. Every field is checked by the fit functions
+ * and the size queries, whatever the base choice; any value out of range (including NaN)
+ * gives `LWF_INVALID_ARGUMENT`.
+ *
+ * The struct can grow: new fields are only ever appended, and `struct_size` (written by
+ * `lwf_fit_config_default`) tells the library which fields the caller's header has.
+ * Enumerated fields are plain `int32_t` codes so that any value is defined; unknown codes
+ * give `LWF_INVALID_ARGUMENT`.
+ */
+typedef struct LwfFitConfig {
+    /**
+     * `sizeof(LwfFitConfig)` of the caller's header; written by `lwf_fit_config_default`.
+     */
+    size_t struct_size;
+    /**
+     * An `LwfFitBase` code (default `LWF_FIT_BASE_AUTO`).
+     */
+    int32_t base;
+    /**
+     * An `LwfNonFinitePolicy` code (default `LWF_NON_FINITE_ERROR`).
+     */
+    int32_t non_finite;
+    /**
+     * K for `LWF_FIT_BASE_PAPER_MIXTURE` and `LWF_FIT_BASE_MIXTURE`, the largest K for
+     * `LWF_FIT_BASE_AUTO` (>= 1; default 4). Ignored for `LWF_FIT_BASE_GAUSSIAN`.
+     */
+    size_t components;
+    /**
+     * Refuse a weight set whose Kish effective sample size (sum w)^2 / sum w^2 is below this
+     * (`LWF_DEGENERATE_WEIGHTS`); finite, >= 0 (default 100).
+     */
+    double min_ess;
+    /**
+     * Prior-box fit: seed of the prior draws (xoshiro256++ as `lwf_rng_init`; default 0).
+     */
+    uint64_t sample_seed;
+    /**
+     * Prior-box fit: the likelihood callback gets at most this many points per call (>= 1;
+     * default 4096; a value >= n_samples gives one call).
+     */
+    size_t likelihood_batch;
+    /**
+     * EM: iteration cap per restart (>= 1; default 200).
+     */
+    size_t em_max_iter;
+    /**
+     * EM: stop when the weighted mean log-likelihood improves by less than this, relative
+     * (finite, >= 0; default 1e-6).
+     */
+    double em_tol;
+    /**
+     * EM: variance floor relative to the weighted data variance per dimension (finite, >= 0;
+     * default 1e-6).
+     */
+    double em_var_floor;
+    /**
+     * EM: k-means++ restarts, the best log-likelihood wins (>= 1; default 3).
+     */
+    size_t em_restarts;
+    /**
+     * EM: samples with weight below this fraction of the largest are ignored (finite, >= 0;
+     * default 1e-10).
+     */
+    double em_min_weight;
+    /**
+     * EM: seed of the k-means++ seedings (default 0).
+     */
+    uint64_t em_seed;
+    /**
+     * Training: upper bound on epochs (>= 1; default 200).
+     */
+    size_t max_epochs;
+    /**
+     * Training: minibatch size (>= 1; default 512).
+     */
+    size_t batch_size;
+    /**
+     * Adam learning rate (> 0; default 1e-3).
+     */
+    double lr;
+    /**
+     * Adam first-moment decay in [0, 1) (default 0.9).
+     */
+    double beta1;
+    /**
+     * Adam second-moment decay in [0, 1) (default 0.999).
+     */
+    double beta2;
+    /**
+     * Adam epsilon (> 0; default 1e-8).
+     */
+    double eps;
+    /**
+     * L2 weight decay on the coupling parameters (>= 0; default 0).
+     */
+    double weight_decay;
+    /**
+     * An `LwfSchedule` code (default `LWF_SCHEDULE_COSINE`).
+     */
+    int32_t schedule;
+    /**
+     * Cosine schedule: final rate as a fraction of `lr`, in [0, 1] (default 0.05).
+     */
+    double min_lr_factor;
+    /**
+     * Stop after this many epochs without a validation improvement (0 = never; default 20).
+     */
+    size_t patience;
+    /**
+     * Share of the samples held out for validation, early stopping and restoring the best
+     * parameters, in [0, 0.9] (0 = none; default 0.2).
+     */
+    double validation_fraction;
+    /**
+     * Clip the gradient to this global L2 norm (>= 0, 0 = off; default 10).
+     */
+    double clip_norm;
+    /**
+     * Samples whose weight is below this fraction of the largest are left out of training
+     * and validation, in [0, 1) (default 1e-5).
+     */
+    double min_weight;
+    /**
+     * Training: seed of the validation split and the shuffles (default 0).
+     */
+    uint64_t seed;
+    /**
+     * Seed of the parameter initialisation, as `lwf_model_init`'s (default 0).
+     */
+    uint64_t init_seed;
+} LwfFitConfig;
 
 /**
  * The shape of a RealNVP flow. Fill it with `lwf_shape_default`, then change fields.
@@ -237,6 +443,131 @@ typedef struct LwfShape {
 } LwfShape;
 
 /**
+ * The batched log-likelihood: fill `out_loglik[i]` (i < n) with log p(D | theta_i) for the
+ * `n` points of `theta` (row-major `[n][dim]`, read-only) and return 0; any other return
+ * value aborts the fit with `LWF_CALLBACK_FAILED`. -inf is a valid value (zero weight); NaN
+ * and +inf follow `LwfFitConfig.non_finite`, and an entry left unwritten counts as NaN. The
+ * callback must return normally (no `longjmp`, no C++ exception through the library) and
+ * must not touch the fit's model or work memory; it may call lwflow on other models.
+ */
+typedef int (*LwfLogLikelihoodFn)(const double *theta,
+                                  size_t n,
+                                  size_t dim,
+                                  double *out_loglik,
+                                  void *user);
+
+/**
+ * What one training epoch reports to the progress callback.
+ */
+typedef struct LwfEpochReport {
+    /**
+     * Epoch number, from 1.
+     */
+    size_t epoch;
+    /**
+     * `LwfFitConfig.max_epochs`.
+     */
+    size_t max_epochs;
+    /**
+     * Mean minibatch loss over the epoch's applied steps (NaN if every step was skipped).
+     */
+    double train_loss;
+    /**
+     * Validation loss -sum w log q / sum w over the held-out split (NaN without validation).
+     */
+    double val_loss;
+    /**
+     * Best validation loss so far, the starting point included.
+     */
+    double best_val_loss;
+    /**
+     * Learning rate at the end of the epoch.
+     */
+    double lr;
+    /**
+     * Steps skipped so far for a non-finite loss or gradient.
+     */
+    uint64_t skipped_steps;
+} LwfEpochReport;
+
+/**
+ * Called after every training epoch with that epoch's figures; return 0 to continue,
+ * non-zero to stop (the fit then returns `LWF_CANCELLED` with the best model so far). The
+ * report is valid during the call only. Same rules as `LwfLogLikelihoodFn`.
+ */
+typedef int (*LwfProgressFn)(const struct LwfEpochReport *report, void *user);
+
+/**
+ * What a fit did. Written on `LWF_OK` and on `LWF_CANCELLED` (the model is valid then too).
+ */
+typedef struct LwfFitReport {
+    /**
+     * Samples drawn or given (n).
+     */
+    size_t n_samples;
+    /**
+     * Samples given weight 0 because their log-likelihood or log-weight was NaN or +inf
+     * (`LWF_NON_FINITE_SKIP`).
+     */
+    size_t skipped_samples;
+    /**
+     * Kish effective sample size (sum w)^2 / sum w^2 of the normalised weights.
+     */
+    double ess;
+    /**
+     * log of the mean of exp(log-weight): for a prior-box fit, the log-evidence estimate
+     * ln Z = ln mean L(theta_i).
+     */
+    double log_mean_weight;
+    /**
+     * Base components K of the fitted model (1 for the Gaussian base); its shape is
+     * `lwf_model_shape` of the fitted model.
+     */
+    size_t components;
+    /**
+     * EM iterations of the winning restart (0 without an EM base).
+     */
+    size_t em_iterations;
+    /**
+     * Weighted mean log-density of the samples under the EM mixture (NaN without EM).
+     */
+    double em_mean_log_likelihood;
+    /**
+     * BIC of the EM mixture, -2 ess l + p ln ess (NaN without EM).
+     */
+    double em_bic;
+    /**
+     * Epochs run.
+     */
+    size_t epochs;
+    /**
+     * Epoch of the kept parameters (0 = the starting point, i.e. the base alone, was best;
+     * without validation the last epoch).
+     */
+    size_t best_epoch;
+    /**
+     * Optimiser steps applied.
+     */
+    uint64_t steps;
+    /**
+     * Steps skipped for a non-finite loss or gradient.
+     */
+    uint64_t skipped_steps;
+    /**
+     * Validation loss of the starting parameters (NaN without validation).
+     */
+    double initial_val_loss;
+    /**
+     * Validation loss of the kept parameters (NaN without validation).
+     */
+    double best_val_loss;
+    /**
+     * An `LwfStopReason` code.
+     */
+    int32_t stop_reason;
+} LwfFitReport;
+
+/**
  * State of a xoshiro256++ generator, owned by the caller. Initialise it with `lwf_rng_init`;
  * `lwf_model_sample` advances it. Copying the struct copies the stream. Any value is a valid
  * state (all zeros is mapped to the state of seed 0).
@@ -261,6 +592,58 @@ extern "C" {
  * `out_adam` is NULL or valid for one write of `LwfAdam`.
  */
 enum LwfStatus lwf_adam_default(struct LwfAdam *out_adam);
+
+/**
+ * Writes the default fit configuration to `*out_config`, with `struct_size =
+ * sizeof(LwfFitConfig)`: an automatic mixture base (EM, K chosen by BIC up to 4),
+ * `LWF_NON_FINITE_ERROR`, ESS floor 100, likelihood batches of 4096, the core's EM defaults
+ * (200 iterations, tolerance 1e-6, variance floor 1e-6, 3 restarts, min weight 1e-10) and
+ * training defaults (200 epochs, batch 512, Adam lr 1e-3 / 0.9 / 0.999 / 1e-8, no weight
+ * decay, cosine schedule to 0.05 lr, patience 20, validation 0.2, clip norm 10, min weight
+ * 1e-5), every seed 0.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`.
+ *
+ * # Safety
+ * `out_config` is NULL or valid for one write of `LwfFitConfig`.
+ */
+enum LwfStatus lwf_fit_config_default(struct LwfFitConfig *out_config);
+
+/**
+ * Bytes of model memory a fit with this shape and config needs: `lwf_shape_model_size` of
+ * the largest model the base choice can produce (`components` mixture components for the
+ * mixture choices, including `LWF_FIT_BASE_AUTO` whatever K it picks). The shape's `base`
+ * and `components` fields are ignored: the config's base choice replaces them.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT`
+ * (a config field out of range).
+ *
+ * # Safety
+ * `shape` and `config` NULL or readable; `out_bytes` NULL or writable.
+ */
+enum LwfStatus lwf_fit_model_size(const struct LwfShape *shape,
+                                  const struct LwfFitConfig *config,
+                                  size_t *out_bytes);
+
+/**
+ * Bytes of work memory (8-byte aligned) that `lwf_model_fit_prior_box` needs for
+ * `n_samples` prior draws with this shape and config. `lwf_model_fit_samples` needs
+ * `n_samples * (dim + 1) * 8` bytes fewer (it keeps no samples or log-likelihoods of its
+ * own), so this size suffices for both. The memory holds the weights, the sample order,
+ * the optimiser state, best parameters, minibatch and EM buffers; it is scratch: its
+ * contents are unspecified after the call.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT`
+ * (a config field out of range, or `n_samples > UINT32_MAX`), `LWF_EMPTY_BATCH`
+ * (`n_samples == 0`), `LWF_LENGTH_MISMATCH` (the size does not fit the address space).
+ *
+ * # Safety
+ * `shape` and `config` NULL or readable; `out_bytes` NULL or writable.
+ */
+enum LwfStatus lwf_fit_work_size(const struct LwfShape *shape,
+                                 const struct LwfFitConfig *config,
+                                 size_t n_samples,
+                                 size_t *out_bytes);
 
 /**
  * Zeroes the model's Adam moments and step count (e.g. after `lwf_model_set_params`).
@@ -294,6 +677,102 @@ enum LwfStatus lwf_model_adam_step(struct LwfModel *model,
  * cache-line aligned too.
  */
 size_t lwf_model_align(void);
+
+/**
+ * Fits a model to a posterior given by a prior box and a likelihood callback, in the
+ * caller's memory `mem` (at least `lwf_fit_model_size` bytes, aligned to
+ * `lwf_model_align()`), like `lwf_model_init`:
+ *
+ * 1. draws `n_samples` points uniformly on the box [lo, hi] (`lo_len == hi_len == dim`,
+ *    finite, lo < hi) with the generator `lwf_rng_init(config->sample_seed)` gives;
+ * 2. calls `log_likelihood` on them in batches of at most `config->likelihood_batch` points,
+ *    in order;
+ * 3. normalises the log-likelihoods into weights of mean 1 (log-sum-exp), refusing a set
+ *    whose effective sample size is below `config->min_ess`;
+ * 4. runs the core's fit (`lwflow::train::fit`): the base per `config->base` (weighted EM,
+ *    K by BIC for `LWF_FIT_BASE_AUTO`), the flow started at the identity, minibatch Adam with
+ *    validation, early stopping and restore of the best parameters, calling `progress` (may
+ *    be NULL) after every epoch;
+ * 5. writes the trained model into `mem` (Adam state zero, as after `lwf_model_init`), the
+ *    report into `*out_report` (may be NULL) and the handle into `*out_model`.
+ *
+ * The shape gives dim, hidden width, layers, activation and clamp; its `base` and
+ * `components` are replaced per the config (the fitted shape is `lwf_model_shape`). The same
+ * inputs give bit-identical models. `work` (`work_len` bytes, at least `lwf_fit_work_size`,
+ * 8-byte aligned) is scratch. Every argument is checked before the first callback.
+ *
+ * Returns `LWF_OK`, or `LWF_CANCELLED` when `progress` returned non-zero: the model, handle
+ * and report are then written too (the best parameters so far: the lowest validation loss,
+ * or the last epoch's without validation). On any other status nothing is written: not
+ * `mem`, not the report, not the handle.
+ *
+ * Errors: `LWF_NULL_POINTER` (`log_likelihood`, `mem`, `shape`, `config`, `lo`, `hi`, `work`,
+ * `out_model`), `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT` (a config
+ * field, lo >= hi, `n_samples > UINT32_MAX`), `LWF_LENGTH_MISMATCH` (`lo_len`, `hi_len`),
+ * `LWF_NON_FINITE` (NaN/inf in lo or hi), `LWF_EMPTY_BATCH` (`n_samples == 0`),
+ * `LWF_BUFFER_TOO_SMALL` (`mem_len`, `work_len`), `LWF_OVERLAPPING_BUFFERS` (model memory,
+ * work, report or handle overlapping each other or an input), `LWF_CALLBACK_FAILED` (the
+ * callback returned non-zero, or wrote NaN / +inf under `LWF_NON_FINITE_ERROR`),
+ * `LWF_DEGENERATE_WEIGHTS` (all log-likelihoods -inf or skipped, or ESS below
+ * `min_ess`), `LWF_NOT_CONVERGED` (EM found no usable mixture).
+ *
+ * # Safety
+ * `mem` NULL or writable for `mem_len` bytes; `shape`, `config` NULL or readable; `lo`, `hi`
+ * NULL or readable for their lengths; `work` NULL or writable for `work_len` bytes;
+ * `out_report` NULL or writable; `out_model` NULL or writable; the callbacks follow
+ * `LwfLogLikelihoodFn` / `LwfProgressFn`. None of this memory may be used by another thread
+ * during the call.
+ */
+enum LwfStatus lwf_model_fit_prior_box(void *mem,
+                                       size_t mem_len,
+                                       const struct LwfShape *shape,
+                                       const struct LwfFitConfig *config,
+                                       const double *lo,
+                                       size_t lo_len,
+                                       const double *hi,
+                                       size_t hi_len,
+                                       size_t n_samples,
+                                       LwfLogLikelihoodFn log_likelihood,
+                                       void *log_likelihood_user,
+                                       LwfProgressFn progress,
+                                       void *progress_user,
+                                       void *work,
+                                       size_t work_len,
+                                       struct LwfFitReport *out_report,
+                                       struct LwfModel **out_model);
+
+/**
+ * Fits a model to weighted samples the caller provides: `theta` (`theta_len == n * dim`,
+ * row-major `[n][dim]`, finite) with log-weights `log_weights` (`n`): for samples from the
+ * prior, the log-likelihoods; for samples from a proposal g, log L + log prior - log g
+ * (-inf = weight 0; NaN / +inf per `config->non_finite`: `LWF_NON_FINITE` or weight 0).
+ * Otherwise exactly as `lwf_model_fit_prior_box` from its step 3 (`sample_seed` and
+ * `likelihood_batch` are unused); `work` needs `n * (dim + 1) * 8` bytes fewer than
+ * `lwf_fit_work_size` gives (that size is fine too). `theta` and `log_weights` must not
+ * change during the call.
+ *
+ * Errors: as `lwf_model_fit_prior_box` without the likelihood ones, plus
+ * `LWF_LENGTH_MISMATCH` (`theta_len != n * dim`), `LWF_NON_FINITE` (NaN/inf in theta, or
+ * NaN / +inf in `log_weights` under `LWF_NON_FINITE_ERROR`).
+ *
+ * # Safety
+ * As `lwf_model_fit_prior_box`; `theta` and `log_weights` NULL or readable for their
+ * lengths.
+ */
+enum LwfStatus lwf_model_fit_samples(void *mem,
+                                     size_t mem_len,
+                                     const struct LwfShape *shape,
+                                     const struct LwfFitConfig *config,
+                                     const double *theta,
+                                     size_t theta_len,
+                                     const double *log_weights,
+                                     size_t n,
+                                     LwfProgressFn progress,
+                                     void *progress_user,
+                                     void *work,
+                                     size_t work_len,
+                                     struct LwfFitReport *out_report,
+                                     struct LwfModel **out_model);
 
 /**
  * The sampling-direction map theta = f(z) of the `n` rows of `z` (`z_len == n * dim`) into

@@ -43,6 +43,56 @@ static int same_doubles(const double *a, const double *b, size_t n) {
     return memcmp(a, b, n * sizeof(double)) == 0;
 }
 
+/* ---- fit callbacks: one likelihood whose behaviour the test chooses through `user` ---- */
+enum LikelihoodMode {
+    LIK_GOOD,        /* two Gaussians at (+-2, 0), sd 1 */
+    LIK_FAIL,        /* returns non-zero on the second call */
+    LIK_NAN,         /* one NaN */
+    LIK_POS_INF,     /* one +inf */
+    LIK_ALL_NEG_INF, /* every value -inf: all weights zero */
+    LIK_PEAKED,      /* one sample carries all the weight: ESS ~ 1 */
+    LIK_UNWRITTEN    /* returns 0 but leaves the second half of each batch unwritten */
+};
+typedef struct {
+    enum LikelihoodMode mode;
+    size_t calls, points, max_batch;
+} Likelihood;
+
+static int test_likelihood(const double *theta, size_t n, size_t dim, double *out, void *user) {
+    Likelihood *l = user;
+    l->calls++;
+    l->points += n;
+    if (n > l->max_batch) l->max_batch = n;
+    if (l->mode == LIK_FAIL && l->calls == 2) return -3;
+    size_t written = l->mode == LIK_UNWRITTEN ? n / 2 : n;
+    for (size_t i = 0; i < written; i++) {
+        const double *x = theta + i * dim;
+        double a = -0.5 * ((x[0] + 2.0) * (x[0] + 2.0) + x[1] * x[1]);
+        double b = -0.5 * ((x[0] - 2.0) * (x[0] - 2.0) + x[1] * x[1]);
+        double m = a > b ? a : b;
+        out[i] = m + log(exp(a - m) + exp(b - m));
+        if (l->mode == LIK_ALL_NEG_INF) out[i] = -INFINITY;
+        if (l->mode == LIK_PEAKED) out[i] = -1e4 * (x[0] * x[0] + x[1] * x[1]);
+    }
+    if (l->calls == 1 && l->mode == LIK_NAN) out[n / 2] = NAN;
+    if (l->calls == 1 && l->mode == LIK_POS_INF) out[n / 2] = INFINITY;
+    return 0;
+}
+
+/* Progress: records the epochs seen; cancels once `cancel_at` epochs have run (0 = never). */
+typedef struct {
+    size_t seen, last_epoch, cancel_at;
+    int in_order;
+} Progress;
+
+static int test_progress(const LwfEpochReport *r, void *user) {
+    Progress *p = user;
+    p->seen++;
+    if (r->epoch != p->last_epoch + 1 || r->max_epochs == 0) p->in_order = 0;
+    p->last_epoch = r->epoch;
+    return p->cancel_at != 0 && r->epoch >= p->cancel_at;
+}
+
 int main(void) {
     /* ---- version and status messages ---- */
     char version[32];
@@ -457,6 +507,330 @@ int main(void) {
     /* The refused loads did not touch mem_b: the loaded model still works. */
     OK(lwf_model_log_prob(loaded, theta, N * 2, out, N));
     TRUE(same_doubles(log_q, out, N));
+
+    /* ---- fit: configuration, sizes, the two entry points, and their bad-input matrix ---- */
+    {
+        LwfFitConfig cfg, bad_cfg;
+        OK(lwf_fit_config_default(&cfg));
+        TRUE(cfg.struct_size == sizeof(LwfFitConfig));
+        TRUE(cfg.base == LWF_FIT_BASE_AUTO && cfg.components == 4);
+        TRUE(cfg.non_finite == LWF_NON_FINITE_ERROR && cfg.min_ess == 100.0);
+        TRUE(cfg.max_epochs == 200 && cfg.batch_size == 512 && cfg.lr == 1e-3);
+        TRUE(cfg.schedule == LWF_SCHEDULE_COSINE && cfg.min_lr_factor == 0.05);
+        TRUE(cfg.patience == 20 && cfg.validation_fraction == 0.2 && cfg.clip_norm == 10.0);
+        TRUE(cfg.em_max_iter == 200 && cfg.em_restarts == 3 && cfg.em_tol == 1e-6);
+        /* small and quick (this also runs under valgrind) */
+        cfg.components = 3;
+        cfg.max_epochs = 2;
+        cfg.batch_size = 128;
+        cfg.min_ess = 10.0;
+        cfg.likelihood_batch = 100;
+        cfg.sample_seed = 5;
+        enum { NF = 600 };
+        LwfShape fshape;
+        OK(lwf_shape_default(2, 8, 2, &fshape));
+        size_t fmem_len = 0, fwork_len = 0, k3_len = 0;
+        OK(lwf_fit_model_size(&fshape, &cfg, &fmem_len));
+        OK(lwf_fit_work_size(&fshape, &cfg, NF, &fwork_len));
+        {
+            /* the model memory is that of the largest mixture the config allows */
+            LwfShape k3 = fshape;
+            k3.base = LWF_BASE_MIXTURE;
+            k3.components = 3;
+            OK(lwf_shape_model_size(&k3, &k3_len));
+            TRUE(k3_len == fmem_len);
+        }
+        /* one extra double each, for misaligned and one-short views */
+        double *fmem = malloc(fmem_len + 8), *fwork = malloc(fwork_len + 8);
+        unsigned char *fmem_copy = malloc(fmem_len);
+        if (!fmem || !fwork || !fmem_copy) return 1;
+        memset(fmem, 0, fmem_len); /* a fit with K < 3 leaves the tail unwritten: compared below */
+        const double lo[2] = {-6.0, -6.0}, hi[2] = {6.0, 6.0};
+        Likelihood lik = {LIK_GOOD, 0, 0, 0};
+        Progress prog = {0, 0, 0, 1};
+        LwfFitReport rep, rep_pattern;
+        memset(&rep_pattern, 0xCD, sizeof rep_pattern);
+        memcpy(&rep, &rep_pattern, sizeof rep);
+        LwfModel *fmodel = NULL;
+
+        OK(lwf_model_fit_prior_box(fmem, fmem_len, &fshape, &cfg, lo, 2, hi, 2, NF,
+                                   test_likelihood, &lik, test_progress, &prog, fwork, fwork_len,
+                                   &rep, &fmodel));
+        TRUE((void *)fmodel == (void *)fmem);
+        TRUE(lik.points == NF && lik.calls == NF / 100 && lik.max_batch == 100);
+        TRUE(prog.seen == rep.epochs && prog.in_order && rep.epochs == 2);
+        TRUE(rep.n_samples == NF && rep.skipped_samples == 0 && rep.ess > 10.0);
+        TRUE(rep.components >= 1 && rep.components <= 3 && rep.em_iterations >= 1);
+        TRUE(isfinite(rep.em_bic) && isfinite(rep.best_val_loss) && rep.steps > 0);
+        TRUE(rep.stop_reason == LWF_STOP_MAX_EPOCHS);
+        TRUE(rep.best_val_loss <= rep.initial_val_loss);
+        LwfShape fitted;
+        OK(lwf_model_shape(fmodel, &fitted));
+        TRUE(fitted.base == LWF_BASE_MIXTURE && fitted.components == rep.components);
+        TRUE(fitted.dim == 2 && fitted.hidden == 8 && fitted.couplings == 2);
+        double fq[N], fq2[N];
+        OK(lwf_model_log_prob(fmodel, theta, N * 2, fq, N));
+        for (int i = 0; i < N; i++) TRUE(isfinite(fq[i]));
+        {
+            /* Deterministic: the same call in other memory gives the same model; without a
+             * report or progress callback too. */
+            double *mem2 = malloc(fmem_len), *work2 = malloc(fwork_len);
+            LwfModel *again = NULL;
+            if (!mem2 || !work2) return 1;
+            OK(lwf_model_fit_prior_box(mem2, fmem_len, &fshape, &cfg, lo, 2, hi, 2, NF,
+                                       test_likelihood, &lik, NULL, NULL, work2, fwork_len, NULL,
+                                       &again));
+            OK(lwf_model_log_prob(again, theta, N * 2, fq2, N));
+            TRUE(same_doubles(fq, fq2, N));
+            free(mem2);
+            free(work2);
+        }
+
+        /* Every refused fit leaves the model memory (holding the model above), the report and
+         * the handle untouched. */
+        memcpy(fmem_copy, fmem, fmem_len);
+        LwfModel *fsentinel = (LwfModel *)&untouched, *fout = fsentinel;
+        memcpy(&rep, &rep_pattern, sizeof rep);
+#define FIT_BOX(want, mem_, mem_len_, cfg_, lo_, lo_len_, hi_, hi_len_, n_, lik_fn_, work_,   \
+                work_len_, report_)                                                        \
+    BAD(want, lwf_model_fit_prior_box(mem_, mem_len_, &fshape, cfg_, lo_, lo_len_, hi_,       \
+                                      hi_len_, n_, lik_fn_, &lik, test_progress, &prog, work_, \
+                                      work_len_, report_, &fout))
+#define FIT_CB(want, mode_) \
+    (lik.mode = (mode_), lik.calls = 0,                                                    \
+     FIT_BOX(want, fmem, fmem_len, &cfg, lo, 2, hi, 2, NF, test_likelihood, fwork, fwork_len, \
+             &rep))
+        /* callbacks */
+        FIT_BOX(LWF_NULL_POINTER, fmem, fmem_len, &cfg, lo, 2, hi, 2, NF, NULL, fwork, fwork_len,
+                &rep);
+        FIT_CB(LWF_CALLBACK_FAILED, LIK_FAIL);
+        TRUE(lik.calls == 2); /* stopped at the failing call */
+        FIT_CB(LWF_CALLBACK_FAILED, LIK_NAN);
+        FIT_CB(LWF_CALLBACK_FAILED, LIK_POS_INF);
+        FIT_CB(LWF_CALLBACK_FAILED, LIK_UNWRITTEN); /* unwritten entries read as NaN */
+        FIT_CB(LWF_DEGENERATE_WEIGHTS, LIK_ALL_NEG_INF);
+        FIT_CB(LWF_DEGENERATE_WEIGHTS, LIK_PEAKED); /* ESS ~ 1 < min_ess */
+        bad_cfg = cfg, bad_cfg.min_ess = NF + 1.0;  /* ESS <= n always */
+        lik.mode = LIK_GOOD;
+        FIT_BOX(LWF_DEGENERATE_WEIGHTS, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.non_finite = LWF_NON_FINITE_SKIP;
+        lik.mode = LIK_ALL_NEG_INF, lik.calls = 0;
+        FIT_BOX(LWF_DEGENERATE_WEIGHTS, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        lik.mode = LIK_GOOD;
+        /* invalid configuration fields */
+        FIT_BOX(LWF_NULL_POINTER, fmem, fmem_len, NULL, lo, 2, hi, 2, NF, test_likelihood, fwork,
+                fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.struct_size = sizeof(LwfFitConfig) - 8;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.base = 9;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.base = LWF_FIT_BASE_MIXTURE, bad_cfg.components = 0;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.max_epochs = 0;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.batch_size = 0;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.lr = NAN;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.beta1 = 1.0;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.validation_fraction = 0.95;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.schedule = 7;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.min_lr_factor = -0.5;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.non_finite = 2;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.min_ess = NAN;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.likelihood_batch = 0;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.em_restarts = 0;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.em_var_floor = -1.0;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.clip_norm = INFINITY;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.components = SIZE_MAX / 4; /* sizes would overflow */
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        /* the box and the sample count */
+        const double lo_nan[2] = {NAN, -6.0}, hi_low[2] = {6.0, -6.0};
+        FIT_BOX(LWF_LENGTH_MISMATCH, fmem, fmem_len, &cfg, lo, 3, hi, 2, NF, test_likelihood,
+                fwork, fwork_len, &rep);
+        FIT_BOX(LWF_NON_FINITE, fmem, fmem_len, &cfg, lo_nan, 2, hi, 2, NF, test_likelihood,
+                fwork, fwork_len, &rep);
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &cfg, lo, 2, hi_low, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        FIT_BOX(LWF_NULL_POINTER, fmem, fmem_len, &cfg, NULL, 2, hi, 2, NF, test_likelihood,
+                fwork, fwork_len, &rep);
+        FIT_BOX(LWF_EMPTY_BATCH, fmem, fmem_len, &cfg, lo, 2, hi, 2, 0, test_likelihood, fwork,
+                fwork_len, &rep);
+        /* memory: too small, misaligned, NULL, overlapping */
+        FIT_BOX(LWF_BUFFER_TOO_SMALL, fmem, fmem_len, &cfg, lo, 2, hi, 2, NF, test_likelihood,
+                fwork, fwork_len - 1, &rep);
+        FIT_BOX(LWF_BUFFER_TOO_SMALL, fmem, fmem_len, &cfg, lo, 2, hi, 2, NF + 1,
+                test_likelihood, fwork, fwork_len, &rep); /* sized for fewer samples */
+        FIT_BOX(LWF_BUFFER_TOO_SMALL, fmem, mem_len, &cfg, lo, 2, hi, 2, NF, test_likelihood,
+                fwork, fwork_len, &rep); /* sized for K = 2, the config allows 3 */
+        FIT_BOX(LWF_BUFFER_TOO_SMALL, fmem, fmem_len, &cfg, lo, 2, hi, 2, NF, test_likelihood,
+                NULL, 0, &rep);
+        FIT_BOX(LWF_MISALIGNED, fmem, fmem_len, &cfg, lo, 2, hi, 2, NF, test_likelihood,
+                (char *)fwork + 4, fwork_len, &rep);
+        FIT_BOX(LWF_MISALIGNED, (char *)fmem + 4, fmem_len, &cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        FIT_BOX(LWF_MISALIGNED, fmem, fmem_len, &cfg, lo, 2, hi, 2, NF, test_likelihood, fwork,
+                fwork_len, (LwfFitReport *)((char *)&rep_pattern + 2));
+        FIT_BOX(LWF_NULL_POINTER, NULL, fmem_len, &cfg, lo, 2, hi, 2, NF, test_likelihood, fwork,
+                fwork_len, &rep);
+        FIT_BOX(LWF_OVERLAPPING_BUFFERS, fmem, fmem_len, &cfg, lo, 2, hi, 2, NF,
+                test_likelihood, (char *)fmem + 64, fwork_len, &rep);
+        FIT_BOX(LWF_OVERLAPPING_BUFFERS, fmem, fmem_len, &cfg, (const double *)fwork, 2, hi, 2,
+                NF, test_likelihood, fwork, fwork_len, &rep);
+        FIT_BOX(LWF_OVERLAPPING_BUFFERS, fmem, fmem_len, &cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, (LwfFitReport *)fwork);
+        BAD(LWF_NULL_POINTER,
+            lwf_model_fit_prior_box(fmem, fmem_len, &fshape, &cfg, lo, 2, hi, 2, NF,
+                                    test_likelihood, &lik, NULL, NULL, fwork, fwork_len, &rep,
+                                    NULL));
+        TRUE(memcmp(fmem, fmem_copy, fmem_len) == 0);
+        TRUE(memcmp(&rep, &rep_pattern, sizeof rep) == 0);
+        TRUE(fout == fsentinel);
+        OK(lwf_model_log_prob(fmodel, theta, N * 2, fq2, N)); /* the old model still works */
+        TRUE(same_doubles(fq, fq2, N));
+
+        /* NaN / +inf under the skip policy: those samples get weight 0 and are counted. */
+        bad_cfg = cfg, bad_cfg.non_finite = LWF_NON_FINITE_SKIP;
+        lik.mode = LIK_NAN, lik.calls = 0;
+        OK(lwf_model_fit_prior_box(fmem, fmem_len, &fshape, &bad_cfg, lo, 2, hi, 2, NF,
+                                   test_likelihood, &lik, NULL, NULL, fwork, fwork_len, &rep,
+                                   &fmodel));
+        TRUE(rep.skipped_samples == 1);
+        lik.mode = LIK_GOOD;
+
+        /* Cancelling from the progress callback: LWF_CANCELLED, and the model (best so far),
+         * handle and report are written. */
+        prog.seen = 0, prog.last_epoch = 0, prog.cancel_at = 1;
+        bad_cfg = cfg, bad_cfg.max_epochs = 5;
+        fout = fsentinel;
+        memcpy(&rep, &rep_pattern, sizeof rep);
+        BAD(LWF_CANCELLED,
+            lwf_model_fit_prior_box(fmem, fmem_len, &fshape, &bad_cfg, lo, 2, hi, 2, NF,
+                                    test_likelihood, &lik, test_progress, &prog, fwork,
+                                    fwork_len, &rep, &fout));
+        TRUE(fout == (LwfModel *)fmem && prog.seen == 1);
+        TRUE(rep.stop_reason == LWF_STOP_CANCELLED && rep.epochs == 1 && rep.best_epoch <= 1);
+        OK(lwf_model_log_prob(fout, theta, N * 2, fq2, N));
+        for (int i = 0; i < N; i++) TRUE(isfinite(fq2[i]));
+        prog.cancel_at = 0;
+
+        /* Other base choices. */
+        bad_cfg = cfg, bad_cfg.base = LWF_FIT_BASE_GAUSSIAN, bad_cfg.components = 0;
+        OK(lwf_model_fit_prior_box(fmem, fmem_len, &fshape, &bad_cfg, lo, 2, hi, 2, NF,
+                                   test_likelihood, &lik, NULL, NULL, fwork, fwork_len, &rep,
+                                   &fmodel));
+        OK(lwf_model_shape(fmodel, &fitted));
+        TRUE(fitted.base == LWF_BASE_GAUSSIAN && rep.components == 1 && isnan(rep.em_bic));
+        bad_cfg = cfg, bad_cfg.base = LWF_FIT_BASE_PAPER_MIXTURE, bad_cfg.components = 2;
+        OK(lwf_model_fit_prior_box(fmem, fmem_len, &fshape, &bad_cfg, lo, 2, hi, 2, NF,
+                                   test_likelihood, &lik, NULL, NULL, fwork, fwork_len, &rep,
+                                   &fmodel));
+        OK(lwf_model_shape(fmodel, &fitted));
+        TRUE(fitted.components == 2 && rep.em_iterations == 0);
+
+        /* ---- the samples + log-weights entry point ---- */
+        enum { NS = 400 };
+        static double st[NS * 2], slw[NS];
+        uint64_t s = 99;
+        for (size_t i = 0; i < NS * 2; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            st[i] = -6.0 + 12.0 * (double)(s >> 11) / 9007199254740992.0;
+        }
+        lik.mode = LIK_GOOD;
+        test_likelihood(st, NS, 2, slw, &lik);
+        /* it needs NS * (dim + 1) doubles less work than the prior-box fit */
+        size_t swork_len = 0;
+        OK(lwf_fit_work_size(&fshape, &cfg, NS, &swork_len));
+        swork_len -= NS * 3 * sizeof(double);
+        OK(lwf_model_fit_samples(fmem, fmem_len, &fshape, &cfg, st, NS * 2, slw, NS,
+                                 test_progress, &prog, fwork, swork_len, &rep, &fmodel));
+        TRUE(rep.n_samples == NS && rep.components >= 1 && rep.epochs == 2);
+        OK(lwf_model_log_prob(fmodel, theta, N * 2, fq, N));
+        memcpy(fmem_copy, fmem, fmem_len);
+        memcpy(&rep, &rep_pattern, sizeof rep);
+        fout = fsentinel;
+#define FIT_SAMPLES(want, theta_, theta_len_, lw_, n_, cfg_, work_len_) \
+    BAD(want, lwf_model_fit_samples(fmem, fmem_len, &fshape, cfg_, theta_, theta_len_, lw_, n_, \
+                                    test_progress, &prog, fwork, work_len_, &rep, &fout))
+        FIT_SAMPLES(LWF_BUFFER_TOO_SMALL, st, NS * 2, slw, NS, &cfg, swork_len - 1);
+        FIT_SAMPLES(LWF_LENGTH_MISMATCH, st, NS * 2 - 1, slw, NS, &cfg, swork_len);
+        FIT_SAMPLES(LWF_NULL_POINTER, NULL, NS * 2, slw, NS, &cfg, swork_len);
+        FIT_SAMPLES(LWF_EMPTY_BATCH, st, 0, slw, 0, &cfg, swork_len);
+        const double keep_theta = st[7], keep_lw = slw[5];
+        st[7] = INFINITY;
+        FIT_SAMPLES(LWF_NON_FINITE, st, NS * 2, slw, NS, &cfg, swork_len);
+        st[7] = keep_theta;
+        slw[5] = NAN;
+        FIT_SAMPLES(LWF_NON_FINITE, st, NS * 2, slw, NS, &cfg, swork_len);
+        slw[5] = keep_lw;
+        bad_cfg = cfg, bad_cfg.min_ess = NS + 1.0;
+        FIT_SAMPLES(LWF_DEGENERATE_WEIGHTS, st, NS * 2, slw, NS, &bad_cfg, swork_len);
+        FIT_SAMPLES(LWF_OVERLAPPING_BUFFERS, st, NS * 2, (const double *)fmem, NS, &cfg,
+                    swork_len);
+        FIT_SAMPLES(LWF_MISALIGNED, MISALIGNED_DOUBLES, NS * 2, slw, NS, &cfg, swork_len);
+        TRUE(memcmp(fmem, fmem_copy, fmem_len) == 0);
+        TRUE(memcmp(&rep, &rep_pattern, sizeof rep) == 0);
+        TRUE(fout == fsentinel);
+        slw[5] = NAN;
+        bad_cfg = cfg, bad_cfg.non_finite = LWF_NON_FINITE_SKIP;
+        OK(lwf_model_fit_samples(fmem, fmem_len, &fshape, &bad_cfg, st, NS * 2, slw, NS, NULL,
+                                 NULL, fwork, swork_len, &rep, &fmodel));
+        TRUE(rep.skipped_samples == 1);
+        slw[5] = keep_lw;
+
+        /* ---- the size queries and the config default ---- */
+        size_t size_sentinel = 777;
+        BAD(LWF_NULL_POINTER, lwf_fit_config_default(NULL));
+        BAD(LWF_NULL_POINTER, lwf_fit_model_size(NULL, &cfg, &size_sentinel));
+        BAD(LWF_NULL_POINTER, lwf_fit_model_size(&fshape, &cfg, NULL));
+        bad_cfg = cfg, bad_cfg.em_max_iter = 0;
+        BAD(LWF_INVALID_ARGUMENT, lwf_fit_model_size(&fshape, &bad_cfg, &size_sentinel));
+        BAD(LWF_EMPTY_BATCH, lwf_fit_work_size(&fshape, &cfg, 0, &size_sentinel));
+        BAD(LWF_INVALID_ARGUMENT, lwf_fit_work_size(&fshape, &bad_cfg, NF, &size_sentinel));
+        bad = fshape, bad.dim = 1;
+        BAD(LWF_INVALID_SHAPE, lwf_fit_work_size(&bad, &cfg, NF, &size_sentinel));
+#if SIZE_MAX > UINT32_MAX
+        /* the trainer indexes samples with 32 bits */
+        BAD(LWF_INVALID_ARGUMENT,
+            lwf_fit_work_size(&fshape, &cfg, (size_t)UINT32_MAX + 1, &size_sentinel));
+#endif
+        TRUE(size_sentinel == 777);
+#undef FIT_BOX
+#undef FIT_CB
+#undef FIT_SAMPLES
+        free(fmem);
+        free(fwork);
+        free(fmem_copy);
+    }
 
     printf("checks: %d, bad-input calls: %d, failures: %d\n", checks, bad_calls, failures);
     free(mem);

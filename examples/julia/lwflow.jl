@@ -31,6 +31,15 @@
 #     samples, logq_s = sample(model, Rng(7), 1000)      # 2 × 1000 matrix
 #     bytes = save(model); model2 = load(bytes)
 #
+#     # Or in one call: prior draws, weights, EM/BIC mixture base and training (phase 2).
+#     # loglik!(out, θ) fills out[i] with log p(D | θ[:, i]); an exception in it aborts the fit
+#     # (LWF_CALLBACK_FAILED) and is rethrown. progress(r) returns false to stop the fit early.
+#     loglik!(out, θ) = for i in axes(θ, 2); out[i] = loglik(θ[:, i]); end
+#     cfg = fit_config_default(max_epochs = 40, sample_seed = 42)
+#     model, report = fit_prior_box(shape_default(2, 32, 4), fill(-6.0, 2), fill(6.0, 2), 20_000,
+#                                   loglik!; config = cfg, progress = r -> (println(r.epoch); true))
+#     report.components                                 # K chosen by BIC
+#
 # Batches are D × n matrices (column-major), which is the C ABI's row-major [n][D] layout.
 module LwFlow
 
@@ -38,13 +47,18 @@ export LwfShape, LwfAdam, Rng, Model, LwflowError, shape_default, with_mixture, 
        param_count, workspace_count, model_size, serialized_size, adam_default, log_prob,
        log_prob!, sample, forward, inverse, loss_grad!, loss_grad_accumulate!, adam_step!,
        adam_reset!, params, set_params!, set_gaussian_base!, set_mixture_base!, save, load,
-       inspect, jump!, version, status_message, model_shape, model_align
+       inspect, jump!, version, status_message, model_shape, model_align, LwfFitConfig,
+       LwfEpochReport, LwfFitReport, fit_config_default, fit_model_size, fit_work_size,
+       fit_prior_box, fit_samples
 export LWF_OK, LWF_NULL_POINTER, LWF_BUFFER_TOO_SMALL, LWF_LENGTH_MISMATCH, LWF_MISALIGNED,
        LWF_INVALID_SHAPE, LWF_INVALID_ARGUMENT, LWF_NON_FINITE, LWF_EMPTY_BATCH,
        LWF_CALLBACK_FAILED, LWF_CANCELLED, LWF_DEGENERATE_WEIGHTS, LWF_BAD_FORMAT,
        LWF_NOT_CONVERGED, LWF_PANIC, LWF_INVALID_MODEL, LWF_OVERLAPPING_BUFFERS,
        LWF_BASE_STANDARD_NORMAL, LWF_BASE_GAUSSIAN, LWF_BASE_MIXTURE, LWF_ACTIVATION_RELU,
-       LWF_ACTIVATION_TANH
+       LWF_ACTIVATION_TANH, LWF_FIT_BASE_GAUSSIAN, LWF_FIT_BASE_PAPER_MIXTURE,
+       LWF_FIT_BASE_MIXTURE, LWF_FIT_BASE_AUTO, LWF_SCHEDULE_CONSTANT, LWF_SCHEDULE_COSINE,
+       LWF_NON_FINITE_ERROR, LWF_NON_FINITE_SKIP, LWF_STOP_MAX_EPOCHS, LWF_STOP_EARLY,
+       LWF_STOP_CANCELLED
 
 const LIB = get(ENV, "LWFLOW_LIB", "liblwflow")
 
@@ -72,6 +86,18 @@ const LWF_BASE_GAUSSIAN = Int32(1)
 const LWF_BASE_MIXTURE = Int32(2)
 const LWF_ACTIVATION_RELU = Int32(0)
 const LWF_ACTIVATION_TANH = Int32(1)
+# LwfFitBase, LwfSchedule, LwfNonFinitePolicy, LwfStopReason
+const LWF_FIT_BASE_GAUSSIAN = Int32(0)
+const LWF_FIT_BASE_PAPER_MIXTURE = Int32(1)
+const LWF_FIT_BASE_MIXTURE = Int32(2)
+const LWF_FIT_BASE_AUTO = Int32(3)
+const LWF_SCHEDULE_CONSTANT = Int32(0)
+const LWF_SCHEDULE_COSINE = Int32(1)
+const LWF_NON_FINITE_ERROR = Int32(0)
+const LWF_NON_FINITE_SKIP = Int32(1)
+const LWF_STOP_MAX_EPOCHS = Int32(0)
+const LWF_STOP_EARLY = Int32(1)
+const LWF_STOP_CANCELLED = Int32(2)
 
 "The LwfShape struct (same field order and types as lwflow.h)."
 struct LwfShape
@@ -92,6 +118,68 @@ struct LwfAdam
     beta2::Cdouble
     eps::Cdouble
     weight_decay::Cdouble
+end
+
+"The LwfFitConfig struct (same field order and types as lwflow.h; Julia pads like C)."
+struct LwfFitConfig
+    struct_size::Csize_t
+    base::Int32
+    non_finite::Int32
+    components::Csize_t
+    min_ess::Cdouble
+    sample_seed::UInt64
+    likelihood_batch::Csize_t
+    em_max_iter::Csize_t
+    em_tol::Cdouble
+    em_var_floor::Cdouble
+    em_restarts::Csize_t
+    em_min_weight::Cdouble
+    em_seed::UInt64
+    max_epochs::Csize_t
+    batch_size::Csize_t
+    lr::Cdouble
+    beta1::Cdouble
+    beta2::Cdouble
+    eps::Cdouble
+    weight_decay::Cdouble
+    schedule::Int32
+    min_lr_factor::Cdouble
+    patience::Csize_t
+    validation_fraction::Cdouble
+    clip_norm::Cdouble
+    min_weight::Cdouble
+    seed::UInt64
+    init_seed::UInt64
+end
+
+"The LwfEpochReport struct: what the progress callback sees after every epoch."
+struct LwfEpochReport
+    epoch::Csize_t
+    max_epochs::Csize_t
+    train_loss::Cdouble
+    val_loss::Cdouble
+    best_val_loss::Cdouble
+    lr::Cdouble
+    skipped_steps::UInt64
+end
+
+"The LwfFitReport struct: what a fit did."
+struct LwfFitReport
+    n_samples::Csize_t
+    skipped_samples::Csize_t
+    ess::Cdouble
+    log_mean_weight::Cdouble
+    components::Csize_t
+    em_iterations::Csize_t
+    em_mean_log_likelihood::Cdouble
+    em_bic::Cdouble
+    epochs::Csize_t
+    best_epoch::Csize_t
+    steps::UInt64
+    skipped_steps::UInt64
+    initial_val_loss::Cdouble
+    best_val_loss::Cdouble
+    stop_reason::Int32
 end
 
 "The LwfRng struct: a caller-held xoshiro256++ state."
@@ -332,6 +420,128 @@ function adam_reset!(m::Model)
     GC.@preserve m check(ccall((:lwf_model_adam_reset, LIB), Cint, (Ptr{Cvoid},), m.handle),
                          :lwf_model_adam_reset)
     m
+end
+
+# ---- fit (phase 2) ----
+
+"The default fit configuration (lwf_fit_config_default), with keyword overrides of any field."
+function fit_config_default(; kwargs...)
+    c = Ref{LwfFitConfig}()
+    check(ccall((:lwf_fit_config_default, LIB), Cint, (Ref{LwfFitConfig},), c), :lwf_fit_config_default)
+    d = c[]
+    LwfFitConfig((haskey(kwargs, f) ? convert(fieldtype(LwfFitConfig, f), kwargs[f]) : getfield(d, f)
+                  for f in fieldnames(LwfFitConfig))...)
+end
+
+function fit_model_size(s::LwfShape, c::LwfFitConfig)
+    out = Ref{Csize_t}(0)
+    check(ccall((:lwf_fit_model_size, LIB), Cint, (Ref{LwfShape}, Ref{LwfFitConfig}, Ref{Csize_t}), s, c, out),
+          :lwf_fit_model_size)
+    Int(out[])
+end
+
+function fit_work_size(s::LwfShape, c::LwfFitConfig, n::Integer)
+    out = Ref{Csize_t}(0)
+    check(ccall((:lwf_fit_work_size, LIB), Cint, (Ref{LwfShape}, Ref{LwfFitConfig}, Csize_t, Ref{Csize_t}),
+                s, c, n, out), :lwf_fit_work_size)
+    Int(out[])
+end
+
+# The Julia callables travel through the C `user` pointer; an exception inside them is caught
+# (it must not unwind through the library), turned into a non-zero return and rethrown after
+# the call.
+mutable struct FitCallbacks
+    loglik!::Any
+    progress::Any
+    error::Any
+end
+
+function _loglik_trampoline(theta::Ptr{Cdouble}, n::Csize_t, dim::Csize_t, out::Ptr{Cdouble},
+                            user::Ptr{Cvoid})::Cint
+    cb = unsafe_pointer_to_objref(user)::FitCallbacks
+    try
+        cb.loglik!(unsafe_wrap(Vector{Float64}, out, Int(n)),
+                   unsafe_wrap(Matrix{Float64}, theta, (Int(dim), Int(n))))
+        return Cint(0)
+    catch e
+        cb.error = e
+        return Cint(1)
+    end
+end
+
+function _progress_trampoline(report::Ptr{LwfEpochReport}, user::Ptr{Cvoid})::Cint
+    cb = unsafe_pointer_to_objref(user)::FitCallbacks
+    try
+        return cb.progress(unsafe_load(report)) ? Cint(0) : Cint(1)
+    catch e
+        cb.error = e
+        return Cint(1)
+    end
+end
+
+function _fit_result(status::Cint, cb::FitCallbacks, mem, h, report, s::LwfShape, func::Symbol)
+    cb.error === nothing || throw(cb.error)
+    status == LWF_CANCELLED || check(status, func)
+    Model(mem, h[], Int(s.dim)), report[]
+end
+
+"""
+    fit_prior_box(shape, lo, hi, n, loglik!; config = fit_config_default(), progress = nothing)
+
+Fits a model to the posterior of a uniform prior on the box [lo, hi] and the likelihood
+`loglik!(out, θ)`, which fills `out[i]` with log p(D | θ[:, i]) for a D × m batch θ. `progress(r)`
+sees every epoch's `LwfEpochReport` and returns `false` to stop (the fit then returns the best
+model so far with `report.stop_reason == LWF_STOP_CANCELLED`). Returns `(model, report)`.
+"""
+function fit_prior_box(s::LwfShape, lo::Vector{Float64}, hi::Vector{Float64}, n::Integer, loglik!;
+                       config::LwfFitConfig = fit_config_default(), progress = nothing)
+    mem_bytes, work_bytes = fit_model_size(s, config), fit_work_size(s, config, n)
+    mem = Vector{Float64}(undef, cld(mem_bytes, 8))
+    work = Vector{Float64}(undef, cld(work_bytes, 8))
+    cb = FitCallbacks(loglik!, progress, nothing)
+    lik_c = @cfunction(_loglik_trampoline, Cint, (Ptr{Cdouble}, Csize_t, Csize_t, Ptr{Cdouble}, Ptr{Cvoid}))
+    prog_c = progress === nothing ? C_NULL :
+             @cfunction(_progress_trampoline, Cint, (Ptr{LwfEpochReport}, Ptr{Cvoid}))
+    report = Ref{LwfFitReport}()
+    h = Ref{Ptr{Cvoid}}(C_NULL)
+    status = GC.@preserve cb mem work begin
+        user = pointer_from_objref(cb)
+        ccall((:lwf_model_fit_prior_box, LIB), Cint,
+              (Ptr{Cvoid}, Csize_t, Ref{LwfShape}, Ref{LwfFitConfig}, Ptr{Cdouble}, Csize_t, Ptr{Cdouble},
+               Csize_t, Csize_t, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Csize_t,
+               Ref{LwfFitReport}, Ref{Ptr{Cvoid}}),
+              mem, mem_bytes, s, config, lo, length(lo), hi, length(hi), n, lik_c, user, prog_c,
+              progress === nothing ? C_NULL : user, work, work_bytes, report, h)
+    end
+    _fit_result(status, cb, mem, h, report, s, :lwf_model_fit_prior_box)
+end
+
+"""
+    fit_samples(shape, theta, log_weights; config = fit_config_default(), progress = nothing)
+
+Fits a model to the weighted samples `theta` (D × n) with log-weights `log_weights` (n: the
+log-likelihoods for prior samples). Returns `(model, report)` as `fit_prior_box`.
+"""
+function fit_samples(s::LwfShape, theta::AbstractMatrix{Float64}, log_weights::Vector{Float64};
+                     config::LwfFitConfig = fit_config_default(), progress = nothing)
+    t = Matrix{Float64}(theta)
+    n = size(t, 2)
+    mem_bytes, work_bytes = fit_model_size(s, config), fit_work_size(s, config, n)
+    mem = Vector{Float64}(undef, cld(mem_bytes, 8))
+    work = Vector{Float64}(undef, cld(work_bytes, 8))
+    cb = FitCallbacks(nothing, progress, nothing)
+    prog_c = progress === nothing ? C_NULL :
+             @cfunction(_progress_trampoline, Cint, (Ptr{LwfEpochReport}, Ptr{Cvoid}))
+    report = Ref{LwfFitReport}()
+    h = Ref{Ptr{Cvoid}}(C_NULL)
+    status = GC.@preserve cb mem work begin
+        ccall((:lwf_model_fit_samples, LIB), Cint,
+              (Ptr{Cvoid}, Csize_t, Ref{LwfShape}, Ref{LwfFitConfig}, Ptr{Cdouble}, Csize_t, Ptr{Cdouble},
+               Csize_t, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Csize_t, Ref{LwfFitReport}, Ref{Ptr{Cvoid}}),
+              mem, mem_bytes, s, config, t, length(t), log_weights, length(log_weights), prog_c,
+              progress === nothing ? C_NULL : pointer_from_objref(cb), work, work_bytes, report, h)
+    end
+    _fit_result(status, cb, mem, h, report, s, :lwf_model_fit_samples)
 end
 
 "Model memory alignment the library requires (Julia arrays satisfy it)."

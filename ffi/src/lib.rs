@@ -1,9 +1,11 @@
 //! # lwflow C ABI
 //!
 //! The whole of lwflow for C, C++, Fortran and Julia callers, in `double`: shape validation and
-//! size queries, a model in caller-provided memory, batched `log_prob` and sampling, the
-//! training step's pieces (loss + gradient into a flat buffer, Adam step) and save / load of
-//! the checksummed model format. The header `include/lwflow.h` is generated from this crate by
+//! size queries, a model in caller-provided memory, the one-call fit (prior box + likelihood
+//! callback, or samples + log-weights; EM/BIC mixture base; configuration, report and a
+//! progress callback that can cancel), batched `log_prob` and sampling, the training step's
+//! pieces (loss + gradient into a flat buffer, Adam step) and save / load of the checksummed
+//! model format. The header `include/lwflow.h` is generated from this crate by
 //! cbindgen (pinned) and committed; a test fails on any drift.
 //!
 //! Conventions (see `ffi/README.md`):
@@ -20,6 +22,8 @@
 #![deny(missing_docs)]
 
 mod eval;
+mod fit;
+mod fit_config;
 mod guard;
 mod io;
 mod model;
@@ -32,6 +36,13 @@ mod version;
 pub use eval::{
     lwf_model_forward, lwf_model_inverse, lwf_model_log_prob, lwf_model_log_prob_ws,
     lwf_model_sample, lwf_model_sample_ws,
+};
+pub use fit::{
+    lwf_fit_model_size, lwf_fit_work_size, lwf_model_fit_prior_box, lwf_model_fit_samples,
+    LwfEpochReport, LwfFitReport, LwfLogLikelihoodFn, LwfProgressFn, LwfStopReason,
+};
+pub use fit_config::{
+    lwf_fit_config_default, LwfFitBase, LwfFitConfig, LwfNonFinitePolicy, LwfSchedule,
 };
 pub use io::{lwf_model_inspect, lwf_model_save};
 pub use model::{

@@ -250,7 +250,7 @@ pub(crate) unsafe fn open_mut<'a>(
 ///
 /// # Safety
 /// `mem` is NULL or valid for writes of `mem_len` bytes; `out_model` is NULL or writable.
-unsafe fn prepare_memory(
+pub(crate) unsafe fn prepare_memory(
     mem: *mut c_void,
     mem_len: usize,
     shape: &Shape,
@@ -278,7 +278,7 @@ unsafe fn prepare_memory(
 ///
 /// # Safety
 /// `mem` came from `prepare_memory` with this `layout`.
-unsafe fn write_model(
+pub(crate) unsafe fn write_model(
     mem: *mut u8,
     shape: &Shape,
     layout: Layout,

@@ -1,0 +1,785 @@
+//! The one-call fit: a model constructor (like `lwf_model_init`) that draws prior samples and
+//! weighs them with a C likelihood callback, or takes the caller's samples and log-weights,
+//! then runs the core's `lwflow::train::fit` (base by weighted EM / BIC, minibatch Adam with
+//! validation and early stopping) with a progress callback that can cancel.
+//!
+//! Memory: the model memory is sized for the largest base the configuration can produce
+//! (`lwf_fit_model_size`); everything else lives in one caller-provided work buffer
+//! (`lwf_fit_work_size`), laid out by [`WorkLayout`]:
+//!
+//! | region | doubles |
+//! |---|---|
+//! | parameters, gradient, best parameters | P each (P of the largest shape) |
+//! | Adam moments | 2P |
+//! | training workspace | `Shape::workspace_len()` |
+//! | minibatch samples, weights, log-densities | B·D, B, B (B = min(batch_size, n)) |
+//! | EM weights, means, standard deviations, scratch | K, K·D, K·D, `em::scratch_len(K, D)` (EM bases only) |
+//! | normalised weights | n |
+//! | prior-box fit only: log-likelihoods, samples | n, n·D |
+//! | sample order (`uint32_t`) | n / 2 |
+//!
+//! The model memory is written only at the end, from the trained parameters in the work
+//! buffer: a failed fit leaves it untouched.
+
+use crate::fit_config::{read_config, LwfFitConfig, Settings};
+use crate::guard::{self, check_ptr, disjoint, guard, input, out_scalar, write_scalar, Span};
+use crate::model::{layout, prepare_memory, write_model, LwfModel};
+use crate::shape::{read_shape, LwfShape};
+use crate::status::LwfStatus::{self, *};
+use core::ffi::{c_int, c_void};
+use core::mem::size_of;
+use lwflow::base::em::scratch_len;
+use lwflow::rand_core::SeedableRng;
+use lwflow::train::{
+    fit, normalise_log_weights, sample_and_weigh, BaseChoice, EpochReport, FitBuffers, FitReport,
+    StopReason, TrainBuffers, WeightStats,
+};
+use lwflow::{Error, Shape};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// The batched log-likelihood: fill `out_loglik[i]` (i < n) with log p(D | theta_i) for the
+/// `n` points of `theta` (row-major `[n][dim]`, read-only) and return 0; any other return
+/// value aborts the fit with `LWF_CALLBACK_FAILED`. -inf is a valid value (zero weight); NaN
+/// and +inf follow `LwfFitConfig.non_finite`, and an entry left unwritten counts as NaN. The
+/// callback must return normally (no `longjmp`, no C++ exception through the library) and
+/// must not touch the fit's model or work memory; it may call lwflow on other models.
+pub type LwfLogLikelihoodFn = Option<
+    unsafe extern "C" fn(
+        theta: *const f64,
+        n: usize,
+        dim: usize,
+        out_loglik: *mut f64,
+        user: *mut c_void,
+    ) -> c_int,
+>;
+
+/// Called after every training epoch with that epoch's figures; return 0 to continue,
+/// non-zero to stop (the fit then returns `LWF_CANCELLED` with the best model so far). The
+/// report is valid during the call only. Same rules as `LwfLogLikelihoodFn`.
+pub type LwfProgressFn =
+    Option<unsafe extern "C" fn(report: *const LwfEpochReport, user: *mut c_void) -> c_int>;
+
+/// What one training epoch reports to the progress callback.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LwfEpochReport {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// `LwfFitConfig.max_epochs`.
+    pub max_epochs: usize,
+    /// Mean minibatch loss over the epoch's applied steps (NaN if every step was skipped).
+    pub train_loss: f64,
+    /// Validation loss -sum w log q / sum w over the held-out split (NaN without validation).
+    pub val_loss: f64,
+    /// Best validation loss so far, the starting point included.
+    pub best_val_loss: f64,
+    /// Learning rate at the end of the epoch.
+    pub lr: f64,
+    /// Steps skipped so far for a non-finite loss or gradient.
+    pub skipped_steps: u64,
+}
+
+impl LwfEpochReport {
+    fn from_core(r: &EpochReport) -> LwfEpochReport {
+        LwfEpochReport {
+            epoch: r.epoch,
+            max_epochs: r.max_epochs,
+            train_loss: r.train_loss,
+            val_loss: r.val_loss,
+            best_val_loss: r.best_val_loss,
+            lr: r.lr,
+            skipped_steps: r.skipped_steps,
+        }
+    }
+}
+
+/// Why training stopped (`LwfFitReport.stop_reason`).
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LwfStopReason {
+    /// `max_epochs` reached.
+    LWF_STOP_MAX_EPOCHS = 0,
+    /// No validation improvement for `patience` epochs.
+    LWF_STOP_EARLY = 1,
+    /// The progress callback returned non-zero (the fit returned `LWF_CANCELLED`).
+    LWF_STOP_CANCELLED = 2,
+}
+
+/// What a fit did. Written on `LWF_OK` and on `LWF_CANCELLED` (the model is valid then too).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LwfFitReport {
+    /// Samples drawn or given (n).
+    pub n_samples: usize,
+    /// Samples given weight 0 because their log-likelihood or log-weight was NaN or +inf
+    /// (`LWF_NON_FINITE_SKIP`).
+    pub skipped_samples: usize,
+    /// Kish effective sample size (sum w)^2 / sum w^2 of the normalised weights.
+    pub ess: f64,
+    /// log of the mean of exp(log-weight): for a prior-box fit, the log-evidence estimate
+    /// ln Z = ln mean L(theta_i).
+    pub log_mean_weight: f64,
+    /// Base components K of the fitted model (1 for the Gaussian base); its shape is
+    /// `lwf_model_shape` of the fitted model.
+    pub components: usize,
+    /// EM iterations of the winning restart (0 without an EM base).
+    pub em_iterations: usize,
+    /// Weighted mean log-density of the samples under the EM mixture (NaN without EM).
+    pub em_mean_log_likelihood: f64,
+    /// BIC of the EM mixture, -2 ess l + p ln ess (NaN without EM).
+    pub em_bic: f64,
+    /// Epochs run.
+    pub epochs: usize,
+    /// Epoch of the kept parameters (0 = the starting point, i.e. the base alone, was best;
+    /// without validation the last epoch).
+    pub best_epoch: usize,
+    /// Optimiser steps applied.
+    pub steps: u64,
+    /// Steps skipped for a non-finite loss or gradient.
+    pub skipped_steps: u64,
+    /// Validation loss of the starting parameters (NaN without validation).
+    pub initial_val_loss: f64,
+    /// Validation loss of the kept parameters (NaN without validation).
+    pub best_val_loss: f64,
+    /// An `LwfStopReason` code.
+    pub stop_reason: i32,
+}
+
+impl LwfFitReport {
+    fn new(stats: &WeightStats, fit: &FitReport) -> LwfFitReport {
+        let (em_iterations, em_mean_log_likelihood, em_bic) = match fit.mixture {
+            Some(m) => (m.iterations, m.mean_log_likelihood, m.bic),
+            None => (0, f64::NAN, f64::NAN),
+        };
+        let t = &fit.train;
+        let stop = match t.stop {
+            StopReason::MaxEpochs => LwfStopReason::LWF_STOP_MAX_EPOCHS,
+            StopReason::EarlyStopped => LwfStopReason::LWF_STOP_EARLY,
+            StopReason::Cancelled => LwfStopReason::LWF_STOP_CANCELLED,
+        };
+        LwfFitReport {
+            n_samples: stats.n,
+            skipped_samples: stats.skipped,
+            ess: stats.ess,
+            log_mean_weight: stats.log_mean_weight,
+            components: fit.shape.components(),
+            em_iterations,
+            em_mean_log_likelihood,
+            em_bic,
+            epochs: t.epochs,
+            best_epoch: t.best_epoch,
+            steps: t.steps,
+            skipped_steps: t.skipped_steps,
+            initial_val_loss: t.initial_val_loss,
+            best_val_loss: t.best_val_loss,
+            stop_reason: stop as i32,
+        }
+    }
+}
+
+/// The shape and settings of a fit, checked.
+struct Plan {
+    template: Shape,
+    max_shape: Shape,
+    settings: Settings,
+}
+
+/// Reads the shape and the config; the largest shape the base choice can produce must be
+/// valid and addressable (`LWF_INVALID_ARGUMENT` for a `components` too large).
+///
+/// # Safety
+/// `shape` and `config` are NULL or readable.
+unsafe fn plan(shape: *const LwfShape, config: *const LwfFitConfig) -> Result<Plan, LwfStatus> {
+    // SAFETY: forwarded contract.
+    let template = unsafe { read_shape(shape) }?;
+    // SAFETY: forwarded contract.
+    let settings = unsafe { read_config(config) }?;
+    let max_shape = settings.fit.base.max_shape(&template);
+    if max_shape.validate().is_err() || layout(&max_shape).is_err() {
+        return Err(LWF_INVALID_ARGUMENT);
+    }
+    Ok(Plan {
+        template,
+        max_shape,
+        settings,
+    })
+}
+
+/// Element counts of the work regions (see the module docs).
+#[derive(Clone, Copy, Debug)]
+struct WorkLayout {
+    dim: usize,
+    params: usize,
+    workspace: usize,
+    batch: usize,
+    em_components: usize,
+    em_scratch: usize,
+    n: usize,
+    prior_box: bool,
+    /// Doubles before the `uint32_t` order region.
+    doubles: usize,
+    bytes: usize,
+}
+
+impl WorkLayout {
+    fn new(plan: &Plan, n: usize, prior_box: bool) -> Result<WorkLayout, LwfStatus> {
+        if n == 0 {
+            return Err(LWF_EMPTY_BATCH);
+        }
+        // The trainer indexes samples with u32.
+        if n > u32::MAX as usize {
+            return Err(LWF_INVALID_ARGUMENT);
+        }
+        let shape = &plan.max_shape;
+        let d = shape.dim;
+        let params = shape.param_len();
+        let workspace = shape.workspace_len();
+        let batch = plan.settings.fit.train.batch_size.min(n);
+        let em_components = match plan.settings.fit.base {
+            BaseChoice::Mixture(k) | BaseChoice::Auto(k) => k,
+            BaseChoice::Gaussian | BaseChoice::PaperMixture(_) => 0,
+        };
+        let too_large = LWF_LENGTH_MISMATCH;
+        // K (1 + 2D) < u32::MAX for a valid shape; bound scratch_len's arithmetic before
+        // calling it so it cannot overflow on a 32-bit target.
+        let per = em_components
+            .checked_mul(2 * d + 1)
+            .and_then(|v| v.checked_mul(6))
+            .and_then(|v| v.checked_add(2 * d))
+            .ok_or(too_large)?;
+        let em_scratch = if em_components > 0 {
+            debug_assert!(scratch_len(em_components, d) <= per);
+            scratch_len(em_components, d)
+        } else {
+            0
+        };
+        let per_sample = 1 + if prior_box { 1 + d } else { 0 };
+        let sum = |parts: &[Option<usize>]| {
+            parts
+                .iter()
+                .try_fold(0usize, |acc, p| p.and_then(|v| acc.checked_add(v)))
+        };
+        let doubles = sum(&[
+            params.checked_mul(5),
+            Some(workspace),
+            batch.checked_mul(d + 2),
+            em_components.checked_mul(2 * d + 1),
+            Some(em_scratch),
+            n.checked_mul(per_sample),
+        ])
+        .ok_or(too_large)?;
+        let bytes = doubles
+            .checked_mul(size_of::<f64>())
+            .and_then(|b| b.checked_add(n.checked_mul(size_of::<u32>())?))
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or(too_large)?;
+        Ok(WorkLayout {
+            dim: d,
+            params,
+            workspace,
+            batch,
+            em_components,
+            em_scratch,
+            n,
+            prior_box,
+            doubles,
+            bytes,
+        })
+    }
+}
+
+/// The work regions as slices.
+struct Work<'a> {
+    params: &'a mut [f64],
+    buffers: FitBuffers<'a, f64>,
+    weights: &'a mut [f64],
+    /// Prior-box fit only (empty otherwise).
+    log_l: &'a mut [f64],
+    /// Prior-box fit only (empty otherwise).
+    theta: &'a mut [f64],
+}
+
+/// Checks the work buffer against its layout: `LWF_NULL_POINTER`, `LWF_MISALIGNED`,
+/// `LWF_BUFFER_TOO_SMALL`, and the span it will use.
+fn check_work(work: *mut c_void, work_len: usize, wl: &WorkLayout) -> Result<Span, LwfStatus> {
+    let bytes = work.cast::<u8>();
+    check_ptr(bytes.cast_const(), work_len)?;
+    if bytes.is_null() {
+        // NULL with length 0 is an empty buffer: too small for any fit.
+        return Err(LWF_BUFFER_TOO_SMALL);
+    }
+    if (bytes as usize) % size_of::<f64>() != 0 {
+        return Err(LWF_MISALIGNED);
+    }
+    if work_len < wl.bytes {
+        return Err(LWF_BUFFER_TOO_SMALL);
+    }
+    Ok(Span::raw(bytes, wl.bytes))
+}
+
+/// Splits the checked work buffer into its regions.
+///
+/// # Safety
+/// `work` passed [`check_work`] for `wl`, is valid for reads and writes of `wl.bytes` bytes,
+/// and no other reference to that memory exists during `'a`.
+unsafe fn carve<'a>(work: *mut c_void, wl: &WorkLayout) -> Result<Work<'a>, LwfStatus> {
+    let base = work.cast::<f64>();
+    // SAFETY: the doubles and the order region are disjoint parts of the checked buffer; the
+    // order region starts at a multiple of 8 bytes, so it is aligned for u32.
+    let (all, order) = unsafe {
+        (
+            guard::output(base, wl.doubles)?,
+            guard::output(base.add(wl.doubles).cast::<u32>(), wl.n)?,
+        )
+    };
+    let (d, p, b, k) = (wl.dim, wl.params, wl.batch, wl.em_components);
+    let (params, rest) = all.split_at_mut(p);
+    let (grad, rest) = rest.split_at_mut(p);
+    let (best, rest) = rest.split_at_mut(p);
+    let (adam_state, rest) = rest.split_at_mut(2 * p);
+    let (workspace, rest) = rest.split_at_mut(wl.workspace);
+    let (batch_theta, rest) = rest.split_at_mut(b * d);
+    let (batch_weights, rest) = rest.split_at_mut(b);
+    let (batch_out, rest) = rest.split_at_mut(b);
+    let (em_weights, rest) = rest.split_at_mut(k);
+    let (em_means, rest) = rest.split_at_mut(k * d);
+    let (em_sds, rest) = rest.split_at_mut(k * d);
+    let (em_scratch, rest) = rest.split_at_mut(wl.em_scratch);
+    let (weights, rest) = rest.split_at_mut(wl.n);
+    let (log_l, theta) = if wl.prior_box {
+        rest.split_at_mut(wl.n)
+    } else {
+        rest.split_at_mut(0)
+    };
+    Ok(Work {
+        params,
+        buffers: FitBuffers {
+            train: TrainBuffers {
+                grad,
+                adam_state,
+                best,
+                workspace,
+                batch_theta,
+                batch_weights,
+                batch_out,
+                order,
+            },
+            em_weights,
+            em_means,
+            em_sds,
+            em_scratch,
+        },
+        weights,
+        log_l,
+        theta,
+    })
+}
+
+/// An optional output: NULL is allowed; otherwise aligned.
+fn optional_out<T>(ptr: *mut T) -> Result<Option<Span>, LwfStatus> {
+    if ptr.is_null() {
+        Ok(None)
+    } else {
+        Span::checked(ptr.cast_const(), 1).map(Some)
+    }
+}
+
+/// The common checks of both fit entry points: shape, config, model memory, work memory,
+/// overlaps between every output and every other buffer (`inputs` are the call's input
+/// arrays).
+struct Checked {
+    plan: Plan,
+    mem: *mut u8,
+    work: WorkLayout,
+}
+
+/// # Safety
+/// The pointers satisfy the exported functions' contracts.
+#[allow(clippy::too_many_arguments)]
+unsafe fn check_common(
+    mem: *mut c_void,
+    mem_len: usize,
+    shape: *const LwfShape,
+    config: *const LwfFitConfig,
+    n: usize,
+    prior_box: bool,
+    inputs: &[Span],
+    work: *mut c_void,
+    work_len: usize,
+    out_report: *mut LwfFitReport,
+    out_model: *mut *mut LwfModel,
+) -> Result<Checked, LwfStatus> {
+    // SAFETY: forwarded contract.
+    let plan = unsafe { plan(shape, config) }?;
+    // SAFETY: forwarded contract. Checks mem (NULL, alignment, size for the largest shape)
+    // and out_model (NULL, alignment, not inside mem).
+    let (mem, mem_layout) = unsafe { prepare_memory(mem, mem_len, &plan.max_shape, out_model) }?;
+    let wl = WorkLayout::new(&plan, n, prior_box)?;
+    let work_span = check_work(work, work_len, &wl)?;
+    let report_span = optional_out(out_report)?;
+    let mem_span = Span::raw(mem, mem_layout.total_bytes);
+    let model_span = Span::checked(out_model.cast_const(), 1)?;
+    let outputs = [
+        Some(mem_span),
+        Some(work_span),
+        report_span,
+        Some(model_span),
+    ];
+    // Every output against every input and every other output.
+    for (i, out) in outputs.iter().enumerate() {
+        let Some(out) = out else { continue };
+        disjoint(*out, inputs)?;
+        for other in outputs.iter().skip(i + 1).flatten() {
+            disjoint(*out, &[*other])?;
+        }
+    }
+    Ok(Checked {
+        plan,
+        mem,
+        work: wl,
+    })
+}
+
+/// Runs the core fit on weighted samples in the work buffer and, on success or cancellation,
+/// writes the model into `mem`, the report and the handle.
+///
+/// # Safety
+/// `checked` came from [`check_common`] for these pointers; `work` holds the regions.
+#[allow(clippy::too_many_arguments)]
+unsafe fn train_and_write(
+    checked: &Checked,
+    params: &mut [f64],
+    buffers: FitBuffers<'_, f64>,
+    samples: &[f64],
+    weights: &[f64],
+    stats: &WeightStats,
+    progress: LwfProgressFn,
+    progress_user: *mut c_void,
+    out_report: *mut LwfFitReport,
+    out_model: *mut *mut LwfModel,
+) -> Result<(), LwfStatus> {
+    let on_epoch = |r: &EpochReport| match progress {
+        None => true,
+        Some(f) => {
+            let report = LwfEpochReport::from_core(r);
+            // SAFETY: the callback's contract (LwfProgressFn); the report outlives the call.
+            unsafe { f(&report, progress_user) == 0 }
+        }
+    };
+    let fitted = fit(
+        &checked.plan.template,
+        &checked.plan.settings.fit,
+        params,
+        samples,
+        weights,
+        buffers,
+        on_epoch,
+    )?;
+    let shape = fitted.shape;
+    let params = &params[..shape.param_len()];
+    // SAFETY: `checked.mem` came from prepare_memory for the largest shape, whose layout is
+    // at least this shape's; it overlaps no other buffer of the call (check_common).
+    unsafe {
+        write_model(checked.mem, &shape, layout(&shape)?, |dst| {
+            dst.copy_from_slice(params);
+            Ok(())
+        })
+    }?;
+    if !out_report.is_null() {
+        // SAFETY: aligned (optional_out) and disjoint from every other buffer (check_common).
+        unsafe { write_scalar(out_report, LwfFitReport::new(stats, &fitted)) };
+    }
+    // SAFETY: checked by prepare_memory (out_scalar) and disjoint from the other buffers.
+    unsafe { write_scalar(out_model, checked.mem.cast::<LwfModel>()) };
+    match fitted.train.stop {
+        // The model and report are written: the documented outputs of LWF_CANCELLED.
+        StopReason::Cancelled => Err(LWF_CANCELLED),
+        StopReason::MaxEpochs | StopReason::EarlyStopped => Ok(()),
+    }
+}
+
+/// Bytes of model memory a fit with this shape and config needs: `lwf_shape_model_size` of
+/// the largest model the base choice can produce (`components` mixture components for the
+/// mixture choices, including `LWF_FIT_BASE_AUTO` whatever K it picks). The shape's `base`
+/// and `components` fields are ignored: the config's base choice replaces them.
+///
+/// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT`
+/// (a config field out of range).
+///
+/// # Safety
+/// `shape` and `config` NULL or readable; `out_bytes` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_fit_model_size(
+    shape: *const LwfShape,
+    config: *const LwfFitConfig,
+    out_bytes: *mut usize,
+) -> LwfStatus {
+    guard(|| {
+        let out = out_scalar(out_bytes)?;
+        // SAFETY: forwarded contract.
+        let plan = unsafe { plan(shape, config) }?;
+        let bytes = layout(&plan.max_shape)?.total_bytes;
+        // SAFETY: checked by out_scalar.
+        unsafe { write_scalar(out, bytes) };
+        Ok(())
+    })
+}
+
+/// Bytes of work memory (8-byte aligned) that `lwf_model_fit_prior_box` needs for
+/// `n_samples` prior draws with this shape and config. `lwf_model_fit_samples` needs
+/// `n_samples * (dim + 1) * 8` bytes fewer (it keeps no samples or log-likelihoods of its
+/// own), so this size suffices for both. The memory holds the weights, the sample order,
+/// the optimiser state, best parameters, minibatch and EM buffers; it is scratch: its
+/// contents are unspecified after the call.
+///
+/// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT`
+/// (a config field out of range, or `n_samples > UINT32_MAX`), `LWF_EMPTY_BATCH`
+/// (`n_samples == 0`), `LWF_LENGTH_MISMATCH` (the size does not fit the address space).
+///
+/// # Safety
+/// `shape` and `config` NULL or readable; `out_bytes` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_fit_work_size(
+    shape: *const LwfShape,
+    config: *const LwfFitConfig,
+    n_samples: usize,
+    out_bytes: *mut usize,
+) -> LwfStatus {
+    guard(|| {
+        let out = out_scalar(out_bytes)?;
+        // SAFETY: forwarded contract.
+        let plan = unsafe { plan(shape, config) }?;
+        let bytes = WorkLayout::new(&plan, n_samples, true)?.bytes;
+        // SAFETY: checked by out_scalar.
+        unsafe { write_scalar(out, bytes) };
+        Ok(())
+    })
+}
+
+/// Fits a model to a posterior given by a prior box and a likelihood callback, in the
+/// caller's memory `mem` (at least `lwf_fit_model_size` bytes, aligned to
+/// `lwf_model_align()`), like `lwf_model_init`:
+///
+/// 1. draws `n_samples` points uniformly on the box [lo, hi] (`lo_len == hi_len == dim`,
+///    finite, lo < hi) with the generator `lwf_rng_init(config->sample_seed)` gives;
+/// 2. calls `log_likelihood` on them in batches of at most `config->likelihood_batch` points,
+///    in order;
+/// 3. normalises the log-likelihoods into weights of mean 1 (log-sum-exp), refusing a set
+///    whose effective sample size is below `config->min_ess`;
+/// 4. runs the core's fit (`lwflow::train::fit`): the base per `config->base` (weighted EM,
+///    K by BIC for `LWF_FIT_BASE_AUTO`), the flow started at the identity, minibatch Adam with
+///    validation, early stopping and restore of the best parameters, calling `progress` (may
+///    be NULL) after every epoch;
+/// 5. writes the trained model into `mem` (Adam state zero, as after `lwf_model_init`), the
+///    report into `*out_report` (may be NULL) and the handle into `*out_model`.
+///
+/// The shape gives dim, hidden width, layers, activation and clamp; its `base` and
+/// `components` are replaced per the config (the fitted shape is `lwf_model_shape`). The same
+/// inputs give bit-identical models. `work` (`work_len` bytes, at least `lwf_fit_work_size`,
+/// 8-byte aligned) is scratch. Every argument is checked before the first callback.
+///
+/// Returns `LWF_OK`, or `LWF_CANCELLED` when `progress` returned non-zero: the model, handle
+/// and report are then written too (the best parameters so far: the lowest validation loss,
+/// or the last epoch's without validation). On any other status nothing is written: not
+/// `mem`, not the report, not the handle.
+///
+/// Errors: `LWF_NULL_POINTER` (`log_likelihood`, `mem`, `shape`, `config`, `lo`, `hi`, `work`,
+/// `out_model`), `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT` (a config
+/// field, lo >= hi, `n_samples > UINT32_MAX`), `LWF_LENGTH_MISMATCH` (`lo_len`, `hi_len`),
+/// `LWF_NON_FINITE` (NaN/inf in lo or hi), `LWF_EMPTY_BATCH` (`n_samples == 0`),
+/// `LWF_BUFFER_TOO_SMALL` (`mem_len`, `work_len`), `LWF_OVERLAPPING_BUFFERS` (model memory,
+/// work, report or handle overlapping each other or an input), `LWF_CALLBACK_FAILED` (the
+/// callback returned non-zero, or wrote NaN / +inf under `LWF_NON_FINITE_ERROR`),
+/// `LWF_DEGENERATE_WEIGHTS` (all log-likelihoods -inf or skipped, or ESS below
+/// `min_ess`), `LWF_NOT_CONVERGED` (EM found no usable mixture).
+///
+/// # Safety
+/// `mem` NULL or writable for `mem_len` bytes; `shape`, `config` NULL or readable; `lo`, `hi`
+/// NULL or readable for their lengths; `work` NULL or writable for `work_len` bytes;
+/// `out_report` NULL or writable; `out_model` NULL or writable; the callbacks follow
+/// `LwfLogLikelihoodFn` / `LwfProgressFn`. None of this memory may be used by another thread
+/// during the call.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn lwf_model_fit_prior_box(
+    mem: *mut c_void,
+    mem_len: usize,
+    shape: *const LwfShape,
+    config: *const LwfFitConfig,
+    lo: *const f64,
+    lo_len: usize,
+    hi: *const f64,
+    hi_len: usize,
+    n_samples: usize,
+    log_likelihood: LwfLogLikelihoodFn,
+    log_likelihood_user: *mut c_void,
+    progress: LwfProgressFn,
+    progress_user: *mut c_void,
+    work: *mut c_void,
+    work_len: usize,
+    out_report: *mut LwfFitReport,
+    out_model: *mut *mut LwfModel,
+) -> LwfStatus {
+    guard(|| {
+        let log_likelihood = log_likelihood.ok_or(LWF_NULL_POINTER)?;
+        let inputs = [Span::checked(lo, lo_len)?, Span::checked(hi, hi_len)?];
+        // SAFETY: forwarded contract.
+        let checked = unsafe {
+            check_common(
+                mem, mem_len, shape, config, n_samples, true, &inputs, work, work_len, out_report,
+                out_model,
+            )
+        }?;
+        let d = checked.plan.template.dim;
+        // SAFETY: forwarded contract; inputs are only read and overlap no output (checked).
+        let (lo, hi) = unsafe { (input(lo, lo_len)?, input(hi, hi_len)?) };
+        if lo.len() != d || hi.len() != d {
+            return Err(LWF_LENGTH_MISMATCH);
+        }
+        if !lo.iter().chain(hi).all(|v| v.is_finite()) {
+            return Err(LWF_NON_FINITE);
+        }
+        if lo.iter().zip(hi).any(|(a, b)| a >= b) {
+            return Err(LWF_INVALID_ARGUMENT);
+        }
+        // SAFETY: `work` passed check_work in check_common and overlaps nothing else.
+        let w = unsafe { carve(work, &checked.work) }?;
+        let settings = &checked.plan.settings;
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(settings.sample_seed);
+        let callback = |rows: &[f64], out: &mut [f64]| {
+            // An entry the callback leaves unwritten reads as NaN, never as stale memory.
+            out.fill(f64::NAN);
+            // SAFETY: the callback's contract (LwfLogLikelihoodFn): `rows` holds out.len()
+            // points of d doubles, `out` is writable for out.len() doubles; both outlive the
+            // call.
+            let rc = unsafe {
+                log_likelihood(
+                    rows.as_ptr(),
+                    out.len(),
+                    d,
+                    out.as_mut_ptr(),
+                    log_likelihood_user,
+                )
+            };
+            rc == 0
+        };
+        let Work {
+            params,
+            buffers,
+            weights,
+            log_l,
+            theta,
+        } = w;
+        let stats = sample_and_weigh(
+            lo,
+            hi,
+            &mut rng,
+            settings.likelihood_batch,
+            callback,
+            settings.policy,
+            settings.min_ess,
+            theta,
+            log_l,
+            weights,
+        )
+        .map_err(|e| match e {
+            // The box is finite (checked above) and its draws are finite: a non-finite
+            // value can only have come from the callback.
+            Error::NonFinite | Error::Callback => LWF_CALLBACK_FAILED,
+            other => LwfStatus::from(other),
+        })?;
+        // SAFETY: checked above; outputs disjoint from everything else.
+        unsafe {
+            train_and_write(
+                &checked,
+                params,
+                buffers,
+                theta,
+                weights,
+                &stats,
+                progress,
+                progress_user,
+                out_report,
+                out_model,
+            )
+        }
+    })
+}
+
+/// Fits a model to weighted samples the caller provides: `theta` (`theta_len == n * dim`,
+/// row-major `[n][dim]`, finite) with log-weights `log_weights` (`n`): for samples from the
+/// prior, the log-likelihoods; for samples from a proposal g, log L + log prior - log g
+/// (-inf = weight 0; NaN / +inf per `config->non_finite`: `LWF_NON_FINITE` or weight 0).
+/// Otherwise exactly as `lwf_model_fit_prior_box` from its step 3 (`sample_seed` and
+/// `likelihood_batch` are unused); `work` needs `n * (dim + 1) * 8` bytes fewer than
+/// `lwf_fit_work_size` gives (that size is fine too). `theta` and `log_weights` must not
+/// change during the call.
+///
+/// Errors: as `lwf_model_fit_prior_box` without the likelihood ones, plus
+/// `LWF_LENGTH_MISMATCH` (`theta_len != n * dim`), `LWF_NON_FINITE` (NaN/inf in theta, or
+/// NaN / +inf in `log_weights` under `LWF_NON_FINITE_ERROR`).
+///
+/// # Safety
+/// As `lwf_model_fit_prior_box`; `theta` and `log_weights` NULL or readable for their
+/// lengths.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn lwf_model_fit_samples(
+    mem: *mut c_void,
+    mem_len: usize,
+    shape: *const LwfShape,
+    config: *const LwfFitConfig,
+    theta: *const f64,
+    theta_len: usize,
+    log_weights: *const f64,
+    n: usize,
+    progress: LwfProgressFn,
+    progress_user: *mut c_void,
+    work: *mut c_void,
+    work_len: usize,
+    out_report: *mut LwfFitReport,
+    out_model: *mut *mut LwfModel,
+) -> LwfStatus {
+    guard(|| {
+        let inputs = [
+            Span::checked(theta, theta_len)?,
+            Span::checked(log_weights, n)?,
+        ];
+        // SAFETY: forwarded contract.
+        let checked = unsafe {
+            check_common(
+                mem, mem_len, shape, config, n, false, &inputs, work, work_len, out_report,
+                out_model,
+            )
+        }?;
+        let d = checked.plan.template.dim;
+        if n.checked_mul(d) != Some(theta_len) {
+            return Err(LWF_LENGTH_MISMATCH);
+        }
+        // SAFETY: forwarded contract; inputs are only read and overlap no output (checked).
+        let (samples, log_w) = unsafe { (input(theta, theta_len)?, input(log_weights, n)?) };
+        if !samples.iter().all(|v| v.is_finite()) {
+            return Err(LWF_NON_FINITE);
+        }
+        // SAFETY: `work` passed check_work in check_common and overlaps nothing else.
+        let w = unsafe { carve(work, &checked.work) }?;
+        let settings = &checked.plan.settings;
+        let stats = normalise_log_weights(log_w, settings.policy, settings.min_ess, w.weights)?;
+        // SAFETY: checked above; outputs disjoint from everything else.
+        unsafe {
+            train_and_write(
+                &checked,
+                w.params,
+                w.buffers,
+                samples,
+                w.weights,
+                &stats,
+                progress,
+                progress_user,
+                out_report,
+                out_model,
+            )
+        }
+    })
+}

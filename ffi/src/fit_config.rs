@@ -1,0 +1,353 @@
+//! `LwfFitConfig`: every setting of the one-call fit (base choice, weights, EM, training,
+//! seeds) in one growable struct, its defaults (the core's `TrainConfig::default()` and
+//! `EmConfig::default()`) and its validation into the core's `FitConfig`.
+
+use crate::guard::{check_ptr, guard, out_scalar, write_scalar};
+use crate::status::LwfStatus::{self, *};
+use core::mem::size_of;
+use lwflow::base::em::EmConfig;
+use lwflow::train::{BaseChoice, FitConfig, NonFinitePolicy, Schedule, TrainConfig};
+use lwflow::Adam;
+
+/// Base choice codes for `LwfFitConfig.base`.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LwfFitBase {
+    /// Trainable diagonal Gaussian starting at N(0, I) (the paper's unimodal base).
+    /// `components` is ignored.
+    LWF_FIT_BASE_GAUSSIAN = 0,
+    /// `components` trainable Gaussians initialised the paper's way (normflows'
+    /// `GaussianMixture`: means N(0, 1), unit scales, equal weights).
+    LWF_FIT_BASE_PAPER_MIXTURE = 1,
+    /// `components` Gaussians fitted by weighted EM to the weighted samples.
+    LWF_FIT_BASE_MIXTURE = 2,
+    /// K = 1..`components` fitted by weighted EM, the smallest BIC wins (the default).
+    LWF_FIT_BASE_AUTO = 3,
+}
+
+/// Learning-rate schedule codes for `LwfFitConfig.schedule`.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LwfSchedule {
+    /// `lr` throughout.
+    LWF_SCHEDULE_CONSTANT = 0,
+    /// Cosine decay from `lr` to `min_lr_factor * lr` at the last step (the default).
+    LWF_SCHEDULE_COSINE = 1,
+}
+
+/// What the fit does with a NaN or +inf log-likelihood or log-weight (`LwfFitConfig.non_finite`);
+/// -inf is always a valid zero weight.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LwfNonFinitePolicy {
+    /// Refuse the whole set (the default): `LWF_CALLBACK_FAILED` for values from the
+    /// likelihood callback, `LWF_NON_FINITE` for caller-provided log-weights.
+    LWF_NON_FINITE_ERROR = 0,
+    /// Give such samples weight 0 and count them in `LwfFitReport.skipped_samples`.
+    LWF_NON_FINITE_SKIP = 1,
+}
+
+/// Settings of `lwf_model_fit_prior_box` and `lwf_model_fit_samples`. Fill it with
+/// `lwf_fit_config_default`, then change fields. Every field is checked by the fit functions
+/// and the size queries, whatever the base choice; any value out of range (including NaN)
+/// gives `LWF_INVALID_ARGUMENT`.
+///
+/// The struct can grow: new fields are only ever appended, and `struct_size` (written by
+/// `lwf_fit_config_default`) tells the library which fields the caller's header has.
+/// Enumerated fields are plain `int32_t` codes so that any value is defined; unknown codes
+/// give `LWF_INVALID_ARGUMENT`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LwfFitConfig {
+    /// `sizeof(LwfFitConfig)` of the caller's header; written by `lwf_fit_config_default`.
+    pub struct_size: usize,
+    /// An `LwfFitBase` code (default `LWF_FIT_BASE_AUTO`).
+    pub base: i32,
+    /// An `LwfNonFinitePolicy` code (default `LWF_NON_FINITE_ERROR`).
+    pub non_finite: i32,
+    /// K for `LWF_FIT_BASE_PAPER_MIXTURE` and `LWF_FIT_BASE_MIXTURE`, the largest K for
+    /// `LWF_FIT_BASE_AUTO` (>= 1; default 4). Ignored for `LWF_FIT_BASE_GAUSSIAN`.
+    pub components: usize,
+    /// Refuse a weight set whose Kish effective sample size (sum w)^2 / sum w^2 is below this
+    /// (`LWF_DEGENERATE_WEIGHTS`); finite, >= 0 (default 100).
+    pub min_ess: f64,
+    /// Prior-box fit: seed of the prior draws (xoshiro256++ as `lwf_rng_init`; default 0).
+    pub sample_seed: u64,
+    /// Prior-box fit: the likelihood callback gets at most this many points per call (>= 1;
+    /// default 4096; a value >= n_samples gives one call).
+    pub likelihood_batch: usize,
+    /// EM: iteration cap per restart (>= 1; default 200).
+    pub em_max_iter: usize,
+    /// EM: stop when the weighted mean log-likelihood improves by less than this, relative
+    /// (finite, >= 0; default 1e-6).
+    pub em_tol: f64,
+    /// EM: variance floor relative to the weighted data variance per dimension (finite, >= 0;
+    /// default 1e-6).
+    pub em_var_floor: f64,
+    /// EM: k-means++ restarts, the best log-likelihood wins (>= 1; default 3).
+    pub em_restarts: usize,
+    /// EM: samples with weight below this fraction of the largest are ignored (finite, >= 0;
+    /// default 1e-10).
+    pub em_min_weight: f64,
+    /// EM: seed of the k-means++ seedings (default 0).
+    pub em_seed: u64,
+    /// Training: upper bound on epochs (>= 1; default 200).
+    pub max_epochs: usize,
+    /// Training: minibatch size (>= 1; default 512).
+    pub batch_size: usize,
+    /// Adam learning rate (> 0; default 1e-3).
+    pub lr: f64,
+    /// Adam first-moment decay in [0, 1) (default 0.9).
+    pub beta1: f64,
+    /// Adam second-moment decay in [0, 1) (default 0.999).
+    pub beta2: f64,
+    /// Adam epsilon (> 0; default 1e-8).
+    pub eps: f64,
+    /// L2 weight decay on the coupling parameters (>= 0; default 0).
+    pub weight_decay: f64,
+    /// An `LwfSchedule` code (default `LWF_SCHEDULE_COSINE`).
+    pub schedule: i32,
+    /// Cosine schedule: final rate as a fraction of `lr`, in [0, 1] (default 0.05).
+    pub min_lr_factor: f64,
+    /// Stop after this many epochs without a validation improvement (0 = never; default 20).
+    pub patience: usize,
+    /// Share of the samples held out for validation, early stopping and restoring the best
+    /// parameters, in [0, 0.9] (0 = none; default 0.2).
+    pub validation_fraction: f64,
+    /// Clip the gradient to this global L2 norm (>= 0, 0 = off; default 10).
+    pub clip_norm: f64,
+    /// Samples whose weight is below this fraction of the largest are left out of training
+    /// and validation, in [0, 1) (default 1e-5).
+    pub min_weight: f64,
+    /// Training: seed of the validation split and the shuffles (default 0).
+    pub seed: u64,
+    /// Seed of the parameter initialisation, as `lwf_model_init`'s (default 0).
+    pub init_seed: u64,
+}
+
+/// The first and, so far, only layout of `LwfFitConfig`.
+const CONFIG_SIZE: usize = size_of::<LwfFitConfig>();
+
+impl LwfFitConfig {
+    /// The defaults: the core's `TrainConfig::default()`, `EmConfig::default()` and
+    /// `Adam::default()`, plus the C ABI's own fields.
+    pub(crate) fn defaults() -> LwfFitConfig {
+        let train = TrainConfig::default();
+        let em = EmConfig::default();
+        let (schedule, min_lr_factor) = match train.schedule {
+            Schedule::Constant => (LwfSchedule::LWF_SCHEDULE_CONSTANT, 1.0),
+            Schedule::Cosine { min_factor } => (LwfSchedule::LWF_SCHEDULE_COSINE, min_factor),
+        };
+        LwfFitConfig {
+            struct_size: CONFIG_SIZE,
+            base: LwfFitBase::LWF_FIT_BASE_AUTO as i32,
+            non_finite: LwfNonFinitePolicy::LWF_NON_FINITE_ERROR as i32,
+            components: 4,
+            min_ess: 100.0,
+            sample_seed: 0,
+            likelihood_batch: 4096,
+            em_max_iter: em.max_iter,
+            em_tol: em.tol,
+            em_var_floor: em.var_floor,
+            em_restarts: em.restarts,
+            em_min_weight: em.min_weight,
+            em_seed: em.seed,
+            max_epochs: train.max_epochs,
+            batch_size: train.batch_size,
+            lr: train.adam.lr,
+            beta1: train.adam.beta1,
+            beta2: train.adam.beta2,
+            eps: train.adam.eps,
+            weight_decay: train.adam.weight_decay,
+            schedule: schedule as i32,
+            min_lr_factor,
+            patience: train.patience,
+            validation_fraction: train.validation_fraction,
+            clip_norm: train.clip_norm,
+            min_weight: train.min_weight,
+            seed: train.seed,
+            init_seed: 0,
+        }
+    }
+
+    /// The core's settings, or `LWF_INVALID_ARGUMENT` for any field out of range.
+    pub(crate) fn to_core(self) -> Result<Settings, LwfStatus> {
+        let invalid = Err(LWF_INVALID_ARGUMENT);
+        if self.struct_size != CONFIG_SIZE {
+            return invalid;
+        }
+        let k = self.components;
+        let base = match self.base {
+            0 => BaseChoice::Gaussian,
+            1 if k >= 1 => BaseChoice::PaperMixture(k),
+            2 if k >= 1 => BaseChoice::Mixture(k),
+            3 if k >= 1 => BaseChoice::Auto(k),
+            _ => return invalid,
+        };
+        let policy = match self.non_finite {
+            0 => NonFinitePolicy::Error,
+            1 => NonFinitePolicy::Skip,
+            _ => return invalid,
+        };
+        let schedule = match self.schedule {
+            0 => Schedule::Constant,
+            1 => Schedule::Cosine {
+                min_factor: self.min_lr_factor,
+            },
+            _ => return invalid,
+        };
+        let em = EmConfig {
+            max_iter: self.em_max_iter,
+            tol: self.em_tol,
+            var_floor: self.em_var_floor,
+            restarts: self.em_restarts,
+            min_weight: self.em_min_weight,
+            seed: self.em_seed,
+        };
+        // The core checks the EM settings only when EM runs, after the likelihood has been
+        // evaluated: check them here, whatever the base, so a bad field costs nothing.
+        let em_ok = em.max_iter >= 1
+            && em.restarts >= 1
+            && [em.tol, em.var_floor, em.min_weight]
+                .iter()
+                .all(|v| v.is_finite() && *v >= 0.0);
+        let train = TrainConfig {
+            max_epochs: self.max_epochs,
+            batch_size: self.batch_size,
+            adam: Adam {
+                lr: self.lr,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                weight_decay: self.weight_decay,
+            },
+            schedule,
+            patience: self.patience,
+            validation_fraction: self.validation_fraction,
+            clip_norm: self.clip_norm,
+            min_weight: self.min_weight,
+            seed: self.seed,
+        };
+        // The core gives NonFinite for a NaN setting; for the config every problem is
+        // LWF_INVALID_ARGUMENT (LWF_NON_FINITE is about data).
+        let min_ess_ok = self.min_ess.is_finite() && self.min_ess >= 0.0;
+        if !em_ok || !min_ess_ok || self.likelihood_batch == 0 || train.validate().is_err() {
+            return invalid;
+        }
+        Ok(Settings {
+            fit: FitConfig {
+                base,
+                em,
+                train,
+                init_seed: self.init_seed,
+            },
+            policy,
+            min_ess: self.min_ess,
+            sample_seed: self.sample_seed,
+            likelihood_batch: self.likelihood_batch,
+        })
+    }
+}
+
+/// A checked `LwfFitConfig` in the core's terms.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) fit: FitConfig,
+    pub(crate) policy: NonFinitePolicy,
+    pub(crate) min_ess: f64,
+    pub(crate) sample_seed: u64,
+    pub(crate) likelihood_batch: usize,
+}
+
+/// Reads and checks a config argument: `struct_size` first, then the fields it covers.
+///
+/// # Safety
+/// `config` is NULL or valid for reads of `config->struct_size` bytes (at least the
+/// `struct_size` field itself).
+pub(crate) unsafe fn read_config(config: *const LwfFitConfig) -> Result<Settings, LwfStatus> {
+    check_ptr(config, 1)?;
+    // SAFETY: non-NULL and aligned (checked); the first field is readable by the contract, and
+    // a usize has no invalid bit patterns.
+    let struct_size = unsafe { config.cast::<usize>().read() };
+    if struct_size != CONFIG_SIZE {
+        // Not this library's layout (an older or newer header, or garbage): reading further
+        // could run past the caller's struct.
+        return Err(LWF_INVALID_ARGUMENT);
+    }
+    // SAFETY: the caller's struct is `struct_size == size_of::<LwfFitConfig>()` bytes long;
+    // every field is an integer or a float, so any bits are a valid value.
+    unsafe { config.read() }.to_core()
+}
+
+/// Writes the default fit configuration to `*out_config`, with `struct_size =
+/// sizeof(LwfFitConfig)`: an automatic mixture base (EM, K chosen by BIC up to 4),
+/// `LWF_NON_FINITE_ERROR`, ESS floor 100, likelihood batches of 4096, the core's EM defaults
+/// (200 iterations, tolerance 1e-6, variance floor 1e-6, 3 restarts, min weight 1e-10) and
+/// training defaults (200 epochs, batch 512, Adam lr 1e-3 / 0.9 / 0.999 / 1e-8, no weight
+/// decay, cosine schedule to 0.05 lr, patience 20, validation 0.2, clip norm 10, min weight
+/// 1e-5), every seed 0.
+///
+/// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`.
+///
+/// # Safety
+/// `out_config` is NULL or valid for one write of `LwfFitConfig`.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_fit_config_default(out_config: *mut LwfFitConfig) -> LwfStatus {
+    guard(|| {
+        let out = out_scalar(out_config)?;
+        // SAFETY: checked by out_scalar; writability is the caller's contract.
+        unsafe { write_scalar(out, LwfFitConfig::defaults()) };
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_are_the_cores() {
+        let s = LwfFitConfig::defaults()
+            .to_core()
+            .expect("defaults are valid");
+        assert_eq!(s.fit.train, TrainConfig::default());
+        assert_eq!(s.fit.em, EmConfig::default());
+        assert_eq!(s.fit.base, BaseChoice::Auto(4));
+        assert_eq!(s.policy, NonFinitePolicy::Error);
+    }
+
+    #[test]
+    fn every_bad_field_is_an_invalid_argument() {
+        let d = LwfFitConfig::defaults();
+        let bad: [fn(&mut LwfFitConfig); 16] = [
+            |c| c.struct_size -= 8,
+            |c| c.base = 4,
+            |c| c.components = 0,
+            |c| c.non_finite = -1,
+            |c| c.schedule = 2,
+            |c| c.min_ess = f64::NAN,
+            |c| c.min_ess = -1.0,
+            |c| c.likelihood_batch = 0,
+            |c| c.em_restarts = 0,
+            |c| c.em_tol = f64::INFINITY,
+            |c| c.max_epochs = 0,
+            |c| c.lr = f64::NAN,
+            |c| c.beta1 = 1.0,
+            |c| c.validation_fraction = 0.95,
+            |c| c.min_lr_factor = 1.5,
+            |c| c.min_weight = 1.0,
+        ];
+        for (i, f) in bad.iter().enumerate() {
+            let mut c = d;
+            f(&mut c);
+            assert_eq!(c.to_core().err(), Some(LWF_INVALID_ARGUMENT), "case {i}");
+        }
+        let mut gaussian = d;
+        gaussian.base = 0;
+        gaussian.components = 0;
+        assert_eq!(gaussian.to_core().unwrap().fit.base, BaseChoice::Gaussian);
+    }
+}
