@@ -1,7 +1,9 @@
 //! The C callers, compiled with `-std=c11 -Wall -Wextra -Wpedantic -Werror` against the built
 //! `liblwflow.a` and run: the ABI test with its bad-input matrix (also under valgrind), the 2D2
-//! training program (KL below 0.05, equal to the same procedure through the Rust API), and the
-//! coverage checks (every exported function is in the header and used by the C test).
+//! training program (KL below 0.05, equal to the same procedure through the Rust API), the
+//! 2D2 fit through the fit API (KL below 0.05 and within 10% of the same fit through
+//! `lwflow::train::fit`; also under valgrind with a small budget), and the coverage checks
+//! (every exported function is in the header and used by the C test).
 
 mod common;
 
@@ -84,6 +86,54 @@ fn c_training_program_is_valgrind_clean() {
 }
 
 #[test]
+fn c_program_fits_2d2_through_the_fit_api_like_the_rust_api() {
+    let dir = scratch("fit_2d2");
+    let Some(exe) = compile_c("examples/c/fit_2d2.c", &dir, true) else {
+        return;
+    };
+    let out = run(Command::new(&exe));
+    eprint!("{out}");
+    let kl_c = result_field(&out, "kl");
+    assert!(kl_c < 0.05, "KL(p||q) of the C-fitted model: {kl_c}");
+
+    let (kl_rust, report, stats) = mirror::fit_2d2();
+    eprintln!(
+        "KL(p||q) of the 2D2 fit: C through the fit API {kl_c:.6}, Rust API {kl_rust:.6} \
+         (relative difference {:.2e})",
+        (kl_c - kl_rust).abs() / kl_rust
+    );
+    // The acceptance criterion: the same accuracy as the Rust API for the same seed and
+    // settings, KL within 10%.
+    assert!(
+        (kl_c - kl_rust).abs() <= 0.1 * kl_rust,
+        "C {kl_c} vs Rust {kl_rust}"
+    );
+    // The same run, not just the same accuracy: a config field lost or mis-mapped on the way
+    // through the ABI shows up here.
+    let t = report.train;
+    assert_eq!(
+        result_field(&out, "components") as usize,
+        report.shape.components()
+    );
+    assert_eq!(result_field(&out, "epochs") as usize, t.epochs);
+    assert_eq!(result_field(&out, "best_epoch") as usize, t.best_epoch);
+    assert_eq!(result_field(&out, "steps") as u64, t.steps);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    assert!(close(result_field(&out, "ess"), stats.ess));
+    assert!(close(result_field(&out, "best_val_loss"), t.best_val_loss));
+}
+
+#[test]
+fn c_fit_program_is_valgrind_clean() {
+    let dir = scratch("fit_2d2_quick");
+    let Some(exe) = compile_c("examples/c/fit_2d2.c", &dir, true) else {
+        return;
+    };
+    // 2,000 samples and 2 epochs: valgrind is ~50x slower.
+    run_valgrind(&exe, &["quick"]);
+}
+
+#[test]
 fn c_test_program_calls_every_exported_function() {
     let source = std::fs::read_to_string(repo().join("examples/c/abi_test.c")).expect("source");
     let missing: Vec<String> = header_functions()
@@ -116,9 +166,14 @@ fn exported_symbols_are_exactly_the_header_functions() {
     assert_eq!(exported, header_functions());
 }
 
-/// train_2d2.c, step for step, through the Rust API.
+/// train_2d2.c, step for step, and fit_2d2.c's fit, through the Rust API.
 mod mirror {
+    use lwflow::base::em::{scratch_len, EmConfig};
     use lwflow::rand_core::SeedableRng;
+    use lwflow::train::{
+        fit, sample_and_weigh, BaseChoice, FitBuffers, FitConfig, FitReport, NonFinitePolicy,
+        TrainBuffers, TrainConfig, WeightStats,
+    };
     use lwflow::{init_params, set_mixture_base, Adam, BaseKind, Error, Flow, Shape};
     use rand_xoshiro::Xoshiro256PlusPlus;
     use std::f64::consts::PI;
@@ -315,5 +370,79 @@ mod mirror {
         }
         let kl = kl_exact(&Flow::new(shape, &params).unwrap(), &mut ws, 20000, 7);
         (kl, kl_start)
+    }
+
+    /// fit_2d2.c's fit (full budget) through `lwflow::train::fit` in f64: the same prior
+    /// draws (xoshiro256++ from sample_seed 42), likelihood, batches, configuration (the C
+    /// ABI's defaults are the core's) and seeds. Returns (KL, fit report, weight statistics).
+    pub fn fit_2d2() -> (f64, FitReport, WeightStats) {
+        let (n, dim) = (20000usize, 2usize);
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(42);
+        let (mut theta, mut log_l, mut weights) = (vec![0.0; n * dim], vec![0.0; n], vec![0.0; n]);
+        let stats = sample_and_weigh(
+            &[-BOX, -BOX],
+            &[BOX, BOX],
+            &mut rng,
+            1000,
+            |rows: &[f64], out: &mut [f64]| {
+                out.copy_from_slice(&log_likelihood(rows, dim));
+                true
+            },
+            NonFinitePolicy::Error,
+            100.0,
+            &mut theta,
+            &mut log_l,
+            &mut weights,
+        )
+        .expect("weights");
+
+        let template = Shape::new(dim, 32, 4);
+        let cfg = FitConfig {
+            base: BaseChoice::Auto(4),
+            em: EmConfig::default(),
+            train: TrainConfig {
+                max_epochs: 40,
+                ..TrainConfig::default()
+            },
+            init_seed: 1,
+        };
+        let max = cfg.base.max_shape(&template);
+        let (p, k, b) = (max.param_len(), 4, cfg.train.batch_size.min(n));
+        let mut params = vec![0.0; p];
+        let (mut grad, mut adam, mut best) = (vec![0.0; p], vec![0.0; 2 * p], vec![0.0; p]);
+        let mut ws = vec![0.0; max.workspace_len()];
+        let (mut bt, mut bw, mut bo) = (vec![0.0; b * dim], vec![0.0; b], vec![0.0; b]);
+        let mut order = vec![0u32; n];
+        let (mut ew, mut em, mut es) = (vec![0.0; k], vec![0.0; k * dim], vec![0.0; k * dim]);
+        let mut esc = vec![0.0; scratch_len(k, dim)];
+        let buffers = FitBuffers {
+            train: TrainBuffers {
+                grad: &mut grad,
+                adam_state: &mut adam,
+                best: &mut best,
+                workspace: &mut ws,
+                batch_theta: &mut bt,
+                batch_weights: &mut bw,
+                batch_out: &mut bo,
+                order: &mut order,
+            },
+            em_weights: &mut ew,
+            em_means: &mut em,
+            em_sds: &mut es,
+            em_scratch: &mut esc,
+        };
+        let report = fit(
+            &template,
+            &cfg,
+            &mut params,
+            &theta,
+            &weights,
+            buffers,
+            |_| true,
+        )
+        .expect("fit");
+        let flow = Flow::new(report.shape, &params[..report.shape.param_len()]).unwrap();
+        let kl = kl_exact(&flow, &mut ws, 20000, 7);
+        (kl, report, stats)
     }
 }
