@@ -1,4 +1,5 @@
-//! The Fortran 2008 interface module `include/lwflow.f90` and the 3D2 program: compiled with
+//! The Fortran 2008 interface module `include/lwflow.f90` and the 3D4 program (a fit through
+//! `lwf_model_fit_prior_box` with a Fortran likelihood, then sampling): compiled with
 //! `gfortran -std=f2008 -Wall -Wextra -pedantic -Werror` against `liblwflow.a` and run (skipped,
 //! saying so, without gfortran), and checked against the header: every function bound, every
 //! constant equal.
@@ -10,12 +11,12 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 #[test]
-fn fortran_program_fits_3d2_and_samples() {
+fn fortran_program_fits_3d4_and_samples() {
     let Some(gfortran) = tool("FC", "gfortran", "Fortran caller (gfortran)") else {
         return;
     };
     let dir = scratch("fortran");
-    let exe = dir.join("fit_3d2");
+    let exe = dir.join("fit_3d4");
     let mut cmd = Command::new(gfortran);
     cmd.args([
         "-std=f2008",
@@ -28,7 +29,7 @@ fn fortran_program_fits_3d2_and_samples() {
     ])
     .arg(&dir)
     .arg(repo().join("include/lwflow.f90"))
-    .arg(repo().join("examples/fortran/fit_3d2.f90"))
+    .arg(repo().join("examples/fortran/fit_3d4.f90"))
     .arg(staticlib())
     .args(native_libs())
     .arg("-o")
@@ -37,7 +38,8 @@ fn fortran_program_fits_3d2_and_samples() {
     let out = run(Command::new(&exe));
     eprint!("{out}");
     let kl = result_field(&out, "kl");
-    assert!(kl < 0.1, "KL(p||q) of the Fortran-trained 3D2 model: {kl}");
+    assert!(kl < 0.05, "KL(p||q) of the Fortran-fitted 3D4 model: {kl}");
+    assert_eq!(result_field(&out, "components"), 4.0, "K chosen by BIC");
     assert!(result_field(&out, "near") > 0.9);
 }
 
