@@ -9,6 +9,10 @@
 //   LWF_NON_FINITE) also have std::error_code overloads that do not throw.
 // - Buffers are passed as lwflow::span<T> (pointer + length, like C++20 std::span), which
 //   converts from std::vector, std::array and C arrays.
+// - lwflow::fit_prior_box / lwflow::fit_samples run the one-call fit with C++ callables as the
+//   likelihood and progress callbacks; an exception thrown by one of them stops the fit and is
+//   rethrown from the call (it never unwinds through the C library). They return the model
+//   and the report (fit_result); a fit stopped by the progress callback is not an error.
 // - Nothing here has global state except the error category object, as in the standard
 //   library. One model must not be used by two threads at once, except through the const
 //   members taking a workspace.
@@ -19,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <limits>
 #include <memory>
 #include <string>
@@ -145,6 +150,33 @@ struct adam : LwfAdam {
     adam &with_weight_decay(double value) { return weight_decay = value, *this; }
 };
 
+/// LwfFitConfig with the defaults of lwf_fit_config_default and fluent setters for the usual
+/// changes; every other field can be set directly.
+struct fit_config : LwfFitConfig {
+    fit_config() : LwfFitConfig() { check(lwf_fit_config_default(this), "lwf_fit_config_default"); }
+
+    /// K chosen by BIC among 1..k_max (the default, k_max 4).
+    fit_config &automatic(std::size_t k_max) { return set_base(LWF_FIT_BASE_AUTO, k_max); }
+    /// k components fitted by weighted EM.
+    fit_config &mixture(std::size_t k) { return set_base(LWF_FIT_BASE_MIXTURE, k); }
+    /// k components initialised the paper's way (no EM).
+    fit_config &paper_mixture(std::size_t k) { return set_base(LWF_FIT_BASE_PAPER_MIXTURE, k); }
+    /// The trainable Gaussian base.
+    fit_config &gaussian() { return set_base(LWF_FIT_BASE_GAUSSIAN, 1); }
+    fit_config &epochs(std::size_t n) { return max_epochs = n, *this; }
+    fit_config &learning_rate(double value) { return lr = value, *this; }
+    fit_config &skip_non_finite() { return non_finite = LWF_NON_FINITE_SKIP, *this; }
+    /// Seeds of the prior draws and of the parameter initialisation.
+    fit_config &seeds(std::uint64_t samples, std::uint64_t init) {
+        return sample_seed = samples, init_seed = init, *this;
+    }
+
+private:
+    fit_config &set_base(LwfFitBase b, std::size_t k) {
+        return base = static_cast<std::int32_t>(b), components = k, *this;
+    }
+};
+
 /// A caller-held xoshiro256++ stream (lwf_rng_init / lwf_rng_jump).
 class rng {
 public:
@@ -156,6 +188,10 @@ public:
 private:
     LwfRng state_;
 };
+
+namespace detail {
+struct fitter;
+}
 
 /// One model in memory this object owns.
 class model {
@@ -291,6 +327,7 @@ public:
     }
 
 private:
+    friend struct detail::fitter;
     model() = default;
     void allocate(std::size_t bytes) {
         // new max_align_t[] is aligned for every scalar type: at least the 8 bytes
@@ -310,6 +347,118 @@ private:
     std::size_t bytes_ = 0;
     LwfModel *handle_ = nullptr;
 };
+
+/// A fitted model and what the fit did. report.stop_reason == LWF_STOP_CANCELLED when the
+/// progress callback stopped it (the model is then the best one so far).
+struct fit_result {
+    lwflow::model model;
+    LwfFitReport report;
+    bool cancelled() const noexcept { return report.stop_reason == LWF_STOP_CANCELLED; }
+};
+
+namespace detail {
+
+/// The callbacks' context: the C++ callables, and the exception one of them threw (caught
+/// here: it must not unwind through the C library; rethrown after the call).
+template <class LogLikelihood, class Progress>
+struct fit_context {
+    LogLikelihood *log_likelihood;
+    Progress *progress;
+    std::exception_ptr error;
+
+    static int call_log_likelihood(const double *theta, std::size_t n, std::size_t dim,
+                                   double *out, void *user) noexcept {
+        auto *ctx = static_cast<fit_context *>(user);
+        try {
+            (*ctx->log_likelihood)(span<const double>(theta, n * dim), span<double>(out, n));
+            return 0;
+        } catch (...) {
+            ctx->error = std::current_exception();
+            return 1;
+        }
+    }
+    static int call_progress(const LwfEpochReport *report, void *user) noexcept {
+        auto *ctx = static_cast<fit_context *>(user);
+        try {
+            return (*ctx->progress)(*report) ? 0 : 1;
+        } catch (...) {
+            ctx->error = std::current_exception();
+            return 1;
+        }
+    }
+};
+
+/// The progress callable when none is given: never stops.
+struct no_progress {
+    bool operator()(const LwfEpochReport &) const noexcept { return true; }
+};
+
+/// Sizes and allocates model and work memory, runs `call` on them, maps the status.
+struct fitter {
+    template <class Call>
+    static fit_result run(const LwfShape &s, const LwfFitConfig &c, std::size_t n,
+                          const char *function, Call &&call, const std::exception_ptr &error) {
+        std::size_t mem_bytes = 0, work_bytes = 0;
+        check(lwf_fit_model_size(&s, &c, &mem_bytes), "lwf_fit_model_size");
+        check(lwf_fit_work_size(&s, &c, n, &work_bytes), "lwf_fit_work_size");
+        model m;
+        m.allocate(mem_bytes);
+        std::vector<double> work((work_bytes + sizeof(double) - 1) / sizeof(double));
+        LwfFitReport report{};
+        const LwfStatus status =
+            call(static_cast<void *>(m.memory_.get()), m.bytes_, static_cast<void *>(work.data()),
+                 work_bytes, &report, &m.handle_);
+        if (error) std::rethrow_exception(error);
+        if (status != LWF_CANCELLED) check(status, function);
+        return fit_result{std::move(m), report};
+    }
+};
+
+}  // namespace detail
+
+/// Fits a model to the posterior of a uniform prior on the box [lo, hi] and a likelihood
+/// (lwf_model_fit_prior_box), with n_samples prior draws. log_likelihood(theta, out) fills
+/// out[i] with log p(D | theta_i) for the points theta[i * dim .. (i + 1) * dim) (spans of
+/// const double and double; dim = theta.size() / out.size()). progress(const LwfEpochReport &)
+/// returns false to stop the fit. Memory is allocated here and owned by the returned model.
+/// Throws lwflow::error for a failed fit, or rethrows what a callable threw.
+template <class LogLikelihood, class Progress = detail::no_progress>
+fit_result fit_prior_box(const LwfShape &s, const LwfFitConfig &c, span<const double> lo,
+                         span<const double> hi, std::size_t n_samples,
+                         LogLikelihood &&log_likelihood, Progress &&progress = Progress{}) {
+    using context = detail::fit_context<std::remove_reference_t<LogLikelihood>,
+                                        std::remove_reference_t<Progress>>;
+    context ctx{&log_likelihood, &progress, nullptr};
+    return detail::fitter::run(
+        s, c, n_samples, "lwf_model_fit_prior_box",
+        [&](void *mem, std::size_t mem_len, void *work, std::size_t work_len, LwfFitReport *r,
+            LwfModel **handle) {
+            return lwf_model_fit_prior_box(mem, mem_len, &s, &c, lo.data(), lo.size(), hi.data(),
+                                           hi.size(), n_samples, &context::call_log_likelihood,
+                                           &ctx, &context::call_progress, &ctx, work, work_len,
+                                           r, handle);
+        },
+        ctx.error);
+}
+
+/// Fits a model to weighted samples (lwf_model_fit_samples): theta row-major [n][dim],
+/// log_weights n (log-likelihoods for prior samples). As fit_prior_box otherwise.
+template <class Progress = detail::no_progress>
+fit_result fit_samples(const LwfShape &s, const LwfFitConfig &c, span<const double> theta,
+                       span<const double> log_weights, Progress &&progress = Progress{}) {
+    using context = detail::fit_context<void, std::remove_reference_t<Progress>>;
+    context ctx{nullptr, &progress, nullptr};
+    return detail::fitter::run(
+        s, c, log_weights.size(), "lwf_model_fit_samples",
+        [&](void *mem, std::size_t mem_len, void *work, std::size_t work_len, LwfFitReport *r,
+            LwfModel **handle) {
+            return lwf_model_fit_samples(mem, mem_len, &s, &c, theta.data(), theta.size(),
+                                         log_weights.data(), log_weights.size(),
+                                         &context::call_progress, &ctx, work, work_len, r,
+                                         handle);
+        },
+        ctx.error);
+}
 
 }  // namespace lwflow
 

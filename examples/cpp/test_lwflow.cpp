@@ -1,6 +1,8 @@
 // The C++17 wrapper include/lwflow.hpp in use: trains task 2D2 with a C++ likelihood (a lambda),
 // checks KL(p||q), save / load, the error mapping (exceptions and std::error_code), moves,
-// spans over std::vector / std::array / C arrays, and the thread-safe const members.
+// spans over std::vector / std::array / C arrays, and the thread-safe const members; then fits
+// 2D2 in one call (lwflow::fit_prior_box with lambdas as likelihood and progress callbacks,
+// lwflow::fit_samples), including an exception thrown by the likelihood and a cancel.
 //
 //   c++ -std=c++17 -O2 -Wall -Wextra -Wpedantic -Werror -Iinclude examples/cpp/test_lwflow.cpp
 //       target/release/liblwflow.a -lpthread -ldl -lm -o test_lwflow && ./test_lwflow
@@ -13,6 +15,7 @@
 #include <cstdlib>
 #include <numeric>
 #include <random>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -196,6 +199,49 @@ int main() {
     gaussian.set_gaussian_base(loc, sd);
     EXPECT(gaussian.shape().activation == LWF_ACTIVATION_TANH);
 
-    std::printf("RESULT kl=%.6f failures=%d\n", kl_end, failures);
+    // ---- The one-call fit, with the likelihood as a callable over spans of a batch ----
+    auto batched = [&](lwflow::span<const double> t, lwflow::span<double> out) {
+        for (std::size_t i = 0; i < out.size(); ++i) out[i] = log_likelihood(&t[i * dim]);
+    };
+    const std::array<double, 2> lo{-6.0, -6.0}, hi{6.0, 6.0};
+    lwflow::fit_config cfg;
+    cfg.automatic(3).epochs(20).seeds(11, 3);
+    std::size_t epochs_seen = 0;
+    lwflow::fit_result fitted =
+        lwflow::fit_prior_box(lwflow::shape(2, 32, 4), cfg, lo, hi, 12000, batched,
+                              [&](const LwfEpochReport &r) { return ++epochs_seen == r.epoch; });
+    const double kl_fit = kl(fitted.model);
+    std::printf("C++ fit: K = %zu, %zu epochs, KL(p||q) %.4f\n", fitted.report.components,
+                fitted.report.epochs, kl_fit);
+    EXPECT(kl_fit < 0.05 && fitted.report.components == 2 && !fitted.cancelled());
+    EXPECT(epochs_seen == fitted.report.epochs && fitted.model.shape().components == 2);
+    // An exception in the likelihood stops the fit and comes out of the call unchanged.
+    try {
+        lwflow::fit_prior_box(shape, cfg, lo, hi, 1000, [](auto, auto) {
+            throw std::runtime_error("likelihood exploded");
+        });
+        EXPECT(false);
+    } catch (const std::runtime_error &e) {
+        EXPECT(std::string(e.what()) == "likelihood exploded");
+    }
+    // NaN under the default policy is a failed callback.
+    EXPECT_THROWS(LWF_CALLBACK_FAILED,
+                  lwflow::fit_prior_box(shape, cfg, lo, hi, 1000, [](auto, auto out) {
+                      for (double &o : out) o = std::nan("");
+                  }));
+    // Cancelling from the progress callable gives the best model so far, not an exception.
+    lwflow::fit_result stopped = lwflow::fit_prior_box(
+        shape, cfg, lo, hi, 4000, batched, [](const LwfEpochReport &r) { return r.epoch < 2; });
+    EXPECT(stopped.cancelled() && stopped.report.epochs == 2);
+    EXPECT(std::isfinite(stopped.model.log_prob(exact)[0]));
+    // The samples entry point, on the prior samples and log-likelihoods above.
+    lwflow::fit_result from_samples = lwflow::fit_samples(shape, cfg, theta, log_w);
+    EXPECT(from_samples.model.shape().components == from_samples.report.components);
+    EXPECT(from_samples.report.n_samples == n);
+    lwflow::fit_config bad = cfg;
+    bad.lr = -1.0;
+    EXPECT_THROWS(LWF_INVALID_ARGUMENT, lwflow::fit_samples(shape, bad, theta, log_w));
+
+    std::printf("RESULT kl=%.6f fit_kl=%.6f failures=%d\n", kl_end, kl_fit, failures);
     return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

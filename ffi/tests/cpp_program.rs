@@ -1,4 +1,5 @@
-//! The C++17 wrapper `include/lwflow.hpp` and its test program, compiled with
+//! The C++17 wrapper `include/lwflow.hpp` and its test program (manual training loop and the
+//! one-call fit with C++ callables), compiled with
 //! `-std=c++17 -Wall -Wextra -Wpedantic -Werror` against `liblwflow.a` and run.
 
 mod common;
@@ -33,5 +34,6 @@ fn cpp_wrapper_program_builds_and_passes() {
     let out = run(Command::new(&exe));
     eprint!("{out}");
     assert!(result_field(&out, "kl") < 0.05);
+    assert!(result_field(&out, "fit_kl") < 0.05);
     assert!(out.contains("failures=0"));
 }
