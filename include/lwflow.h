@@ -2,10 +2,11 @@
  * SPDX-License-Identifier: MIT OR Apache-2.0
  *
  * Conventions: symbols lwf_<object>_<verb>; object first, then inputs, then outputs; every
- * buffer is followed by its length in elements (bytes for uint8_t buffers), and NULL with
- * length 0 is an empty buffer; const pointers are never written; every fallible function returns an LwfStatus and writes its outputs only on
- * LWF_OK. The library allocates nothing and has no global state. Batches of points are
- * row-major [n][dim] arrays of doubles. Double buffers and model memory must be 8-byte aligned.
+ * buffer is followed by its length in elements (bytes for uint8_t and void buffers), and NULL
+ * with length 0 is an empty buffer; const pointers are never written; every fallible function
+ * returns an LwfStatus and writes its outputs only on LWF_OK (and on the fit's LWF_CANCELLED).
+ * The library allocates nothing and has no global state. Batches of points are row-major
+ * [n][dim] arrays of doubles. Double buffers, model and work memory must be 8-byte aligned.
  */
 
 #ifndef LWFLOW_H
@@ -42,8 +43,8 @@
 /**
  * Result of every fallible `lwf_*` call. The numbers are part of the ABI: they are explicit,
  * never reused and never renumbered; new codes are only ever appended. On any status other
- * than `LWF_OK` the function wrote nothing to its outputs (see `LWF_PANIC` for the one
- * exception).
+ * than `LWF_OK` the function wrote nothing to its outputs (exceptions: `LWF_CANCELLED`, whose
+ * outputs are valid, and `LWF_PANIC`).
  */
 typedef enum LwfStatus {
     /**
@@ -57,7 +58,8 @@ typedef enum LwfStatus {
      */
     LWF_NULL_POINTER = 1,
     /**
-     * A buffer (model memory, byte buffer, workspace) is shorter than the size query says.
+     * A buffer (model memory, byte buffer, workspace, fit work memory) is shorter than its size
+     * query says.
      */
     LWF_BUFFER_TOO_SMALL = 2,
     /**
@@ -87,16 +89,18 @@ typedef enum LwfStatus {
      */
     LWF_EMPTY_BATCH = 8,
     /**
-     * A user callback returned non-zero or wrote NaN / +inf (fit; reserved in this release).
+     * The fit's likelihood callback returned non-zero, or wrote NaN / +inf (or left an entry
+     * unwritten) under `LWF_NON_FINITE_ERROR`.
      */
     LWF_CALLBACK_FAILED = 9,
     /**
-     * The progress callback asked to stop (fit; reserved in this release).
+     * The fit's progress callback asked to stop. Unlike every other non-`LWF_OK` status, the
+     * outputs are written: the model (the best parameters so far), its handle and the report.
      */
     LWF_CANCELLED = 10,
     /**
-     * The weights are all zero or their effective sample size is below the floor (fit;
-     * reserved in this release).
+     * The fit's weights are all zero (every log-likelihood -inf or skipped) or their effective
+     * sample size is below `LwfFitConfig.min_ess`.
      */
     LWF_DEGENERATE_WEIGHTS = 11,
     /**
@@ -105,7 +109,7 @@ typedef enum LwfStatus {
      */
     LWF_BAD_FORMAT = 12,
     /**
-     * An iterative fit (EM) produced no usable result (fit; reserved in this release).
+     * The fit's EM found no usable mixture for the base.
      */
     LWF_NOT_CONVERGED = 13,
     /**

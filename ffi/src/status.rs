@@ -5,8 +5,8 @@ use lwflow::Error;
 
 /// Result of every fallible `lwf_*` call. The numbers are part of the ABI: they are explicit,
 /// never reused and never renumbered; new codes are only ever appended. On any status other
-/// than `LWF_OK` the function wrote nothing to its outputs (see `LWF_PANIC` for the one
-/// exception).
+/// than `LWF_OK` the function wrote nothing to its outputs (exceptions: `LWF_CANCELLED`, whose
+/// outputs are valid, and `LWF_PANIC`).
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -17,7 +17,8 @@ pub enum LwfStatus {
     /// not an error of its own: the call then reports what an empty input means, e.g.
     /// `LWF_EMPTY_BATCH`.)
     LWF_NULL_POINTER = 1,
-    /// A buffer (model memory, byte buffer, workspace) is shorter than the size query says.
+    /// A buffer (model memory, byte buffer, workspace, fit work memory) is shorter than its size
+    /// query says.
     LWF_BUFFER_TOO_SMALL = 2,
     /// A length argument disagrees with the shape or batch (e.g. `theta_len != n * dim`,
     /// `grad_len != param_count`), or is too large to address.
@@ -33,17 +34,19 @@ pub enum LwfStatus {
     LWF_NON_FINITE = 7,
     /// A batch of zero samples where at least one is required.
     LWF_EMPTY_BATCH = 8,
-    /// A user callback returned non-zero or wrote NaN / +inf (fit; reserved in this release).
+    /// The fit's likelihood callback returned non-zero, or wrote NaN / +inf (or left an entry
+    /// unwritten) under `LWF_NON_FINITE_ERROR`.
     LWF_CALLBACK_FAILED = 9,
-    /// The progress callback asked to stop (fit; reserved in this release).
+    /// The fit's progress callback asked to stop. Unlike every other non-`LWF_OK` status, the
+    /// outputs are written: the model (the best parameters so far), its handle and the report.
     LWF_CANCELLED = 10,
-    /// The weights are all zero or their effective sample size is below the floor (fit;
-    /// reserved in this release).
+    /// The fit's weights are all zero (every log-likelihood -inf or skipped) or their effective
+    /// sample size is below `LwfFitConfig.min_ess`.
     LWF_DEGENERATE_WEIGHTS = 11,
     /// The model bytes are not a valid lwflow model: bad magic, unknown version, truncated,
     /// trailing bytes, checksum mismatch, invalid header or a non-finite parameter.
     LWF_BAD_FORMAT = 12,
-    /// An iterative fit (EM) produced no usable result (fit; reserved in this release).
+    /// The fit's EM found no usable mixture for the base.
     LWF_NOT_CONVERGED = 13,
     /// An internal error was caught at the ABI boundary (a bug: please report it). Outputs and
     /// the model's contents are unspecified afterwards; re-initialise or reload the model.
