@@ -63,15 +63,33 @@ pub struct MixtureFit {
 
 /// `f64` scratch elements needed by [`fit_mixture`] and [`select_components`] for up to
 /// `k` components in `d` dimensions.
+/// Saturates instead of overflowing, so a huge request asks for an impossible length rather
+/// than a wrong one.
 pub const fn scratch_len(k: usize, d: usize) -> usize {
-    let per = k + 2 * k * d;
+    let per = k.saturating_add(k.saturating_mul(d).saturating_mul(2));
     // best-restart, current, accumulators, precomputed constants; per-sample log terms; data stats
-    5 * per + k + 2 * d
+    per.saturating_mul(5)
+        .saturating_add(k)
+        .saturating_add(d.saturating_mul(2))
 }
 
 struct Stats {
     w_sum: f64,
     ess: f64,
+}
+
+impl EmConfig {
+    /// Checks the settings: at least one iteration and one restart; `tol`, `var_floor` and
+    /// `min_weight` finite and ≥ 0 (`InvalidArgument` otherwise).
+    pub fn validate(&self) -> Result<(), Error> {
+        let finite_non_negative = [self.tol, self.var_floor, self.min_weight]
+            .iter()
+            .all(|v| v.is_finite() && *v >= 0.0);
+        if self.restarts == 0 || self.max_iter == 0 || !finite_non_negative {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(())
+    }
 }
 
 fn validate<T: Real>(
@@ -81,7 +99,8 @@ fn validate<T: Real>(
     k: usize,
     cfg: &EmConfig,
 ) -> Result<Stats, Error> {
-    if d == 0 || k == 0 || cfg.restarts == 0 || cfg.max_iter == 0 {
+    cfg.validate()?;
+    if d == 0 || k == 0 {
         return Err(Error::InvalidArgument);
     }
     let n = weights.len();
@@ -91,12 +110,6 @@ fn validate<T: Real>(
     check_len(samples, n.saturating_mul(d))?;
     if !crate::real::all_finite(samples) || !crate::real::all_finite(weights) {
         return Err(Error::NonFinite);
-    }
-    if ![cfg.tol, cfg.var_floor, cfg.min_weight]
-        .iter()
-        .all(|v| v.is_finite() && *v >= 0.0)
-    {
-        return Err(Error::InvalidArgument);
     }
     if weights.iter().any(|&w| w < T::ZERO) {
         return Err(Error::InvalidArgument);

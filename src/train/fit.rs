@@ -104,6 +104,7 @@ pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
     let max_shape = cfg.base.max_shape(template);
     max_shape.validate()?;
     cfg.train.validate()?;
+    cfg.em.validate()?;
     let k_max = cfg.base.max_components();
     if k_max == 0 {
         return Err(Error::InvalidShape(crate::error::ShapeError::Components));

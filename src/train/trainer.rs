@@ -142,7 +142,8 @@ pub struct EpochReport {
     pub epoch: usize,
     /// Configured maximum.
     pub max_epochs: usize,
-    /// Mean minibatch loss over the epoch's applied steps.
+    /// Training loss −Σ wᵢ log q(θᵢ) / Σ wᵢ over the epoch's applied minibatches (each
+    /// evaluated before its step), on the same scale as `val_loss`.
     pub train_loss: f64,
     /// Validation loss −Σw log q / Σw over the held-out split (NaN without validation).
     pub val_loss: f64,
@@ -331,7 +332,9 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
     for epoch in 1..=cfg.max_epochs {
         epochs = epoch;
         shuffle(&mut buf.order[..n_train], &mut rng);
-        let (mut loss_sum, mut loss_count) = (0.0, 0usize);
+        // Σ over applied batches of (batch loss · batch size) and of the batch weights, so the
+        // reported loss is −Σw log q / Σw like the validation loss.
+        let (mut loss_sum, mut weight_sum) = (0.0, 0.0);
         let mut start = 0;
         while start < n_train {
             let m = bs.min(n_train - start);
@@ -370,8 +373,11 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
                 }
                 Err(e) => return Err(e),
             }
-            loss_sum += loss.to_f64();
-            loss_count += 1;
+            loss_sum += loss.to_f64() * m as f64;
+            weight_sum += buf.batch_weights[..m]
+                .iter()
+                .map(|w| w.to_f64())
+                .sum::<f64>();
         }
         let val = if n_val > 0 {
             let order = core::mem::take(&mut buf.order);
@@ -392,8 +398,8 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
         let report = EpochReport {
             epoch,
             max_epochs: cfg.max_epochs,
-            train_loss: if loss_count > 0 {
-                loss_sum / loss_count as f64
+            train_loss: if weight_sum > 0.0 {
+                loss_sum / weight_sum
             } else {
                 f64::NAN
             },
