@@ -160,24 +160,6 @@ impl Default for RunConfig {
     }
 }
 
-/// How far the f32 kernels (libm, or micromath with `fast-math`) are from the same model
-/// evaluated in f64 with libm.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct KernelError {
-    /// Exact posterior samples compared (the first ones of the KL set; f64 is software
-    /// floating point on the M4F, ≈ 30× the f32 cost).
-    pub n: usize,
-    /// Largest |log q_f32 − log q_f64|.
-    pub log_q_max: f64,
-    /// Mean |log q_f32 − log q_f64|.
-    pub log_q_mean: f64,
-    /// Mean (log q_f64 − log q_f32): how much the f32 kernel shifts the KL estimate.
-    pub kl_shift: f64,
-}
-
-/// Exact posterior samples on which the f32 kernel is compared with f64.
-pub const N_REFERENCE: usize = 2048;
-
 /// Emulated-instruction (or any monotonic) clock readings of the phases.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Timings {
@@ -194,8 +176,6 @@ pub struct Timings {
     pub log_prob: u64,
     /// All `Flow::sample` calls (`n_eval` samples).
     pub sample: u64,
-    /// All `Flow::<f64>::log_prob` calls of the reference ([`N_REFERENCE`] samples).
-    pub log_prob_f64: u64,
     /// The whole evaluation (posterior draws, log p, log q in f32 and f64, q samples).
     pub evaluation: u64,
     /// One `Flow::log_prob` call on a single sample (a full tile is computed).
@@ -237,8 +217,6 @@ pub struct Report {
     pub best_val_loss: f64,
     /// KL(p‖q) = mean over exact posterior samples of log p − log q.
     pub kl: f64,
-    /// The f32 kernel against the same model in f64, on the exact posterior samples.
-    pub accuracy: KernelError,
     /// Share of q's samples with θ₁ < 0 (the left mode at θ₁ = −2.5).
     pub share_left: f64,
     /// Share of q's samples with p(θ) < 10⁻³ · max p.
@@ -365,38 +343,19 @@ pub fn run(
     let mut all_finite = params.iter().all(|v| v.is_finite());
     let eval_start = clock();
 
-    // KL(p‖q) on exact posterior samples, chunk by chunk, and the f32 kernel's error against
-    // the same model evaluated in f64. The training buffers are free now: the chunks and the
-    // f64 copy of the model live in them.
-    let (post64, rest) = buf.log_likelihood.split_at_mut(CHUNK * D);
-    let (post32_64, rest) = rest.split_at_mut(CHUNK * D);
-    let (log_q64, rest) = rest.split_at_mut(CHUNK);
-    let (params64, ws64) = rest.split_at_mut(shape.param_len());
-    for (p64, &p) in params64.iter_mut().zip(params) {
-        *p64 = f64::from(p);
-    }
-    let flow64 = Flow::new(shape, &*params64)?;
+    // KL(p‖q) on exact posterior samples, chunk by chunk. The training buffers are free now:
+    // the chunks live in them.
+    let post64 = &mut buf.log_likelihood[..CHUNK * D];
     let post32 = &mut buf.batch_theta[..CHUNK * D];
     let log_q = &mut buf.batch_out[..CHUNK];
-    let mut post_rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0xbeef);
-    let mut draws = Draws::new(&mut post_rng);
+    let mut draws_rng = Xoshiro256PlusPlus::seed_from_u64(posterior_seed(cfg));
+    let mut draws = Draws::new(&mut draws_rng);
     let mut kl_sum = 0.0;
-    let mut accuracy = KernelError::default();
     let mut left = cfg.n_eval;
     while left > 0 {
         let m = left.min(CHUNK);
         left -= m;
-        for ((row, row32), row32_64) in post64[..m * D]
-            .chunks_exact_mut(D)
-            .zip(post32.chunks_exact_mut(D))
-            .zip(post32_64.chunks_exact_mut(D))
-        {
-            TASK.sample_posterior(&mut draws, row);
-            for ((x, x32), x32_64) in row.iter().zip(row32).zip(row32_64) {
-                *x32 = *x as f32;
-                *x32_64 = f64::from(*x32);
-            }
-        }
+        draw_posterior(&mut draws, &mut post64[..m * D], post32);
         let t = clock();
         flow.log_prob(&post32[..m * D], &mut log_q[..m], ws)?;
         timings.log_prob += clock().wrapping_sub(t);
@@ -404,24 +363,8 @@ pub fn run(
             all_finite &= lq.is_finite();
             kl_sum += TASK.log_posterior(row) - f64::from(lq);
         }
-        let r = m.min(N_REFERENCE - accuracy.n);
-        if r > 0 {
-            let t = clock();
-            flow64.log_prob(&post32_64[..r * D], &mut log_q64[..r], ws64)?;
-            timings.log_prob_f64 += clock().wrapping_sub(t);
-            for (&lq, &lq64) in log_q[..r].iter().zip(&log_q64[..r]) {
-                let diff = lq64 - f64::from(lq);
-                accuracy.kl_shift += diff;
-                accuracy.log_q_mean += libm::fabs(diff);
-                accuracy.log_q_max = accuracy.log_q_max.max(libm::fabs(diff));
-            }
-            accuracy.n += r;
-        }
     }
     let kl = kl_sum / cfg.n_eval as f64;
-    let n_ref = accuracy.n.max(1) as f64;
-    accuracy.kl_shift /= n_ref;
-    accuracy.log_q_mean /= n_ref;
 
     // q's samples: mode shares and bridge mass.
     let mut q_rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0xca11);
@@ -477,7 +420,6 @@ pub fn run(
         initial_val_loss: tr.initial_val_loss,
         best_val_loss: tr.best_val_loss,
         kl,
-        accuracy,
         share_left: n_left as f64 / cfg.n_eval as f64,
         bridge_mass: n_bridge as f64 / cfg.n_eval as f64,
         sample_sum,
@@ -486,6 +428,21 @@ pub fn run(
         all_finite,
         timings,
     })
+}
+
+fn posterior_seed(cfg: &RunConfig) -> u64 {
+    cfg.seed ^ 0xbeef
+}
+
+/// Fills `post64` (`m·D`) with exact posterior samples and the first `m·D` entries of
+/// `post32` with the same points rounded to f32.
+fn draw_posterior(draws: &mut Draws<'_>, post64: &mut [f64], post32: &mut [f32]) {
+    for (row, row32) in post64.chunks_exact_mut(D).zip(post32.chunks_exact_mut(D)) {
+        TASK.sample_posterior(draws, row);
+        for (x32, &x) in row32.iter_mut().zip(row.iter()) {
+            *x32 = x as f32;
+        }
+    }
 }
 
 /// 64-bit FNV-1a over the bit patterns of f32 values.
@@ -504,6 +461,71 @@ impl Fnv {
         }
         self
     }
+}
+
+/// How far the f32 kernels (libm, or micromath with `fast-math`) are from the same model
+/// evaluated in f64 with libm.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KernelError {
+    /// Exact posterior samples compared (the first ones of the KL set; f64 is software
+    /// floating point on the M4F, ≈ 30× the f32 cost).
+    pub n: usize,
+    /// Largest |log q_f32 − log q_f64|.
+    pub log_q_max: f64,
+    /// Mean |log q_f32 − log q_f64|.
+    pub log_q_mean: f64,
+    /// Mean (log q_f64 − log q_f32) = KL estimated with the f32 kernel − KL with the f64 one.
+    pub kl_shift: f64,
+}
+
+/// Exact posterior samples on which the f32 kernel is compared with f64.
+pub const N_REFERENCE: usize = 2048;
+
+/// Compares the f32 kernel with the same model evaluated in f64 (libm) on the first
+/// [`N_REFERENCE`] exact posterior samples of the KL set. Call after [`run`], with the same
+/// buffers and config: the fitted model is still in `buf.params`. f64 is software floating
+/// point on the M4F (≈ 30× the f32 cost), hence the subset.
+pub fn kernel_error(
+    buf: &mut Buffers,
+    report: &Report,
+    cfg: &RunConfig,
+) -> Result<KernelError, Error> {
+    let shape = report.shape;
+    let params = &buf.params[..shape.param_len()];
+    let flow = Flow::new(shape, params)?;
+    // f64 copies of the points and the model, in the (now free) log-likelihood buffer.
+    let (post64, rest) = buf.log_likelihood.split_at_mut(CHUNK * D);
+    let (post32_64, rest) = rest.split_at_mut(CHUNK * D);
+    let (log_q64, rest) = rest.split_at_mut(CHUNK);
+    let (params64, ws64) = rest.split_at_mut(shape.param_len());
+    for (p64, &p) in params64.iter_mut().zip(params) {
+        *p64 = f64::from(p);
+    }
+    let flow64 = Flow::new(shape, &*params64)?;
+    let post32 = &mut buf.batch_theta[..CHUNK * D];
+    let log_q = &mut buf.batch_out[..CHUNK];
+    let mut draws_rng = Xoshiro256PlusPlus::seed_from_u64(posterior_seed(cfg));
+    let mut draws = Draws::new(&mut draws_rng);
+    let mut e = KernelError::default();
+    while e.n < N_REFERENCE.min(cfg.n_eval) {
+        let m = CHUNK.min(N_REFERENCE.min(cfg.n_eval) - e.n);
+        draw_posterior(&mut draws, &mut post64[..m * D], post32);
+        for (x64, &x) in post32_64.iter_mut().zip(post32[..m * D].iter()) {
+            *x64 = f64::from(x);
+        }
+        flow.log_prob(&post32[..m * D], &mut log_q[..m], &mut buf.workspace)?;
+        flow64.log_prob(&post32_64[..m * D], &mut log_q64[..m], ws64)?;
+        for (&lq, &lq64) in log_q[..m].iter().zip(&log_q64[..m]) {
+            let diff = lq64 - f64::from(lq);
+            e.kl_shift += diff;
+            e.log_q_mean += libm::fabs(diff);
+            e.log_q_max = e.log_q_max.max(libm::fabs(diff));
+        }
+        e.n += m;
+    }
+    e.kl_shift /= e.n.max(1) as f64;
+    e.log_q_mean /= e.n.max(1) as f64;
+    Ok(e)
 }
 
 /// Largest errors of the core's f32 `exp`, `ln` and `tanh` (micromath with `fast-math`,
