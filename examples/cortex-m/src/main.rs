@@ -247,7 +247,7 @@ fn command_line_config() -> RunConfig {
     }
     // SAFETY: the host has written the length; read it back through the pointer it used.
     let len = unsafe { core::ptr::read_volatile(&block[1]) }.min(line.len());
-    let text = core::str::from_utf8(&line[..len]).unwrap_or("");
+    let text = core::str::from_utf8(line.get(..len).unwrap_or(&[])).unwrap_or("");
     for word in text.split_ascii_whitespace() {
         let Some((key, value)) = word.split_once('=') else {
             continue;
@@ -283,7 +283,7 @@ impl fmt::Display for Fixed {
         if v.is_infinite() {
             return f.write_str(if v > 0.0 { "inf" } else { "-inf" });
         }
-        let scale = 10u64.pow(decimals);
+        let scale = 10u64.saturating_pow(decimals).max(1);
         let scaled = libm::round(libm::fabs(v) * scale as f64);
         if scaled >= 1.8e19 {
             return f.write_str(if v > 0.0 { "huge" } else { "-huge" });
@@ -384,9 +384,9 @@ fn print_report(r: &Report, (expected, measured): (u64, u64)) {
     );
     hprintln!("finite: {}", r.all_finite);
     let t = &r.timings;
-    let n = r.n_eval as u64;
+    let n = (r.n_eval as u64).max(1);
     // Without `-icount shift=0` SysTick follows the host's clock and counts nothing useful.
-    let valid = measured.abs_diff(expected) <= expected / 100;
+    let valid = measured.abs_diff(expected) * 100 <= expected;
     hprintln!(
         "instructions: calibration {} expected {} measured ({})",
         expected,
@@ -398,9 +398,10 @@ fn print_report(r: &Report, (expected, measured): (u64, u64)) {
         }
     );
     hprintln!(
-        "instructions: log_prob/sample={} sample/sample={} log_prob(1)={} sample(1)={}",
+        "instructions: log_prob/sample={} sample/sample={} gradient/sample={} log_prob(1)={} sample(1)={}",
         t.log_prob / n,
         t.sample / n,
+        t.gradient / pipeline::BATCH.min(r.n_prior).max(1) as u64,
         t.log_prob_one,
         t.sample_one
     );

@@ -25,12 +25,37 @@ pub const TASK: Task = Task::T2D2;
 pub const D: usize = 2;
 /// Largest base the BIC search may choose (`BaseChoice::Auto(K_MAX)`).
 pub const K_MAX: usize = 3;
-/// Prior samples the buffers hold (a run may use fewer).
-pub const N_MAX: usize = 6144;
+/// Prior samples the buffers hold (a run may use fewer). Build-time override:
+/// `LWFLOW_FW_N=2048 cargo build ...` (likewise `LWFLOW_FW_H`, `LWFLOW_FW_L` below), so the
+/// flash and RAM of other sizes can be measured without editing this file.
+pub const N_MAX: usize = build_setting(option_env!("LWFLOW_FW_N"), 6144);
 /// Conditioner width and couplings the buffers hold (a run may use a smaller shape).
-pub const HIDDEN_MAX: usize = 16;
+pub const HIDDEN_MAX: usize = build_setting(option_env!("LWFLOW_FW_H"), 16);
 /// See [`HIDDEN_MAX`].
-pub const COUPLINGS_MAX: usize = 4;
+pub const COUPLINGS_MAX: usize = build_setting(option_env!("LWFLOW_FW_L"), 4);
+
+/// A positive decimal build-time setting, or `default` when unset; anything else stops the
+/// build (a compile-time error, never a run-time panic).
+const fn build_setting(value: Option<&str>, default: usize) -> usize {
+    let Some(text) = value else {
+        return default;
+    };
+    let digits = text.as_bytes();
+    assert!(
+        !digits.is_empty() && digits.len() <= 6,
+        "LWFLOW_FW_* must be 1 to 6 digits"
+    );
+    let mut n = 0;
+    let mut i = 0;
+    while i < digits.len() {
+        assert!(digits[i].is_ascii_digit(), "LWFLOW_FW_* must be decimal");
+        n = n * 10 + (digits[i] - b'0') as usize;
+        i += 1;
+    }
+    assert!(n > 0, "LWFLOW_FW_* must be positive");
+    n
+}
+
 /// Training minibatch.
 pub const BATCH: usize = 256;
 /// Samples per evaluation chunk (exact posterior samples, q samples); the chunks live in
@@ -41,6 +66,11 @@ pub const CHUNK: usize = BATCH;
 pub const MAX_SHAPE: Shape =
     Shape::new(D, HIDDEN_MAX, COUPLINGS_MAX).with_base(BaseKind::Mixture(K_MAX));
 const P: usize = MAX_SHAPE.param_len();
+// The evaluation chunks live in the training buffers (see `run`).
+const _: () = assert!(
+    N_MAX >= CHUNK * D,
+    "N_MAX must hold one evaluation chunk of CHUNK·D values"
+);
 const WS: usize = MAX_SHAPE.workspace_len();
 const EM_SCRATCH: usize = scratch_len(K_MAX, D);
 
@@ -178,6 +208,9 @@ pub struct Timings {
     pub sample: u64,
     /// The whole evaluation (posterior draws, log p, log q in f32 and f64, q samples).
     pub evaluation: u64,
+    /// One `Flow::loss_and_gradient` call on [`BATCH`] weighted prior samples (a training
+    /// step without the optimiser).
+    pub gradient: u64,
     /// One `Flow::log_prob` call on a single sample (a full tile is computed).
     pub log_prob_one: u64,
     /// One `Flow::sample` call for a single sample.
@@ -341,6 +374,16 @@ pub fn run(
     let flow = Flow::new(shape, params)?;
     let ws = &mut buf.workspace[..];
     let mut all_finite = params.iter().all(|v| v.is_finite());
+    let m = BATCH.min(n);
+    let t = clock();
+    let loss = flow.loss_and_gradient(
+        &buf.theta[..m * D],
+        &buf.weights[..m],
+        &mut buf.grad[..shape.param_len()],
+        ws,
+    )?;
+    timings.gradient = clock().wrapping_sub(t);
+    all_finite &= loss.is_finite();
     let eval_start = clock();
 
     // KL(p‖q) on exact posterior samples, chunk by chunk. The training buffers are free now:
@@ -401,7 +444,7 @@ pub fn run(
     timings.sample_one = clock().wrapping_sub(t);
 
     let mut em_weights = [0.0; K_MAX];
-    let components = fitted.mixture.map_or(0, |m| m.components);
+    let components = fitted.mixture.map_or(0, |m| m.components.min(K_MAX));
     em_weights[..components].copy_from_slice(&buf.em_weights[..components]);
     let tr = fitted.train;
     Ok(Report {
@@ -494,7 +537,13 @@ pub fn kernel_error(
     let params = &buf.params[..shape.param_len()];
     let flow = Flow::new(shape, params)?;
     // f64 copies of the points and the model, in the (now free) log-likelihood buffer.
-    let (post64, rest) = buf.log_likelihood.split_at_mut(CHUNK * D);
+    let needed = 2 * CHUNK * D + CHUNK + shape.param_len() + shape.eval_workspace_len();
+    let too_small = Error::BufferTooSmall {
+        needed,
+        actual: N_MAX,
+    };
+    let arena = buf.log_likelihood.get_mut(..needed).ok_or(too_small)?;
+    let (post64, rest) = arena.split_at_mut(CHUNK * D);
     let (post32_64, rest) = rest.split_at_mut(CHUNK * D);
     let (log_q64, rest) = rest.split_at_mut(CHUNK);
     let (params64, ws64) = rest.split_at_mut(shape.param_len());
