@@ -5,7 +5,8 @@
 //!
 //! Every buffer is in one `static` (`.bss`) or on the stack; no allocator is linked.
 //! Optional overrides come from the semihosting command line (QEMU `-append "h=1 l=1"`):
-//! `h=` width, `l=` couplings, `n=` prior samples, `seed=`, `epochs=`, `base=gauss`.
+//! `h=` width, `l=` couplings, `n=` prior samples, `seed=`, `epochs=`, `base=gauss`, and the
+//! EM settings `em_iter=`, `em_restarts=`, `em_tol_exp=`, `em_min_weight_exp=` (see README.md).
 #![no_std]
 #![no_main]
 
