@@ -192,12 +192,14 @@ fn validation_loss<T: Real>(
     samples: &[T],
     weights: &[T],
     idx: &[u32],
+    batch: usize,
     buf: &mut TrainBuffers<'_, T>,
 ) -> Result<f64, Error> {
     let d = shape.dim;
     let flow = Flow::new(*shape, params)?;
     let (mut num, mut den) = (0.0, 0.0);
-    for chunk in idx.chunks(buf.batch_weights.len()) {
+    // `batch` rows fit every batch buffer (checked by `train`), whatever their own lengths.
+    for chunk in idx.chunks(batch.max(1)) {
         let m = chunk.len();
         gather(
             samples,
@@ -315,7 +317,15 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
 
     let initial_val = if n_val > 0 {
         let order = core::mem::take(&mut buf.order);
-        let v = validation_loss(shape, params, samples, weights, &order[n_train..], &mut buf);
+        let v = validation_loss(
+            shape,
+            params,
+            samples,
+            weights,
+            &order[n_train..],
+            bs,
+            &mut buf,
+        );
         buf.order = order;
         v?
     } else {
@@ -381,7 +391,15 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
         }
         let val = if n_val > 0 {
             let order = core::mem::take(&mut buf.order);
-            let v = validation_loss(shape, params, samples, weights, &order[n_train..], &mut buf);
+            let v = validation_loss(
+                shape,
+                params,
+                samples,
+                weights,
+                &order[n_train..],
+                bs,
+                &mut buf,
+            );
             buf.order = order;
             v?
         } else {
