@@ -369,8 +369,8 @@ fn check_outputs(
     d: usize,
 ) -> Result<(), Error> {
     check_len(w, k)?;
-    check_len(m, k * d)?;
-    check_len(s, k * d)?;
+    check_len(m, k.saturating_mul(d))?;
+    check_len(s, k.saturating_mul(d))?;
     check_min(scratch, scratch_len(k, d))
 }
 

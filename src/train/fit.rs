@@ -118,8 +118,8 @@ pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
     let mixture = match cfg.base {
         BaseChoice::Mixture(k) | BaseChoice::Auto(k) => {
             check_min(buf.em_weights, k)?;
-            check_min(buf.em_means, k * d)?;
-            check_min(buf.em_sds, k * d)?;
+            check_min(buf.em_means, k.saturating_mul(d))?;
+            check_min(buf.em_sds, k.saturating_mul(d))?;
             let (w, m, s) = (
                 &mut buf.em_weights[..k],
                 &mut buf.em_means[..k * d],
