@@ -22,9 +22,11 @@ const N: usize = 20_000;
 const KL_TARGET: f64 = 0.01;
 
 fn config() -> FitConfig {
-    let mut train = TrainConfig::default();
-    train.max_epochs = 20;
-    train.patience = 5;
+    let train = TrainConfig {
+        max_epochs: 20,
+        patience: 5,
+        ..TrainConfig::default()
+    };
     FitConfig {
         base: BaseChoice::Auto(4),
         em: EmConfig::default(),

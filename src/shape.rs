@@ -239,13 +239,20 @@ impl Shape {
     }
 
     /// Rows of the gradient region: state gradient, hidden ping/pong, conditioner-output
-    /// gradient, conditioning-input gradient, per-lane loss coefficient.
+    /// gradient, conditioning-input gradient, per-lane loss coefficient, and the sample-major
+    /// copy of a dense layer's input (`max(H, ⌈D/2⌉)` rows) for the weight gradient.
     pub(crate) const fn grad_rows(&self) -> usize {
+        let widest_input = if self.hidden > self.cond_dim() {
+            self.hidden
+        } else {
+            self.cond_dim()
+        };
         self.dim
             .saturating_add(self.hidden.saturating_mul(2))
             .saturating_add(2 * self.trans_dim())
             .saturating_add(self.cond_dim())
             .saturating_add(1)
+            .saturating_add(widest_input)
     }
 
     /// Workspace elements for `log_prob`, `sample`, `forward` and `inverse`, for any batch

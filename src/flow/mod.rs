@@ -167,10 +167,17 @@ impl<'p, T: Real> Flow<'p, T> {
     /// Errors: `EmptyBatch` for n = 0, `LengthMismatch` if `theta` is not `n·D` long,
     /// `BufferTooSmall` if `ws` is shorter than [`Shape::eval_workspace_len`], `NonFinite` if
     /// θ has NaN/∞. `out` is written only on success.
+    ///
+    /// A single sample takes a dedicated path (matrix–vector products vectorised over each
+    /// layer's inputs) instead of a padded tile; it agrees with the batch path to rounding.
     pub fn log_prob(&self, theta: &[T], out: &mut [T], ws: &mut [T]) -> Result<(), Error> {
         self.check_batch(theta, out.len())?;
         check_min(ws, self.shape.eval_workspace_len())?;
         let w = self.split_eval(ws)?;
+        if let [single] = out {
+            *single = self.log_prob_one(theta, w);
+            return Ok(());
+        }
         for (rows, outs) in theta
             .chunks(TILE * self.shape.dim)
             .zip(out.chunks_mut(TILE))
@@ -189,6 +196,23 @@ impl<'p, T: Real> Flow<'p, T> {
             }
         }
         Ok(())
+    }
+
+    /// log q(θ) of one sample (`theta`: D values, checked by the caller).
+    fn log_prob_one(&self, theta: &[T], w: EvalWs<'_, T>) -> T {
+        let s = &self.shape;
+        let clamp = Clamp::new(s);
+        let mut rest = &mut *w.slot;
+        let z = take(&mut rest, s.dim);
+        z.copy_from_slice(&theta[..s.dim.min(theta.len())]);
+        let mut log_det = T::ZERO;
+        for l in (0..s.couplings).rev() {
+            z.rotate_left(s.cond_dim());
+            log_det += coupling::inverse_one(s, self.coupling_params(l), clamp, z, rest);
+        }
+        gather(z, s.dim, w.state);
+        base::log_prob_tile(s, self.base_params(), w.state, w.lane, w.base_scratch);
+        w.lane[0] + log_det
     }
 
     /// The density-direction map: z = f⁻¹(θ) (`n·D`) and its log-det `log|det ∂f⁻¹/∂θ|` (`n`).
@@ -347,6 +371,7 @@ impl<'p, T: Real> Flow<'p, T> {
         let gout = take(&mut rest, 2 * s.trans_dim() * TILE);
         let ga = take(&mut rest, s.cond_dim() * TILE);
         let coef = take_lane(&mut rest)?;
+        let x_t = take(&mut rest, s.hidden.max(s.cond_dim()) * TILE);
 
         let (flow_grad, base_grad) = grad.split_at_mut(s.flow_param_len());
         let mut total = T::ZERO;
@@ -414,6 +439,7 @@ impl<'p, T: Real> Flow<'p, T> {
                         h0: gh0,
                         h1: gh1,
                         a: ga,
+                        x_t,
                     },
                 );
                 gstate.rotate_right(s.cond_dim() * TILE);
