@@ -1,5 +1,5 @@
 //! The core never allocates: a counting global allocator sees zero allocations during
-//! log_prob, sample, forward, inverse, gradient, Adam, save and load.
+//! log_prob (batch and single sample), sample, forward, inverse, gradient, Adam, save and load.
 
 mod common;
 use common::*;
@@ -56,6 +56,8 @@ fn check_paths<T: lwflow::Real>(shape: Shape) {
     let (res, allocs) = count(|| {
         let flow = Flow::new(shape, &params)?;
         flow.log_prob(&theta, &mut out, &mut ws)?;
+        // The single-sample path (the latency benchmark's).
+        flow.log_prob(&theta[..shape.dim], &mut out[..1], &mut ws)?;
         flow.sample(&mut rng, &mut x, &mut out, &mut ws)?;
         flow.forward(&theta, &mut x, &mut out, &mut ws)?;
         flow.inverse(&theta, &mut x, &mut out, &mut ws)?;

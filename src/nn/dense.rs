@@ -426,9 +426,51 @@ fn transpose_block<T: Real>(x: &[T], x_t: &mut [T]) {
     }
 }
 
+/// Inputs per vector chunk of the single-sample path.
+const ONE_CHUNK: usize = 16;
+
+/// The four horizontal sums of the single-sample path, as one transposing tree: each level
+/// adds the two halves of every accumulator and packs two accumulators into one vector, so
+/// four sums cost about as much as one.
+#[inline(always)]
+fn sums4<T: Real>(a: &[[T; ONE_CHUNK]; 4]) -> [T; 4] {
+    const H: usize = ONE_CHUNK / 2;
+    const Q: usize = ONE_CHUNK / 4;
+    let mut p = [[T::ZERO; ONE_CHUNK]; 2];
+    for s in 0..H {
+        p[0][s] = a[0][s] + a[0][s + H];
+        p[0][s + H] = a[1][s] + a[1][s + H];
+        p[1][s] = a[2][s] + a[2][s + H];
+        p[1][s + H] = a[3][s] + a[3][s + H];
+    }
+    let mut q = [T::ZERO; ONE_CHUNK];
+    for s in 0..Q {
+        q[s] = p[0][s] + p[0][s + Q];
+        q[s + Q] = p[0][s + H] + p[0][s + H + Q];
+        q[s + H] = p[1][s] + p[1][s + Q];
+        q[s + H + Q] = p[1][s + H] + p[1][s + H + Q];
+    }
+    let mut out = [T::ZERO; 4];
+    for (k, o) in out.iter_mut().enumerate() {
+        let r = &q[k * Q..(k + 1) * Q];
+        let mut h = [T::ZERO; Q];
+        h.copy_from_slice(r);
+        let mut width = Q / 2;
+        while width > 0 {
+            for s in 0..width {
+                h[s] += h[s + width];
+            }
+            width /= 2;
+        }
+        *o = h[0];
+    }
+    out
+}
+
 /// `y[o] = b[o] + Σ_i w[o][i] · x[i]` for one sample (`x`: `n_in`, `y`: `n_out = b.len()`),
 /// with the activation fused: the single-sample path, vectorised over the inputs (each row of
-/// `W` is contiguous), so one sample costs one pass over the weights instead of a padded tile.
+/// `W` is contiguous) four outputs at a time, so one sample costs one pass over the weights
+/// instead of a padded tile.
 #[inline]
 pub fn forward_one<T: Real>(
     w: &[T],
@@ -442,30 +484,93 @@ pub fn forward_one<T: Real>(
         return;
     }
     let x = x.get(..n_in).unwrap_or(x);
-    for ((yo, wr), &bias) in y.iter_mut().zip(w.chunks_exact(n_in)).zip(b) {
-        let mut lanes = [T::ZERO; TILE];
-        let mut wc = wr.chunks_exact(TILE);
-        let mut xc = x.chunks_exact(TILE);
-        for (wv, xv) in (&mut wc).zip(&mut xc) {
-            for ((l, &a), &c) in lanes.iter_mut().zip(wv).zip(xv) {
-                *l += a * c;
+    let n_out = b.len().min(y.len());
+    let y = &mut y[..n_out];
+    if n_in < ONE_CHUNK {
+        // Few inputs (the first layer): the outputs are the long, contiguous dimension.
+        for ((yo, wr), &bias) in y.iter_mut().zip(w.chunks_exact(n_in)).zip(b) {
+            let mut v = bias;
+            for (&wv, &xv) in wr.iter().zip(x) {
+                v += wv * xv;
+            }
+            *yo = v;
+        }
+        match act {
+            None => {}
+            Some(Activation::Relu) => y.iter_mut().for_each(|v| {
+                if !(*v > T::ZERO) {
+                    *v = T::ZERO
+                }
+            }),
+            Some(Activation::Tanh) => y.iter_mut().for_each(|v| *v = v.tanh()),
+        }
+        return;
+    }
+    let finish = |v: T| match act {
+        None => v,
+        Some(Activation::Relu) => {
+            if v > T::ZERO {
+                v
+            } else {
+                T::ZERO
             }
         }
-        let mut v = bias + lane_sum(&lanes);
-        for (&a, &c) in wc.remainder().iter().zip(xc.remainder()) {
-            v += a * c;
+        Some(Activation::Tanh) => v.tanh(),
+    };
+    let mut w_quads = w.chunks_exact(4 * n_in);
+    let mut y_quads = y.chunks_exact_mut(4);
+    let mut b_quads = b.chunks_exact(4);
+    for ((w4, y4), b4) in (&mut w_quads).zip(&mut y_quads).zip(&mut b_quads) {
+        let (w0, rest) = w4.split_at(n_in);
+        let (w1, rest) = rest.split_at(n_in);
+        let (w2, w3) = rest.split_at(n_in);
+        let mut acc = [[T::ZERO; ONE_CHUNK]; 4];
+        let rows = x
+            .chunks_exact(ONE_CHUNK)
+            .zip(w0.chunks_exact(ONE_CHUNK))
+            .zip(w1.chunks_exact(ONE_CHUNK))
+            .zip(w2.chunks_exact(ONE_CHUNK))
+            .zip(w3.chunks_exact(ONE_CHUNK));
+        for ((((xc, c0), c1), c2), c3) in rows {
+            for k in 0..ONE_CHUNK.min(xc.len()) {
+                let xv = xc[k];
+                acc[0][k] += c0[k] * xv;
+                acc[1][k] += c1[k] * xv;
+                acc[2][k] += c2[k] * xv;
+                acc[3][k] += c3[k] * xv;
+            }
         }
-        *yo = match act {
-            None => v,
-            Some(Activation::Relu) => {
-                if v > T::ZERO {
-                    v
-                } else {
-                    T::ZERO
+        // Explicit per-output sums: as a loop over the four, LLVM vectorises across them.
+        let sums = sums4(&acc);
+        let done = n_in / ONE_CHUNK * ONE_CHUNK;
+        if done < n_in {
+            // Inputs past the last whole chunk.
+            let mut tail = [T::ZERO; 4];
+            for (t, wr) in tail.iter_mut().zip([w0, w1, w2, w3]) {
+                for (&wv, &xv) in wr.iter().zip(x).skip(done) {
+                    *t += wv * xv;
                 }
             }
-            Some(Activation::Tanh) => v.tanh(),
-        };
+            for ((yo, (&sv, &tv)), &bias) in y4.iter_mut().zip(sums.iter().zip(&tail)).zip(b4) {
+                *yo = finish(bias + sv + tv);
+            }
+        } else {
+            for ((yo, &sv), &bias) in y4.iter_mut().zip(&sums).zip(b4) {
+                *yo = finish(bias + sv);
+            }
+        }
+    }
+    for ((yo, wr), &bias) in y_quads
+        .into_remainder()
+        .iter_mut()
+        .zip(w_quads.remainder().chunks_exact(n_in))
+        .zip(b_quads.remainder())
+    {
+        let mut v = bias;
+        for (&wv, &xv) in wr.iter().zip(x) {
+            v += wv * xv;
+        }
+        *yo = finish(v);
     }
 }
 
