@@ -351,15 +351,38 @@ pub fn backward_params<T: Real>(
     if n_in == 0 {
         return;
     }
-    for (gyr, g) in gy.chunks_exact(TILE).zip(gb.iter_mut()) {
-        if let Some(r) = as_row(gyr) {
-            *g += lane_sum(r);
+    let n_out = gb.len();
+    // Bias gradient: row sums, four rows per transposing tree.
+    {
+        let mut g4 = gb.chunks_exact_mut(4);
+        let mut y4 = gy.chunks_exact(4 * TILE);
+        for (g, rows) in (&mut g4).zip(&mut y4) {
+            let (r0, rest) = rows.split_at(TILE);
+            let (r1, rest) = rest.split_at(TILE);
+            let (r2, r3) = rest.split_at(TILE);
+            if let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+                (as_row(r0), as_row(r1), as_row(r2), as_row(r3))
+            {
+                let sums = lane_dots4([r0, r1, r2, r3], None);
+                for (gv, sv) in g.iter_mut().zip(sums) {
+                    *gv += sv;
+                }
+            }
+        }
+        for (g, r) in g4
+            .into_remainder()
+            .iter_mut()
+            .zip(y4.remainder().chunks_exact(TILE))
+        {
+            if let Some(r) = as_row(r) {
+                *g += lane_sum(r);
+            }
         }
     }
-    let n_out = gb.len();
-    // Inputs in whole blocks of TILE go through the sample-major product; the rest (e.g. the
-    // one conditioning input of D = 2) by lane sums.
-    let wide = n_in / TILE * TILE;
+    // Inputs in whole blocks of TILE go through the sample-major product when there are
+    // enough outputs to pay for the transposition; the rest (the output layer's two outputs,
+    // the one conditioning input of D = 2) by lane dot products.
+    let wide = if n_out >= 8 { n_in / TILE * TILE } else { 0 };
     for (c, (xb, x_tb)) in x
         .chunks_exact(TILE * TILE)
         .zip(x_t.chunks_exact_mut(TILE * TILE))
@@ -396,18 +419,119 @@ pub fn backward_params<T: Real>(
         }
     }
     if wide < n_in {
+        narrow_params(x, gy, gw, n_in, wide);
+    }
+}
+
+/// `gw[o][i] += Σ_lanes gy[o]·x[i]` for the columns `i ≥ from` by lane dot products, four
+/// per transposing tree: four inputs of one output when the inputs are many, else four
+/// outputs of one input.
+#[inline(always)]
+fn narrow_params<T: Real>(x: &[T], gy: &[T], gw: &mut [T], n_in: usize, from: usize) {
+    let cols = n_in.saturating_sub(from);
+    let x_rows = x.get(from * TILE..n_in * TILE).unwrap_or(&[]);
+    if cols >= 4 {
         for (gyr, gwr) in gy.chunks_exact(TILE).zip(gw.chunks_exact_mut(n_in)) {
-            let Some(gyr) = as_row(gyr) else { break };
-            for (xr, g) in x.chunks_exact(TILE).zip(gwr).skip(wide) {
-                let Some(xr) = as_row(xr) else { break };
-                let mut prod = [T::ZERO; TILE];
-                for s in 0..TILE {
-                    prod[s] = gyr[s] * xr[s];
+            let Some(g) = as_row(gyr) else { break };
+            let gwr = gwr.get_mut(from..).unwrap_or(&mut []);
+            let mut g4 = gwr.chunks_exact_mut(4);
+            let mut x4 = x_rows.chunks_exact(4 * TILE);
+            for (gv, xs) in (&mut g4).zip(&mut x4) {
+                let (r0, rest) = xs.split_at(TILE);
+                let (r1, rest) = rest.split_at(TILE);
+                let (r2, r3) = rest.split_at(TILE);
+                if let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+                    (as_row(r0), as_row(r1), as_row(r2), as_row(r3))
+                {
+                    let d = lane_dots4([g, g, g, g], Some([r0, r1, r2, r3]));
+                    for (v, dv) in gv.iter_mut().zip(d) {
+                        *v += dv;
+                    }
                 }
-                *g += lane_sum(&prod);
+            }
+            for (v, xr) in g4
+                .into_remainder()
+                .iter_mut()
+                .zip(x4.remainder().chunks_exact(TILE))
+            {
+                if let Some(xr) = as_row(xr) {
+                    *v += lane_dots4([g, g, g, g], Some([xr, xr, xr, xr]))[0];
+                }
+            }
+        }
+    } else {
+        for (c, xr) in x_rows.chunks_exact(TILE).enumerate() {
+            let Some(xr) = as_row(xr) else { break };
+            let i = from + c;
+            let mut o = 0;
+            let mut y4 = gy.chunks_exact(4 * TILE);
+            for ys in &mut y4 {
+                let (r0, rest) = ys.split_at(TILE);
+                let (r1, rest) = rest.split_at(TILE);
+                let (r2, r3) = rest.split_at(TILE);
+                if let (Some(r0), Some(r1), Some(r2), Some(r3)) =
+                    (as_row(r0), as_row(r1), as_row(r2), as_row(r3))
+                {
+                    let d = lane_dots4([r0, r1, r2, r3], Some([xr, xr, xr, xr]));
+                    for (k, dv) in d.into_iter().enumerate() {
+                        if let Some(v) = gw.get_mut((o + k) * n_in + i) {
+                            *v += dv;
+                        }
+                    }
+                }
+                o += 4;
+            }
+            for (k, yr) in y4.remainder().chunks_exact(TILE).enumerate() {
+                if let (Some(yr), Some(v)) = (as_row(yr), gw.get_mut((o + k) * n_in + i)) {
+                    *v += lane_dots4([yr, yr, yr, yr], Some([xr, xr, xr, xr]))[0];
+                }
             }
         }
     }
+}
+
+/// Folds a tile row to `ONE_CHUNK` lanes (adding its chunks), times `b` if given.
+#[inline(always)]
+fn fold_row<T: Real>(a: &[T; TILE], b: Option<&[T; TILE]>) -> [T; ONE_CHUNK] {
+    let mut f = [T::ZERO; ONE_CHUNK];
+    match b {
+        None => {
+            for c in a.chunks_exact(ONE_CHUNK) {
+                for s in 0..ONE_CHUNK.min(c.len()) {
+                    f[s] += c[s];
+                }
+            }
+        }
+        Some(b) => {
+            for (c, d) in a.chunks_exact(ONE_CHUNK).zip(b.chunks_exact(ONE_CHUNK)) {
+                for s in 0..ONE_CHUNK.min(c.len()) {
+                    f[s] += c[s] * d[s];
+                }
+            }
+        }
+    }
+    f
+}
+
+/// `Σ_lanes a_k · b_k` (or `Σ_lanes a_k` without `b`) for four rows at once.
+#[inline(always)]
+fn lane_dots4<T: Real>(a: [&[T; TILE]; 4], b: Option<[&[T; TILE]; 4]>) -> [T; 4] {
+    // Written out per row: as a loop over the four, LLVM vectorises across them.
+    let f = match b {
+        None => [
+            fold_row(a[0], None),
+            fold_row(a[1], None),
+            fold_row(a[2], None),
+            fold_row(a[3], None),
+        ],
+        Some(b) => [
+            fold_row(a[0], Some(b[0])),
+            fold_row(a[1], Some(b[1])),
+            fold_row(a[2], Some(b[2])),
+            fold_row(a[3], Some(b[3])),
+        ],
+    };
+    sums4(&f)
 }
 
 /// Transposes one `TILE × TILE` block (`[input][lane]` → `[lane][input]`).
@@ -426,8 +550,10 @@ fn transpose_block<T: Real>(x: &[T], x_t: &mut [T]) {
     }
 }
 
-/// Inputs per vector chunk of the single-sample path.
+/// Inputs per vector chunk of the single-sample path (and lanes of the folded rows of the
+/// lane dot products).
 const ONE_CHUNK: usize = 16;
+const _: () = assert!(TILE % ONE_CHUNK == 0, "TILE must be a multiple of 16");
 
 /// The four horizontal sums of the single-sample path, as one transposing tree: each level
 /// adds the two halves of every accumulator and packs two accumulators into one vector, so
