@@ -650,54 +650,61 @@ pub fn forward_one<T: Real>(
         let (w0, rest) = w4.split_at(n_in);
         let (w1, rest) = rest.split_at(n_in);
         let (w2, w3) = rest.split_at(n_in);
-        let mut acc = [[T::ZERO; ONE_CHUNK]; 4];
-        let rows = x
-            .chunks_exact(ONE_CHUNK)
-            .zip(w0.chunks_exact(ONE_CHUNK))
-            .zip(w1.chunks_exact(ONE_CHUNK))
-            .zip(w2.chunks_exact(ONE_CHUNK))
-            .zip(w3.chunks_exact(ONE_CHUNK));
-        for ((((xc, c0), c1), c2), c3) in rows {
-            for k in 0..ONE_CHUNK.min(xc.len()) {
-                let xv = xc[k];
-                acc[0][k] += c0[k] * xv;
-                acc[1][k] += c1[k] * xv;
-                acc[2][k] += c2[k] * xv;
-                acc[3][k] += c3[k] * xv;
-            }
+        let sums = dots4(x, [w0, w1, w2, w3], n_in);
+        for ((yo, &sv), &bias) in y4.iter_mut().zip(&sums).zip(b4) {
+            *yo = finish(bias + sv);
         }
-        // Explicit per-output sums: as a loop over the four, LLVM vectorises across them.
-        let sums = sums4(&acc);
-        let done = n_in / ONE_CHUNK * ONE_CHUNK;
-        if done < n_in {
-            // Inputs past the last whole chunk.
-            let mut tail = [T::ZERO; 4];
-            for (t, wr) in tail.iter_mut().zip([w0, w1, w2, w3]) {
-                for (&wv, &xv) in wr.iter().zip(x).skip(done) {
-                    *t += wv * xv;
-                }
-            }
-            for ((yo, (&sv, &tv)), &bias) in y4.iter_mut().zip(sums.iter().zip(&tail)).zip(b4) {
-                *yo = finish(bias + sv + tv);
-            }
-        } else {
-            for ((yo, &sv), &bias) in y4.iter_mut().zip(&sums).zip(b4) {
-                *yo = finish(bias + sv);
+    }
+    // The last one to three outputs (the output layer's two) as a quad repeating its last row.
+    let w_rest = w_quads.remainder();
+    let mut rows = w_rest.chunks_exact(n_in);
+    if let Some(first) = rows.next() {
+        let second = rows.next().unwrap_or(first);
+        let third = rows.next().unwrap_or(second);
+        let sums = dots4(x, [first, second, third, third], n_in);
+        for ((yo, &sv), &bias) in y_quads
+            .into_remainder()
+            .iter_mut()
+            .zip(&sums)
+            .zip(b_quads.remainder())
+        {
+            *yo = finish(bias + sv);
+        }
+    }
+}
+
+/// `Σ_i w_k[i] · x[i]` for four weight rows of `n_in` inputs: chunks of the inputs in vector
+/// accumulators, then one transposing sum tree.
+#[inline(always)]
+fn dots4<T: Real>(x: &[T], w: [&[T]; 4], n_in: usize) -> [T; 4] {
+    let [w0, w1, w2, w3] = w;
+    let mut acc = [[T::ZERO; ONE_CHUNK]; 4];
+    let rows = x
+        .chunks_exact(ONE_CHUNK)
+        .zip(w0.chunks_exact(ONE_CHUNK))
+        .zip(w1.chunks_exact(ONE_CHUNK))
+        .zip(w2.chunks_exact(ONE_CHUNK))
+        .zip(w3.chunks_exact(ONE_CHUNK));
+    for ((((xc, c0), c1), c2), c3) in rows {
+        for k in 0..ONE_CHUNK.min(xc.len()) {
+            let xv = xc[k];
+            acc[0][k] += c0[k] * xv;
+            acc[1][k] += c1[k] * xv;
+            acc[2][k] += c2[k] * xv;
+            acc[3][k] += c3[k] * xv;
+        }
+    }
+    let mut sums = sums4(&acc);
+    let done = n_in / ONE_CHUNK * ONE_CHUNK;
+    if done < n_in {
+        // Inputs past the last whole chunk.
+        for (t, wr) in sums.iter_mut().zip(w) {
+            for (&wv, &xv) in wr.iter().zip(x).skip(done) {
+                *t += wv * xv;
             }
         }
     }
-    for ((yo, wr), &bias) in y_quads
-        .into_remainder()
-        .iter_mut()
-        .zip(w_quads.remainder().chunks_exact(n_in))
-        .zip(b_quads.remainder())
-    {
-        let mut v = bias;
-        for (&wv, &xv) in wr.iter().zip(x) {
-            v += wv * xv;
-        }
-        *yo = finish(v);
-    }
+    sums
 }
 
 /// `y[o][:] = b[o] + Σ_i w[o][i] · x[i][:]` for `n_out` outputs: the plain (unblocked)
