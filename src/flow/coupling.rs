@@ -30,7 +30,7 @@ impl<T: Real> Clamp<T> {
     #[inline(always)]
     pub(crate) fn apply(&self, raw: T) -> T {
         if self.inv_bound > T::ZERO {
-            self.bound * (raw * self.inv_bound).tanh()
+            self.bound * (raw * self.inv_bound).tanh_lanes()
         } else {
             raw
         }
@@ -138,7 +138,7 @@ pub(crate) fn inverse_one<T: Real>(
     let mut log_det = T::ZERO;
     for (v, pr) in b.iter_mut().zip(out.chunks_exact(2)) {
         let s = clamp.apply(pr[1]);
-        *v = (*v - pr[0]) * (-s).exp();
+        *v = (*v - pr[0]) * (-s).exp_lanes();
         log_det -= s;
     }
     log_det
@@ -160,7 +160,7 @@ pub(crate) fn inverse<T: Real>(
         let (shift, raw) = pr.split_at(TILE);
         for (((v, &t), &r), ld) in br.iter_mut().zip(shift).zip(raw).zip(log_det.iter_mut()) {
             let s = clamp.apply(r);
-            *v = (*v - t) * (-s).exp();
+            *v = (*v - t) * (-s).exp_lanes();
             *ld -= s;
         }
     }
@@ -182,7 +182,7 @@ pub(crate) fn forward<T: Real>(
         let (shift, raw) = pr.split_at(TILE);
         for (((v, &t), &r), ld) in br.iter_mut().zip(shift).zip(raw).zip(log_det.iter_mut()) {
             let s = clamp.apply(r);
-            *v = *v * s.exp() + t;
+            *v = *v * s.exp_lanes() + t;
             *ld += s;
         }
     }
@@ -233,7 +233,7 @@ pub(crate) fn inverse_backward<T: Real>(
         let (g_shift, g_raw) = gpr.split_at_mut(TILE);
         for s in 0..TILE {
             let sc = clamp.apply(raw[s]);
-            let e = (-sc).exp();
+            let e = (-sc).exp_lanes();
             let gv = gbr[s];
             g_shift[s] = -gv * e;
             g_raw[s] = (-gv * br[s] - coef[s]) * clamp.derivative(sc);
