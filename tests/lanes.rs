@@ -39,3 +39,22 @@ fn tanh_lanes_within_two_ulp_of_one() {
         assert!(d64 <= 2.0 * f64::EPSILON, "{x}: {d64}");
     }
 }
+
+#[test]
+fn sqrt_lanes_within_one_ulp() {
+    let mut x = 1e-38f32;
+    while x < 1e38 {
+        for f in [1.0f32, 1.37, 2.0, 3.3, 7.9] {
+            let v = x * f;
+            if !v.is_finite() {
+                continue;
+            }
+            assert!(ulp_f32(v.sqrt_lanes(), libm::sqrtf(v)) <= 1.0, "{v}");
+        }
+        x *= 1.9;
+    }
+    assert_eq!(0.0f32.sqrt_lanes(), 0.0);
+    assert_eq!(f32::INFINITY.sqrt_lanes(), f32::INFINITY);
+    assert!((-1.0f32).sqrt_lanes().is_nan() && f32::NAN.sqrt_lanes().is_nan());
+    assert_eq!(2.0f64.sqrt_lanes(), libm::sqrt(2.0));
+}
