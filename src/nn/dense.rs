@@ -555,42 +555,24 @@ fn transpose_block<T: Real>(x: &[T], x_t: &mut [T]) {
 const ONE_CHUNK: usize = 16;
 const _: () = assert!(TILE % ONE_CHUNK == 0, "TILE must be a multiple of 16");
 
-/// The four horizontal sums of the single-sample path, as one transposing tree: each level
-/// adds the two halves of every accumulator and packs two accumulators into one vector, so
-/// four sums cost about as much as one.
+/// The four horizontal sums of the single-sample path: four halving trees written out.
 #[inline(always)]
 fn sums4<T: Real>(a: &[[T; ONE_CHUNK]; 4]) -> [T; 4] {
-    const H: usize = ONE_CHUNK / 2;
-    const Q: usize = ONE_CHUNK / 4;
-    let mut p = [[T::ZERO; ONE_CHUNK]; 2];
-    for s in 0..H {
-        p[0][s] = a[0][s] + a[0][s + H];
-        p[0][s + H] = a[1][s] + a[1][s + H];
-        p[1][s] = a[2][s] + a[2][s + H];
-        p[1][s + H] = a[3][s] + a[3][s + H];
+    [halve16(a[0]), halve16(a[1]), halve16(a[2]), halve16(a[3])]
+}
+
+/// Sum of 16 values by halving (16 → 8 → 4 → 2 → 1).
+#[inline(always)]
+fn halve16<T: Real>(v: [T; ONE_CHUNK]) -> T {
+    let mut h8 = [T::ZERO; 8];
+    for s in 0..8 {
+        h8[s] = v[s] + v[s + 8];
     }
-    let mut q = [T::ZERO; ONE_CHUNK];
-    for s in 0..Q {
-        q[s] = p[0][s] + p[0][s + Q];
-        q[s + Q] = p[0][s + H] + p[0][s + H + Q];
-        q[s + H] = p[1][s] + p[1][s + Q];
-        q[s + H + Q] = p[1][s + H] + p[1][s + H + Q];
+    let mut h4 = [T::ZERO; 4];
+    for s in 0..4 {
+        h4[s] = h8[s] + h8[s + 4];
     }
-    let mut out = [T::ZERO; 4];
-    for (k, o) in out.iter_mut().enumerate() {
-        let r = &q[k * Q..(k + 1) * Q];
-        let mut h = [T::ZERO; Q];
-        h.copy_from_slice(r);
-        let mut width = Q / 2;
-        while width > 0 {
-            for s in 0..width {
-                h[s] += h[s + width];
-            }
-            width /= 2;
-        }
-        *o = h[0];
-    }
-    out
+    (h4[0] + h4[2]) + (h4[1] + h4[3])
 }
 
 /// `y[o] = b[o] + Σ_i w[o][i] · x[i]` for one sample (`x`: `n_in`, `y`: `n_out = b.len()`),
