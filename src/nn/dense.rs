@@ -139,10 +139,9 @@ macro_rules! forward_block {
             act: Option<Activation>,
         ) {
             const MR: usize = [$($k),+].len();
+            // Constant indices only, so the accumulators never leave the registers.
             let mut acc = [[T::ZERO; TILE]; MR];
-            for (a, &bias) in acc.iter_mut().zip(bb) {
-                *a = [bias; TILE];
-            }
+            $( acc[$k] = [bb.get($k).copied().unwrap_or(T::ZERO); TILE]; )+
             let mut rest = wb;
             $(
                 let ($w, r) = rest.split_at(n_in.min(rest.len()));
@@ -158,9 +157,12 @@ macro_rules! forward_block {
                     $( acc[$k][s] += $w * xv; )+
                 }
             });
-            for (yr, a) in yb.chunks_exact_mut(TILE).zip(&acc) {
-                store_row(yr, a, act);
-            }
+            let mut rows = yb.chunks_exact_mut(TILE);
+            $(
+                if let Some(yr) = rows.next() {
+                    store_row(yr, &acc[$k], act);
+                }
+            )+
         }
     };
 }
@@ -304,12 +306,13 @@ macro_rules! params_block {
         #[inline(always)]
         fn $name<T: Real>(gyb: &[T], xb: &[T], gwb: &mut [T], n_in: usize, i0: usize) {
             const MR: usize = [$($k),+].len();
+            // Constant indices only, so the accumulators never leave the registers.
             let mut acc = [[T::ZERO; TILE]; MR];
-            for (a, gwr) in acc.iter_mut().zip(gwb.chunks_exact(n_in)) {
-                if let Some(src) = gwr.get(i0..i0 + TILE) {
-                    a.copy_from_slice(src);
+            $(
+                if let Some(src) = gwb.get($k * n_in + i0..$k * n_in + i0 + TILE) {
+                    acc[$k].copy_from_slice(src);
                 }
-            }
+            )+
             let mut rest = gyb;
             $(
                 let ($g, r) = rest.split_at(TILE.min(rest.len()));
@@ -322,11 +325,11 @@ macro_rules! params_block {
                     $( acc[$k][s] += $g * xv; )+
                 }
             });
-            for (a, gwr) in acc.iter().zip(gwb.chunks_exact_mut(n_in)) {
-                if let Some(dst) = gwr.get_mut(i0..i0 + TILE) {
-                    dst.copy_from_slice(a);
+            $(
+                if let Some(dst) = gwb.get_mut($k * n_in + i0..$k * n_in + i0 + TILE) {
+                    dst.copy_from_slice(&acc[$k]);
                 }
-            }
+            )+
         }
     };
 }
