@@ -279,6 +279,16 @@ impl Shape {
             .saturating_mul(TILE)
     }
 
+    /// Workspace elements for the recompute-mode gradient
+    /// ([`Flow::loss_and_gradient_recompute`](crate::Flow::loss_and_gradient_recompute)):
+    /// the evaluation region and the gradient rows, without the L per-coupling slots of
+    /// [`workspace_len`](Self::workspace_len). Independent of the batch size.
+    pub const fn recompute_workspace_len(&self) -> usize {
+        self.eval_rows()
+            .saturating_add(self.grad_rows())
+            .saturating_mul(TILE)
+    }
+
     /// Bytes of a model serialized with floats of `width` bytes (4 or 8).
     pub const fn serialized_len(&self, width: usize) -> usize {
         crate::format::HEADER_LEN

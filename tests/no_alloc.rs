@@ -1,5 +1,6 @@
 //! The core never allocates: a counting global allocator sees zero allocations during
-//! log_prob (batch and single sample), sample, forward, inverse, gradient, Adam, save and load.
+//! log_prob (batch and single sample), sample, forward, inverse, gradient (stored and
+//! recompute mode), Adam, save and load.
 
 mod common;
 use common::*;
@@ -62,6 +63,7 @@ fn check_paths<T: lwflow::Real>(shape: Shape) {
         flow.forward(&theta, &mut x, &mut out, &mut ws)?;
         flow.inverse(&theta, &mut x, &mut out, &mut ws)?;
         flow.loss_and_gradient(&theta, &weights, &mut grad, &mut ws)?;
+        flow.loss_and_gradient_recompute(&theta, &weights, &mut grad, &mut ws)?;
         adam.step(&shape, &mut params, &grad, &mut adam_state, 1)?;
         format::save(&shape, &params, &mut bytes)?;
         format::load(&bytes, &mut params)?;

@@ -188,6 +188,18 @@ pub(crate) fn forward<T: Real>(
     }
 }
 
+/// Rebuilds the input of [`inverse`] from its output `state` and the conditioner output
+/// `out` of that same input: b ← b'·e^{s} + t (the sampling direction's affine map).
+pub(crate) fn undo_inverse<T: Real>(shape: &Shape, clamp: Clamp<T>, state: &mut [T], out: &[T]) {
+    let (_, b) = state.split_at_mut(shape.cond_dim() * TILE);
+    for (br, pr) in b.chunks_exact_mut(TILE).zip(out.chunks_exact(2 * TILE)) {
+        let (shift, raw) = pr.split_at(TILE);
+        for ((v, &t), &r) in br.iter_mut().zip(shift).zip(raw) {
+            *v = *v * clamp.apply(r).exp_lanes() + t;
+        }
+    }
+}
+
 /// Scratch rows for [`inverse_backward`].
 pub(crate) struct GradScratch<'w, T> {
     /// Gradient of the conditioner output (`2⌊D/2⌋·TILE`).
