@@ -102,6 +102,16 @@ def main():
                 fmt_time(t * 1e-9 if t else None) for t in times) + f" | {g} |")
 
     print()
+    print("| recompute mode (peer shape) | stored f32 native | recompute f32 native | cost |")
+    print("|---|---:|---:|---:|")
+    for n in ("256", "4096"):
+        st = median_ns(a.native, "train_step_f32", "D2H64", n)
+        re = median_ns(a.native, "train_step_f32", "D2H64-recompute", n)
+        cost = f"+{100 * (re / st - 1):.0f} %" if (st and re) else "—"
+        print(f"| train step, B = {n} | {fmt_time(st * 1e-9 if st else None)} | "
+              f"{fmt_time(re * 1e-9 if re else None)} | {cost} |")
+
+    print()
     for root, name in ((a.native, "native"), (a.default, "default")):
         for ty in ("f32", "f64"):
             ns = median_ns(root, "fit_2d2", ty)
