@@ -2,7 +2,7 @@
 """Turns criterion results and normflows' bench.py JSON into the tables of benches/README.md.
 
 Usage:
-  python3 benches/report.py --native target-native/criterion --default target/criterion \
+  python3 benches/report.py --native target/native/criterion --default target/criterion \
       --peer peer-1.json [--peer peer-2.json ...] [--peak 272.7]
 
 Every lwflow figure is criterion's median time per iteration (`new/estimates.json`); every
