@@ -1,5 +1,6 @@
 //! The core never allocates: a counting global allocator sees zero allocations during
-//! log_prob, sample, forward, inverse, gradient, Adam, save and load.
+//! log_prob (batch and single sample), sample, forward, inverse, gradient (stored and
+//! recompute mode), Adam, save and load.
 
 mod common;
 use common::*;
@@ -56,10 +57,13 @@ fn check_paths<T: lwflow::Real>(shape: Shape) {
     let (res, allocs) = count(|| {
         let flow = Flow::new(shape, &params)?;
         flow.log_prob(&theta, &mut out, &mut ws)?;
+        // The single-sample path (the latency benchmark's).
+        flow.log_prob(&theta[..shape.dim], &mut out[..1], &mut ws)?;
         flow.sample(&mut rng, &mut x, &mut out, &mut ws)?;
         flow.forward(&theta, &mut x, &mut out, &mut ws)?;
         flow.inverse(&theta, &mut x, &mut out, &mut ws)?;
         flow.loss_and_gradient(&theta, &weights, &mut grad, &mut ws)?;
+        flow.loss_and_gradient_recompute(&theta, &weights, &mut grad, &mut ws)?;
         adam.step(&shape, &mut params, &grad, &mut adam_state, 1)?;
         format::save(&shape, &params, &mut bytes)?;
         format::load(&bytes, &mut params)?;

@@ -5,7 +5,7 @@
 //! sⱼ = clamp(rⱼ). Forward (sampling): b'ⱼ = bⱼ·e^{sⱼ} + tⱼ, log-det +Σ s. Inverse (density):
 //! bⱼ = (b'ⱼ − tⱼ)·e^{−sⱼ}, log-det −Σ s.
 
-use crate::nn::{activation, dense};
+use crate::nn::dense;
 use crate::real::Real;
 use crate::shape::{Shape, TILE};
 
@@ -30,7 +30,7 @@ impl<T: Real> Clamp<T> {
     #[inline(always)]
     pub(crate) fn apply(&self, raw: T) -> T {
         if self.inv_bound > T::ZERO {
-            self.bound * (raw * self.inv_bound).tanh()
+            self.bound * (raw * self.inv_bound).tanh_lanes()
         } else {
             raw
         }
@@ -72,7 +72,7 @@ fn dense_params_mut<'p, T>(shape: &Shape, p: &'p mut [T], k: usize) -> (&'p mut 
 
 /// Runs the conditioner on the conditioning rows `a` (`⌈D/2⌉·TILE`), writing every hidden
 /// activation into `hidden` (`hidden_layers·H·TILE`) and the raw output into `out`
-/// (`2⌊D/2⌋·TILE`).
+/// (`2⌊D/2⌋·TILE`). The hidden activation is fused into each dense layer's store.
 pub(crate) fn conditioner<T: Real>(
     shape: &Shape,
     p: &[T],
@@ -82,26 +82,66 @@ pub(crate) fn conditioner<T: Real>(
 ) {
     let row = shape.hidden * TILE;
     let nh = shape.hidden_layers;
+    let act = Some(shape.activation);
     for k in 0..=nh {
         let (n_in, _) = shape.dense_dims(k);
         let (w, b) = dense_params(shape, p, k);
+        let act_k = if k < nh { act } else { None };
         if k == 0 {
             let dst = if nh == 0 {
                 &mut *out
             } else {
                 &mut hidden[..row]
             };
-            dense::forward(w, b, a, dst, n_in);
+            dense::forward_act(w, b, a, dst, n_in, act_k);
         } else {
             let (prev, cur) = hidden.split_at_mut(k * row);
             let x = &prev[(k - 1) * row..];
             let dst = if k == nh { &mut *out } else { &mut cur[..row] };
-            dense::forward(w, b, x, dst, n_in);
-        }
-        if k < nh {
-            activation::apply(shape.activation, &mut hidden[k * row..(k + 1) * row]);
+            dense::forward_act(w, b, x, dst, n_in, act_k);
         }
     }
+}
+
+/// The conditioner for one sample (`a`: `⌈D/2⌉`, `hidden`: ping/pong of `2H`, `out`:
+/// `2⌊D/2⌋`), vectorised over each layer's inputs.
+fn conditioner_one<T: Real>(shape: &Shape, p: &[T], a: &[T], hidden: &mut [T], out: &mut [T]) {
+    let h = shape.hidden;
+    let nh = shape.hidden_layers;
+    let act = Some(shape.activation);
+    let (mut cur, mut nxt) = hidden.split_at_mut(h.min(hidden.len()));
+    for k in 0..=nh {
+        let (n_in, _) = shape.dense_dims(k);
+        let (w, b) = dense_params(shape, p, k);
+        let x: &[T] = if k == 0 { a } else { cur };
+        if k == nh {
+            dense::forward_one(w, b, x, out, n_in, None);
+        } else {
+            dense::forward_one(w, b, x, nxt, n_in, act);
+            core::mem::swap(&mut cur, &mut nxt);
+        }
+    }
+}
+
+/// Density direction on one sample `state` (`D`): b ← (b − t)·e^{−s}; returns −Σ s.
+/// `scratch` needs `2H + 2⌊D/2⌋` elements.
+pub(crate) fn inverse_one<T: Real>(
+    shape: &Shape,
+    p: &[T],
+    clamp: Clamp<T>,
+    state: &mut [T],
+    scratch: &mut [T],
+) -> T {
+    let (hidden, out) = scratch.split_at_mut((2 * shape.hidden).min(scratch.len()));
+    let (a, b) = state.split_at_mut(shape.cond_dim().min(state.len()));
+    conditioner_one(shape, p, a, hidden, out);
+    let mut log_det = T::ZERO;
+    for (v, pr) in b.iter_mut().zip(out.chunks_exact(2)) {
+        let s = clamp.apply(pr[1]);
+        *v = (*v - pr[0]) * (-s).exp_lanes();
+        log_det -= s;
+    }
+    log_det
 }
 
 /// Density direction on a tile `state` (`D·TILE`): b ← (b − t)·e^{−s}, `log_det −= Σ s`.
@@ -120,7 +160,7 @@ pub(crate) fn inverse<T: Real>(
         let (shift, raw) = pr.split_at(TILE);
         for (((v, &t), &r), ld) in br.iter_mut().zip(shift).zip(raw).zip(log_det.iter_mut()) {
             let s = clamp.apply(r);
-            *v = (*v - t) * (-s).exp();
+            *v = (*v - t) * (-s).exp_lanes();
             *ld -= s;
         }
     }
@@ -142,8 +182,20 @@ pub(crate) fn forward<T: Real>(
         let (shift, raw) = pr.split_at(TILE);
         for (((v, &t), &r), ld) in br.iter_mut().zip(shift).zip(raw).zip(log_det.iter_mut()) {
             let s = clamp.apply(r);
-            *v = *v * s.exp() + t;
+            *v = *v * s.exp_lanes() + t;
             *ld += s;
+        }
+    }
+}
+
+/// Rebuilds the input of [`inverse`] from its output `state` and the conditioner output
+/// `out` of that same input: b ← b'·e^{s} + t (the sampling direction's affine map).
+pub(crate) fn undo_inverse<T: Real>(shape: &Shape, clamp: Clamp<T>, state: &mut [T], out: &[T]) {
+    let (_, b) = state.split_at_mut(shape.cond_dim() * TILE);
+    for (br, pr) in b.chunks_exact_mut(TILE).zip(out.chunks_exact(2 * TILE)) {
+        let (shift, raw) = pr.split_at(TILE);
+        for ((v, &t), &r) in br.iter_mut().zip(shift).zip(raw) {
+            *v = *v * clamp.apply(r).exp_lanes() + t;
         }
     }
 }
@@ -158,6 +210,8 @@ pub(crate) struct GradScratch<'w, T> {
     pub h1: &'w mut [T],
     /// Gradient of the conditioning input from the conditioner (`⌈D/2⌉·TILE`).
     pub a: &'w mut [T],
+    /// Sample-major copy of a dense layer's input (`TILE·max(H, ⌈D/2⌉)`).
+    pub x_t: &'w mut [T],
 }
 
 /// Backward pass of [`inverse`]. `state_out` is the layer's cached output (a, b), `hidden` and
@@ -191,7 +245,7 @@ pub(crate) fn inverse_backward<T: Real>(
         let (g_shift, g_raw) = gpr.split_at_mut(TILE);
         for s in 0..TILE {
             let sc = clamp.apply(raw[s]);
-            let e = (-sc).exp();
+            let e = (-sc).exp_lanes();
             let gv = gbr[s];
             g_shift[s] = -gv * e;
             g_raw[s] = (-gv * br[s] - coef[s]) * clamp.derivative(sc);
@@ -208,6 +262,7 @@ pub(crate) fn inverse_backward<T: Real>(
         scratch.h0,
         scratch.h1,
         scratch.a,
+        scratch.x_t,
     );
     for (g, &d) in ga.iter_mut().zip(scratch.a.iter()) {
         *g += d;
@@ -215,7 +270,8 @@ pub(crate) fn inverse_backward<T: Real>(
 }
 
 /// Reverse mode through the conditioner MLP: given ∂/∂out in `gout`, accumulates parameter
-/// gradients into `gp` and writes ∂/∂a into `ga`.
+/// gradients into `gp` and writes ∂/∂a into `ga`. The activation's derivative is fused into
+/// each input-gradient store.
 #[allow(clippy::too_many_arguments)]
 fn conditioner_backward<T: Real>(
     shape: &Shape,
@@ -227,9 +283,11 @@ fn conditioner_backward<T: Real>(
     h0: &mut [T],
     h1: &mut [T],
     ga: &mut [T],
+    x_t: &mut [T],
 ) {
     let row = shape.hidden * TILE;
     let nh = shape.hidden_layers;
+    let act = shape.activation;
     let (mut cur, mut nxt) = (h0, h1);
     // Output layer: its input is the last hidden activation.
     {
@@ -237,20 +295,21 @@ fn conditioner_backward<T: Real>(
         let (w, _) = dense_params(shape, p, nh);
         let (gw, gb) = dense_params_mut(shape, gp, nh);
         let x = &hidden[(nh - 1) * row..nh * row];
-        dense::backward(w, x, gout, gw, gb, Some(&mut cur[..row]), n_in);
-        activation::backward(shape.activation, x, &mut cur[..row]);
+        dense::backward_params(x, gout, gw, gb, n_in, x_t);
+        dense::backward_input(w, gout, &mut cur[..row], n_in, Some((act, x)));
     }
     for k in (1..nh).rev() {
         let (n_in, _) = shape.dense_dims(k);
         let (w, _) = dense_params(shape, p, k);
         let (gw, gb) = dense_params_mut(shape, gp, k);
         let x = &hidden[(k - 1) * row..k * row];
-        dense::backward(w, x, &cur[..row], gw, gb, Some(&mut nxt[..row]), n_in);
-        activation::backward(shape.activation, x, &mut nxt[..row]);
+        dense::backward_params(x, &cur[..row], gw, gb, n_in, x_t);
+        dense::backward_input(w, &cur[..row], &mut nxt[..row], n_in, Some((act, x)));
         core::mem::swap(&mut cur, &mut nxt);
     }
     let (n_in, _) = shape.dense_dims(0);
     let (w, _) = dense_params(shape, p, 0);
     let (gw, gb) = dense_params_mut(shape, gp, 0);
-    dense::backward(w, a, &cur[..row], gw, gb, Some(ga), n_in);
+    dense::backward_params(a, &cur[..row], gw, gb, n_in, x_t);
+    dense::backward_input(w, &cur[..row], ga, n_in, None);
 }

@@ -167,10 +167,17 @@ impl<'p, T: Real> Flow<'p, T> {
     /// Errors: `EmptyBatch` for n = 0, `LengthMismatch` if `theta` is not `n·D` long,
     /// `BufferTooSmall` if `ws` is shorter than [`Shape::eval_workspace_len`], `NonFinite` if
     /// θ has NaN/∞. `out` is written only on success.
+    ///
+    /// A single sample takes a dedicated path (matrix–vector products vectorised over each
+    /// layer's inputs) instead of a padded tile; it agrees with the batch path to rounding.
     pub fn log_prob(&self, theta: &[T], out: &mut [T], ws: &mut [T]) -> Result<(), Error> {
         self.check_batch(theta, out.len())?;
         check_min(ws, self.shape.eval_workspace_len())?;
         let w = self.split_eval(ws)?;
+        if let [single] = out {
+            *single = self.log_prob_one(theta, w);
+            return Ok(());
+        }
         for (rows, outs) in theta
             .chunks(TILE * self.shape.dim)
             .zip(out.chunks_mut(TILE))
@@ -189,6 +196,23 @@ impl<'p, T: Real> Flow<'p, T> {
             }
         }
         Ok(())
+    }
+
+    /// log q(θ) of one sample (`theta`: D values, checked by the caller).
+    fn log_prob_one(&self, theta: &[T], w: EvalWs<'_, T>) -> T {
+        let s = &self.shape;
+        let clamp = Clamp::new(s);
+        let mut rest = &mut *w.slot;
+        let z = take(&mut rest, s.dim);
+        z.copy_from_slice(&theta[..s.dim.min(theta.len())]);
+        let mut log_det = T::ZERO;
+        for l in (0..s.couplings).rev() {
+            z.rotate_left(s.cond_dim());
+            log_det += coupling::inverse_one(s, self.coupling_params(l), clamp, z, rest);
+        }
+        gather(z, s.dim, w.state);
+        base::log_prob_tile(s, self.base_params(), w.state, w.lane, w.base_scratch);
+        w.lane[0] + log_det
     }
 
     /// The density-direction map: z = f⁻¹(θ) (`n·D`) and its log-det `log|det ∂f⁻¹/∂θ|` (`n`).
@@ -298,12 +322,51 @@ impl<'p, T: Real> Flow<'p, T> {
     ) -> Result<T, Error> {
         check_len(grad, self.shape.param_len())?;
         let scale = T::ONE / T::from_usize(weights.len().max(1));
-        self.check_gradient_inputs(theta, weights, ws)?;
+        self.check_gradient_inputs(theta, weights, ws, self.shape.workspace_len())?;
         grad.iter_mut().for_each(|g| *g = T::ZERO);
         self.accumulate_gradient(theta, weights, scale, grad, ws)
     }
 
-    fn check_gradient_inputs(&self, theta: &[T], weights: &[T], ws: &[T]) -> Result<(), Error> {
+    /// [`loss_and_gradient`](Self::loss_and_gradient) in recompute mode: the layer inputs
+    /// of the backward pass are rebuilt from the invertible flow instead of stored, so `ws`
+    /// needs only [`Shape::recompute_workspace_len`] (one coupling's activations instead of
+    /// L), for one more conditioner pass per coupling (≈ 1/3 more arithmetic). The gradient
+    /// equals the stored mode's up to rounding (the rebuilt inputs differ in the last bits).
+    pub fn loss_and_gradient_recompute(
+        &self,
+        theta: &[T],
+        weights: &[T],
+        grad: &mut [T],
+        ws: &mut [T],
+    ) -> Result<T, Error> {
+        check_len(grad, self.shape.param_len())?;
+        let scale = T::ONE / T::from_usize(weights.len().max(1));
+        self.check_gradient_inputs(theta, weights, ws, self.shape.recompute_workspace_len())?;
+        grad.iter_mut().for_each(|g| *g = T::ZERO);
+        self.accumulate_gradient_recompute(theta, weights, scale, grad, ws)
+    }
+
+    /// [`accumulate_gradient`](Self::accumulate_gradient) in recompute mode (see
+    /// [`loss_and_gradient_recompute`](Self::loss_and_gradient_recompute)); `ws` needs
+    /// [`Shape::recompute_workspace_len`].
+    pub fn accumulate_gradient_recompute(
+        &self,
+        theta: &[T],
+        weights: &[T],
+        scale: T,
+        grad: &mut [T],
+        ws: &mut [T],
+    ) -> Result<T, Error> {
+        self.accumulate(theta, weights, scale, grad, ws, true)
+    }
+
+    fn check_gradient_inputs(
+        &self,
+        theta: &[T],
+        weights: &[T],
+        ws: &[T],
+        ws_needed: usize,
+    ) -> Result<(), Error> {
         self.check_batch(theta, weights.len())?;
         if weights.iter().any(|&w| !w.is_finite()) {
             return Err(Error::NonFinite);
@@ -311,7 +374,7 @@ impl<'p, T: Real> Flow<'p, T> {
         if weights.iter().any(|&w| w < T::ZERO) {
             return Err(Error::InvalidArgument);
         }
-        check_min(ws, self.shape.workspace_len())
+        check_min(ws, ws_needed)
     }
 
     /// Adds `scale · ∂/∂φ [−Σᵢ wᵢ log q(θᵢ)]` to `grad` and returns `scale · Σᵢ wᵢ (−log q(θᵢ))`.
@@ -328,11 +391,30 @@ impl<'p, T: Real> Flow<'p, T> {
         grad: &mut [T],
         ws: &mut [T],
     ) -> Result<T, Error> {
+        self.accumulate(theta, weights, scale, grad, ws, false)
+    }
+
+    /// The gradient pass; `recompute` rebuilds each coupling's input and activations during
+    /// the backward pass from its output instead of keeping one slot per coupling.
+    fn accumulate(
+        &self,
+        theta: &[T],
+        weights: &[T],
+        scale: T,
+        grad: &mut [T],
+        ws: &mut [T],
+        recompute: bool,
+    ) -> Result<T, Error> {
         check_len(grad, self.shape.param_len())?;
         if !scale.is_finite() {
             return Err(Error::NonFinite);
         }
-        self.check_gradient_inputs(theta, weights, ws)?;
+        let needed = if recompute {
+            self.shape.recompute_workspace_len()
+        } else {
+            self.shape.workspace_len()
+        };
+        self.check_gradient_inputs(theta, weights, ws, needed)?;
         let s = &self.shape;
         let d = s.dim;
         let clamp = Clamp::new(s);
@@ -340,13 +422,17 @@ impl<'p, T: Real> Flow<'p, T> {
         let mut rest = ws;
         let ev_ws = take(&mut rest, s.eval_workspace_len());
         let w = self.split_eval(ev_ws)?;
-        let slots = take(&mut rest, slot_len * s.couplings);
+        let slots = take(
+            &mut rest,
+            if recompute { 0 } else { slot_len * s.couplings },
+        );
         let gstate = take(&mut rest, d * TILE);
         let gh0 = take(&mut rest, s.hidden * TILE);
         let gh1 = take(&mut rest, s.hidden * TILE);
         let gout = take(&mut rest, 2 * s.trans_dim() * TILE);
         let ga = take(&mut rest, s.cond_dim() * TILE);
         let coef = take_lane(&mut rest)?;
+        let x_t = take(&mut rest, s.hidden.max(s.cond_dim()) * TILE);
 
         let (flow_grad, base_grad) = grad.split_at_mut(s.flow_param_len());
         let mut total = T::ZERO;
@@ -360,7 +446,11 @@ impl<'p, T: Real> Flow<'p, T> {
             *w.log_det = [T::ZERO; TILE];
             for l in (0..s.couplings).rev() {
                 w.state.rotate_left(s.cond_dim() * TILE);
-                let slot = &mut slots[l * slot_len..(l + 1) * slot_len];
+                let slot = if recompute {
+                    &mut *w.slot
+                } else {
+                    &mut slots[l * slot_len..(l + 1) * slot_len]
+                };
                 let (st, hidden, out) = self.split_slot(slot);
                 coupling::inverse(
                     s,
@@ -371,7 +461,9 @@ impl<'p, T: Real> Flow<'p, T> {
                     hidden,
                     out,
                 );
-                st.copy_from_slice(w.state);
+                if !recompute {
+                    st.copy_from_slice(w.state);
+                }
             }
             base::log_prob_tile(s, self.base_params(), w.state, w.lane, w.base_scratch);
             let mut contrib = [T::ZERO; TILE];
@@ -395,27 +487,35 @@ impl<'p, T: Real> Flow<'p, T> {
                 w.base_scratch,
             );
             for l in 0..s.couplings {
-                let slot = &mut slots[l * slot_len..(l + 1) * slot_len];
-                let (st, hidden, out) = self.split_slot(slot);
                 let n = s.coupling_len();
                 let gp = &mut flow_grad[l * n..(l + 1) * n];
-                coupling::inverse_backward(
-                    s,
-                    self.coupling_params(l),
-                    clamp,
-                    st,
-                    hidden,
-                    out,
-                    coef,
-                    gstate,
-                    gp,
-                    GradScratch {
-                        out: gout,
-                        h0: gh0,
-                        h1: gh1,
-                        a: ga,
-                    },
-                );
+                let scratch = GradScratch {
+                    out: gout,
+                    h0: gh0,
+                    h1: gh1,
+                    a: ga,
+                    x_t,
+                };
+                let p = self.coupling_params(l);
+                if recompute {
+                    // `w.state` is this coupling's output: its conditioning rows are its
+                    // input's, so the activations follow from them; then invert the affine
+                    // map to get the input, which is the next coupling's output.
+                    let (_, hidden, out) = self.split_slot(w.slot);
+                    let (a, _) = w.state.split_at(s.cond_dim() * TILE);
+                    coupling::conditioner(s, p, a, hidden, out);
+                    coupling::inverse_backward(
+                        s, p, clamp, w.state, hidden, out, coef, gstate, gp, scratch,
+                    );
+                    coupling::undo_inverse(s, clamp, w.state, out);
+                    w.state.rotate_right(s.cond_dim() * TILE);
+                } else {
+                    let slot = &mut slots[l * slot_len..(l + 1) * slot_len];
+                    let (st, hidden, out) = self.split_slot(slot);
+                    coupling::inverse_backward(
+                        s, p, clamp, st, hidden, out, coef, gstate, gp, scratch,
+                    );
+                }
                 gstate.rotate_right(s.cond_dim() * TILE);
             }
         }

@@ -104,7 +104,7 @@ impl Adam {
             let g = if i < n_decay { g + wd * *x } else { g };
             *mi = b1 * *mi + c1 * g;
             *vi = b2 * *vi + c2 * g * g;
-            *x -= step * *mi / (vi.sqrt() * inv_sqrt_bc2 + eps);
+            *x -= step * *mi / (vi.sqrt_lanes() * inv_sqrt_bc2 + eps);
         }
         Ok(())
     }
