@@ -185,36 +185,34 @@ pub struct TrainReport {
     pub stop: StopReason,
 }
 
-/// Weighted validation loss −Σ wᵢ log q(θᵢ) / Σ wᵢ over the samples listed in `idx`.
+/// Weighted validation loss −Σ wᵢ log q(θᵢ) / Σ wᵢ over the held-out samples
+/// `buf.order[n_train..]` (NaN when there are none or their weights are all zero).
 fn validation_loss<T: Real>(
     shape: &Shape,
     params: &[T],
     samples: &[T],
     weights: &[T],
-    idx: &[u32],
+    n_train: usize,
     batch: usize,
     buf: &mut TrainBuffers<'_, T>,
 ) -> Result<f64, Error> {
     let d = shape.dim;
     let flow = Flow::new(*shape, params)?;
+    let TrainBuffers {
+        order,
+        workspace,
+        batch_theta,
+        batch_weights,
+        batch_out,
+        ..
+    } = buf;
     let (mut num, mut den) = (0.0, 0.0);
     // `batch` rows fit every batch buffer (checked by `train`), whatever their own lengths.
-    for chunk in idx.chunks(batch.max(1)) {
+    for chunk in order.get(n_train..).unwrap_or(&[]).chunks(batch.max(1)) {
         let m = chunk.len();
-        gather(
-            samples,
-            weights,
-            d,
-            chunk,
-            buf.batch_theta,
-            buf.batch_weights,
-        );
-        flow.log_prob(
-            &buf.batch_theta[..m * d],
-            &mut buf.batch_out[..m],
-            buf.workspace,
-        )?;
-        for (&w, &lq) in buf.batch_weights[..m].iter().zip(&buf.batch_out[..m]) {
+        gather(samples, weights, d, chunk, batch_theta, batch_weights);
+        flow.log_prob(&batch_theta[..m * d], &mut batch_out[..m], workspace)?;
+        for (&w, &lq) in batch_weights[..m].iter().zip(&batch_out[..m]) {
             let w = w.to_f64();
             if w > 0.0 {
                 num -= w * lq.to_f64();
@@ -315,22 +313,7 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
     let total_steps = steps_per_epoch.saturating_mul(cfg.max_epochs as u64);
     buf.adam_state.iter_mut().for_each(|v| *v = T::ZERO);
 
-    let initial_val = if n_val > 0 {
-        let order = core::mem::take(&mut buf.order);
-        let v = validation_loss(
-            shape,
-            params,
-            samples,
-            weights,
-            &order[n_train..],
-            bs,
-            &mut buf,
-        );
-        buf.order = order;
-        v?
-    } else {
-        f64::NAN
-    };
+    let initial_val = validation_loss(shape, params, samples, weights, n_train, bs, &mut buf)?;
     buf.best.copy_from_slice(params);
     let mut best_val = initial_val;
     let mut best_epoch = 0;
@@ -389,22 +372,7 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
                 .map(|w| w.to_f64())
                 .sum::<f64>();
         }
-        let val = if n_val > 0 {
-            let order = core::mem::take(&mut buf.order);
-            let v = validation_loss(
-                shape,
-                params,
-                samples,
-                weights,
-                &order[n_train..],
-                bs,
-                &mut buf,
-            );
-            buf.order = order;
-            v?
-        } else {
-            f64::NAN
-        };
+        let val = validation_loss(shape, params, samples, weights, n_train, bs, &mut buf)?;
         if n_val > 0 && val.is_finite() && !(val >= best_val) {
             best_val = val;
             best_epoch = epoch;
