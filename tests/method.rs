@@ -727,78 +727,92 @@ fn automatic_mixture_base_is_accurate_on_the_bananas() {
     assert!(r.all_finite);
 }
 
-/// The paper's claims on one task and seed: the Gaussian base shows bridges (≥ 2× the
-/// automatic mixture's bridge mass) and a higher average marginal W1; returns the Gaussian
-/// base's W1 for the paper-mixture comparison.
-fn check_bridges(
+/// (Gaussian, automatic mixture, paper-initialised mixture) runs on one task and seed.
+fn three_bases(
     task: Task,
     seed: u64,
     cfg_of: impl Fn(Task, BaseChoice, u64) -> RunConfig,
-) -> (f64, f64) {
-    let g = run(task, &cfg_of(task, BaseChoice::Gaussian, seed), |_| true).unwrap();
-    let a = run(task, &cfg_of(task, BaseChoice::Auto(6), seed), |_| true).unwrap();
-    let p = run(
-        task,
-        &cfg_of(task, BaseChoice::PaperMixture(task.modes()), seed),
-        |_| true,
-    )
-    .unwrap();
+) -> [suite::RunResult; 3] {
+    let bases = [
+        BaseChoice::Gaussian,
+        BaseChoice::Auto(6),
+        BaseChoice::PaperMixture(task.modes()),
+    ];
+    let [g, a, p] = bases.map(|b| run(task, &cfg_of(task, b, seed), |_| true).unwrap());
     eprintln!(
         "{} seed {seed}: Gaussian KL {:.4} W1 {:.4} bridge {:.2}% | auto KL {:.4} W1 {:.4} bridge {:.2}% | paper GMM KL {:.4} W1 {:.4} bridge {:.2}%",
         task.name(), g.kl, g.w1, 100.0 * g.bridge, a.kl, a.w1, 100.0 * a.bridge, p.kl, p.w1, 100.0 * p.bridge
     );
-    assert!(
-        g.bridge >= 2.0 * a.bridge,
-        "{}: Gaussian bridge {} vs auto {}",
-        task.name(),
-        g.bridge,
-        a.bridge
-    );
-    assert!(
-        g.w1 > a.w1,
-        "{}: Gaussian W1 {} vs auto {}",
-        task.name(),
-        g.w1,
-        a.w1
-    );
     assert!(g.all_finite && a.all_finite && p.all_finite);
-    (g.w1, p.w1)
+    [g, a, p]
+}
+
+/// The paper's first claim on (Gaussian, auto) figures: the Gaussian base shows bridges (≥ 2×
+/// the automatic mixture's bridge mass) and a higher average marginal W1.
+fn assert_bridges(task: Task, what: &str, g_bridge: f64, a_bridge: f64, g_w1: f64, a_w1: f64) {
+    assert!(
+        g_bridge >= 2.0 * a_bridge,
+        "{} {what}: Gaussian bridge {g_bridge} vs auto {a_bridge}",
+        task.name()
+    );
+    assert!(
+        g_w1 > a_w1,
+        "{} {what}: Gaussian W1 {g_w1} vs auto {a_w1}",
+        task.name()
+    );
 }
 
 #[test]
 fn paper_claims_reduced() {
     for task in [Task::T2D2, Task::T2D3] {
-        let (g, p) = check_bridges(task, 0, |t, b, s| {
+        let [g, a, p] = three_bases(task, 0, |t, b, s| {
             let mut c = RunConfig::full(t, b, s);
             c.eval_n = 10_000;
             c.train.max_epochs = 15;
             c
         });
+        assert_bridges(task, "seed 0", g.bridge, a.bridge, g.w1, a.w1);
         assert!(
-            p < g,
-            "{}: paper-initialised GMM W1 {p} vs Gaussian {g}",
-            task.name()
+            p.w1 < g.w1,
+            "{}: paper-initialised GMM W1 {} vs Gaussian {}",
+            task.name(),
+            p.w1,
+            g.w1
         );
     }
 }
 
+/// Full size, as the issue states the claims: bridges and W1 on the example's run (seed 0),
+/// and the paper-initialised mixture against the Gaussian base on the median W1 over three
+/// seeds; the bridge and W1 claims are also checked on the medians over the three seeds.
 #[test]
 #[ignore = "full size: cargo test --release --test method -- --ignored --nocapture"]
 fn paper_claims_full_three_seeds() {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     for task in [Task::T2D2, Task::T2D3] {
-        let mut pairs: Vec<(f64, f64)> = (0..3)
-            .map(|s| check_bridges(task, s, RunConfig::full))
+        let runs: Vec<[suite::RunResult; 3]> = (0..3)
+            .map(|s| three_bases(task, s, RunConfig::full))
             .collect();
-        let median = |v: &mut Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[1]
+        let [g0, a0, _] = &runs[0];
+        assert_bridges(task, "seed 0", g0.bridge, a0.bridge, g0.w1, a0.w1);
+        let m = |base: usize, f: fn(&suite::RunResult) -> f64| {
+            median(runs.iter().map(|r| f(&r[base])).collect())
         };
-        let mut g: Vec<f64> = pairs.iter().map(|p| p.0).collect();
-        let mut p: Vec<f64> = pairs.drain(..).map(|p| p.1).collect();
-        let (mg, mp) = (median(&mut g), median(&mut p));
+        let (g_w1, a_w1, p_w1) = (m(0, |r| r.w1), m(1, |r| r.w1), m(2, |r| r.w1));
+        assert_bridges(
+            task,
+            "median of 3 seeds",
+            m(0, |r| r.bridge),
+            m(1, |r| r.bridge),
+            g_w1,
+            a_w1,
+        );
         assert!(
-            mp < mg,
-            "{}: median W1 paper GMM {mp} vs Gaussian {mg}",
+            p_w1 < g_w1,
+            "{}: median W1 paper GMM {p_w1} vs Gaussian {g_w1}",
             task.name()
         );
     }
