@@ -579,10 +579,11 @@ fn halve16<T: Real>(v: [T; ONE_CHUNK]) -> T {
 }
 
 /// `y[o] = b[o] + Σ_i w[o][i] · x[i]` for one sample (`x`: `n_in`, `y`: `n_out = b.len()`),
-/// with the activation fused: the single-sample path, vectorised over the inputs (each row of
-/// `W` is contiguous) four outputs at a time, so one sample costs one pass over the weights
-/// instead of a padded tile. The sixteen rows are sixteen independent accumulator chains; their
-/// sums come out of one transposing tree (16 × 16 lanes → 16) instead of sixteen horizontal sums.
+/// with the activation: the single-sample path, vectorised over the inputs (each row of `W` is
+/// contiguous) four outputs at a time, so one sample costs one pass over the weights instead
+/// of a padded tile. The activation is applied once per block of outputs, matched outside the
+/// loop so that it vectorises (a per-output match did not); a one-input layer is an axpy.
+/// (Eight rows per pass with a transposing 8 × 16 → 8 sum tree measured no faster here.)
 #[inline]
 pub fn forward_one<T: Real>(
     w: &[T],
@@ -620,20 +621,9 @@ pub fn forward_one<T: Real>(
         activate(y, act);
         return;
     }
-    let mut w_oct = w.chunks_exact(8 * n_in);
-    let mut y_oct = y.chunks_exact_mut(8);
-    let mut b_oct = b.chunks_exact(8);
-    for ((w8, y8), b8) in (&mut w_oct).zip(&mut y_oct).zip(&mut b_oct) {
-        let (w03, w47) = w8.split_at(4 * n_in);
-        let sums = dots8(x, w03, w47, n_in);
-        for ((yo, &sv), &bias) in y8.iter_mut().zip(&sums).zip(b8) {
-            *yo = bias + sv;
-        }
-        activate(y8, act);
-    }
-    let mut w_quads = w_oct.remainder().chunks_exact(4 * n_in);
-    let mut y_quads = y_oct.into_remainder().chunks_exact_mut(4);
-    let mut b_quads = b_oct.remainder().chunks_exact(4);
+    let mut w_quads = w.chunks_exact(4 * n_in);
+    let mut y_quads = y.chunks_exact_mut(4);
+    let mut b_quads = b.chunks_exact(4);
     for ((w4, y4), b4) in (&mut w_quads).zip(&mut y_quads).zip(&mut b_quads) {
         let (w0, rest) = w4.split_at(n_in);
         let (w1, rest) = rest.split_at(n_in);
@@ -670,78 +660,6 @@ fn activate<T: Real>(y: &mut [T], act: Option<Activation>) {
         }),
         Some(Activation::Tanh) => y.iter_mut().for_each(|v| *v = v.tanh()),
     }
-}
-
-/// One step of the transposing sum tree: `a` and `b` hold rows in groups of `2·H` lanes;
-/// the result holds the same rows (those of `a`, then those of `b`) in groups of `H` lanes,
-/// each the sum of its group's two halves.
-#[inline(always)]
-fn fold_pair<T: Real, const H: usize>(a: &[T; ONE_CHUNK], b: &[T; ONE_CHUNK]) -> [T; ONE_CHUNK] {
-    let mut r = [T::ZERO; ONE_CHUNK];
-    for g in 0..8 / H {
-        for s in 0..H {
-            r[g * H + s] = a[2 * g * H + s] + a[2 * g * H + H + s];
-            r[8 + g * H + s] = b[2 * g * H + s] + b[2 * g * H + H + s];
-        }
-    }
-    r
-}
-
-/// `Σ_i w_k[i] · x[i]` for eight weight rows (`w03`: rows 0–3, `w47`: rows 4–7, `n_in`
-/// each): eight independent vector accumulators over the input chunks, then one transposing
-/// sum tree (8 × 16 lanes → 8) instead of eight horizontal sums.
-#[inline(always)]
-fn dots8<T: Real>(x: &[T], w03: &[T], w47: &[T], n_in: usize) -> [T; 8] {
-    let (w0, rest) = w03.split_at(n_in.min(w03.len()));
-    let (w1, rest) = rest.split_at(n_in.min(rest.len()));
-    let (w2, w3) = rest.split_at(n_in.min(rest.len()));
-    let (w4, rest) = w47.split_at(n_in.min(w47.len()));
-    let (w5, rest) = rest.split_at(n_in.min(rest.len()));
-    let (w6, w7) = rest.split_at(n_in.min(rest.len()));
-    let mut acc = [[T::ZERO; ONE_CHUNK]; 8];
-    let chunks = x
-        .chunks_exact(ONE_CHUNK)
-        .zip(w0.chunks_exact(ONE_CHUNK))
-        .zip(w1.chunks_exact(ONE_CHUNK))
-        .zip(w2.chunks_exact(ONE_CHUNK))
-        .zip(w3.chunks_exact(ONE_CHUNK))
-        .zip(w4.chunks_exact(ONE_CHUNK))
-        .zip(w5.chunks_exact(ONE_CHUNK))
-        .zip(w6.chunks_exact(ONE_CHUNK))
-        .zip(w7.chunks_exact(ONE_CHUNK));
-    for ((((((((xc, c0), c1), c2), c3), c4), c5), c6), c7) in chunks {
-        for k in 0..ONE_CHUNK.min(xc.len()) {
-            let xv = xc[k];
-            acc[0][k] += c0[k] * xv;
-            acc[1][k] += c1[k] * xv;
-            acc[2][k] += c2[k] * xv;
-            acc[3][k] += c3[k] * xv;
-            acc[4][k] += c4[k] * xv;
-            acc[5][k] += c5[k] * xv;
-            acc[6][k] += c6[k] * xv;
-            acc[7][k] += c7[k] * xv;
-        }
-    }
-    let t0 = fold_pair::<T, 8>(&acc[0], &acc[1]);
-    let t1 = fold_pair::<T, 8>(&acc[2], &acc[3]);
-    let t2 = fold_pair::<T, 8>(&acc[4], &acc[5]);
-    let t3 = fold_pair::<T, 8>(&acc[6], &acc[7]);
-    let u0 = fold_pair::<T, 4>(&t0, &t1);
-    let u1 = fold_pair::<T, 4>(&t2, &t3);
-    let v = fold_pair::<T, 2>(&u0, &u1);
-    let mut sums = [T::ZERO; 8];
-    for r in 0..8 {
-        sums[r] = v[2 * r] + v[2 * r + 1];
-    }
-    let done = n_in / ONE_CHUNK * ONE_CHUNK;
-    if done < n_in {
-        for (t, wr) in sums.iter_mut().zip([w0, w1, w2, w3, w4, w5, w6, w7]) {
-            for (&wv, &xv) in wr.iter().zip(x).skip(done) {
-                *t += wv * xv;
-            }
-        }
-    }
-    sums
 }
 
 /// `Σ_i w_k[i] · x[i]` for four weight rows of `n_in` inputs: chunks of the inputs in vector
