@@ -223,22 +223,7 @@ impl<'p, T: Real> Flow<'p, T> {
         log_det: &mut [T],
         ws: &mut [T],
     ) -> Result<(), Error> {
-        self.check_batch(theta, log_det.len())?;
-        check_len(z, theta.len())?;
-        check_min(ws, self.shape.eval_workspace_len())?;
-        let d = self.shape.dim;
-        let w = self.split_eval(ws)?;
-        for ((rows, zs), lds) in theta
-            .chunks(TILE * d)
-            .zip(z.chunks_mut(TILE * d))
-            .zip(log_det.chunks_mut(TILE))
-        {
-            gather(rows, d, w.state);
-            self.inverse_tile(w.state, w.log_det, w.slot);
-            scatter(w.state, d, zs);
-            lds.copy_from_slice(&w.log_det[..lds.len()]);
-        }
-        Ok(())
+        self.map(theta, z, log_det, ws, Self::inverse_tile)
     }
 
     /// The sampling-direction map: θ = f(z) (`n·D`) and its log-det `log|det ∂f/∂z|` (`n`).
@@ -249,20 +234,35 @@ impl<'p, T: Real> Flow<'p, T> {
         log_det: &mut [T],
         ws: &mut [T],
     ) -> Result<(), Error> {
-        self.check_batch(z, log_det.len())?;
-        check_len(theta, z.len())?;
+        self.map(z, theta, log_det, ws, |flow, state, ld, slot| {
+            *ld = [T::ZERO; TILE];
+            flow.forward_tile(state, ld, slot)
+        })
+    }
+
+    /// Applies a whole-flow tile map (`through`, which sets the tile's log-dets) to every
+    /// tile of `input`, writing the mapped rows and their log-dets.
+    fn map(
+        &self,
+        input: &[T],
+        output: &mut [T],
+        log_det: &mut [T],
+        ws: &mut [T],
+        through: impl Fn(&Self, &mut [T], &mut [T; TILE], &mut [T]),
+    ) -> Result<(), Error> {
+        self.check_batch(input, log_det.len())?;
+        check_len(output, input.len())?;
         check_min(ws, self.shape.eval_workspace_len())?;
         let d = self.shape.dim;
         let w = self.split_eval(ws)?;
-        for ((rows, xs), lds) in z
+        for ((rows, outs), lds) in input
             .chunks(TILE * d)
-            .zip(theta.chunks_mut(TILE * d))
+            .zip(output.chunks_mut(TILE * d))
             .zip(log_det.chunks_mut(TILE))
         {
             gather(rows, d, w.state);
-            *w.log_det = [T::ZERO; TILE];
-            self.forward_tile(w.state, w.log_det, w.slot);
-            scatter(w.state, d, xs);
+            through(self, w.state, w.log_det, w.slot);
+            scatter(w.state, d, outs);
             lds.copy_from_slice(&w.log_det[..lds.len()]);
         }
         Ok(())
@@ -320,11 +320,7 @@ impl<'p, T: Real> Flow<'p, T> {
         grad: &mut [T],
         ws: &mut [T],
     ) -> Result<T, Error> {
-        check_len(grad, self.shape.param_len())?;
-        let scale = T::ONE / T::from_usize(weights.len().max(1));
-        self.check_gradient_inputs(theta, weights, ws, self.shape.workspace_len())?;
-        grad.iter_mut().for_each(|g| *g = T::ZERO);
-        self.accumulate_gradient(theta, weights, scale, grad, ws)
+        self.loss(theta, weights, grad, ws, false)
     }
 
     /// [`loss_and_gradient`](Self::loss_and_gradient) in recompute mode: the layer inputs
@@ -339,11 +335,29 @@ impl<'p, T: Real> Flow<'p, T> {
         grad: &mut [T],
         ws: &mut [T],
     ) -> Result<T, Error> {
+        self.loss(theta, weights, grad, ws, true)
+    }
+
+    /// Zeroes `grad` and accumulates the batch's gradient at scale 1/n (checked first, so
+    /// `grad` is untouched on error).
+    fn loss(
+        &self,
+        theta: &[T],
+        weights: &[T],
+        grad: &mut [T],
+        ws: &mut [T],
+        recompute: bool,
+    ) -> Result<T, Error> {
         check_len(grad, self.shape.param_len())?;
-        let scale = T::ONE / T::from_usize(weights.len().max(1));
-        self.check_gradient_inputs(theta, weights, ws, self.shape.recompute_workspace_len())?;
+        let needed = if recompute {
+            self.shape.recompute_workspace_len()
+        } else {
+            self.shape.workspace_len()
+        };
+        self.check_gradient_inputs(theta, weights, ws, needed)?;
         grad.iter_mut().for_each(|g| *g = T::ZERO);
-        self.accumulate_gradient_recompute(theta, weights, scale, grad, ws)
+        let scale = T::ONE / T::from_usize(weights.len().max(1));
+        self.accumulate(theta, weights, scale, grad, ws, recompute)
     }
 
     /// [`accumulate_gradient`](Self::accumulate_gradient) in recompute mode (see
