@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use criterion::{criterion_group, Criterion, Throughput};
-use lwflow::base::em::{scratch_len, EmConfig};
+use lwflow::base::em::EmConfig;
 use lwflow::rng::Draws;
 use lwflow::tasks::Task;
 use lwflow::train::*;
@@ -56,33 +56,14 @@ fn fit_2d2<T: Real>(seed: u64) -> (Shape, Vec<T>) {
         .collect();
     let mut w = vec![T::ZERO; N];
     normalise_log_weights(&log_l, NonFinitePolicy::Error, 100.0, &mut w).unwrap();
-    let ms = cfg.base.max_shape(&template);
-    let p = ms.param_len();
-    let k = cfg.base.max_components();
-    let bs = cfg.train.batch_size;
-    let mut params = vec![T::ZERO; p];
-    let (mut g, mut a, mut b) = (vec![T::ZERO; p], vec![T::ZERO; 2 * p], vec![T::ZERO; p]);
-    let mut ws = vec![T::ZERO; ms.workspace_len()];
-    let (mut bt, mut bw, mut bo) = (vec![T::ZERO; bs * d], vec![T::ZERO; bs], vec![T::ZERO; bs]);
-    let mut order = vec![0u32; N];
-    let (mut ew, mut em, mut es) = (vec![0.0; k], vec![0.0; k * d], vec![0.0; k * d]);
-    let mut esc = vec![0.0; scratch_len(k, d)];
-    let buf = FitBuffers {
-        train: TrainBuffers {
-            grad: &mut g,
-            adam_state: &mut a,
-            best: &mut b,
-            workspace: &mut ws,
-            batch_theta: &mut bt,
-            batch_weights: &mut bw,
-            batch_out: &mut bo,
-            order: &mut order,
-        },
-        em_weights: &mut ew,
-        em_means: &mut em,
-        em_sds: &mut es,
-        em_scratch: &mut esc,
-    };
+    let mut params = vec![T::ZERO; cfg.base.max_shape(&template).param_len()];
+    let need = FitMemory::new(&template, &cfg, N);
+    let (mut reals, mut order, mut em) = (
+        vec![T::ZERO; need.reals],
+        vec![0u32; need.order],
+        vec![0.0; need.em],
+    );
+    let buf = FitBuffers::split(&template, &cfg, N, &mut reals, &mut order, &mut em).unwrap();
     let rep = fit(&template, &cfg, &mut params, &theta, &w, buf, |_| true).unwrap();
     params.truncate(rep.shape.param_len());
     (rep.shape, params)

@@ -10,11 +10,9 @@ mod suite;
 
 use common::rng;
 use lwflow::base::em::{fit_mixture, scratch_len, select_components, EmConfig};
-use lwflow::rand_core::SeedableRng;
 use lwflow::tasks::Task;
 use lwflow::train::*;
 use lwflow::{init_params, metrics, BaseKind, Error, Flow, Shape};
-use rand_xoshiro::Xoshiro256PlusPlus;
 use suite::{run, RunConfig};
 
 // ---------------------------------------------------------------------------------------
@@ -850,14 +848,6 @@ fn fit_pipeline_refuses_bad_input() {
     let base = BaseChoice::Auto(3);
     let ms = base.max_shape(&shape);
     assert_eq!(ms.base, BaseKind::Mixture(3));
-    let mut params = vec![0.0f32; ms.param_len() - 1];
-    let mut own = Owned::new(&ms, 2000, 128);
-    let (mut ew, mut em, mut es, mut esc) = (
-        vec![0.0; 3],
-        vec![0.0; 6],
-        vec![0.0; 6],
-        vec![0.0; scratch_len(3, 2)],
-    );
     let cfg = FitConfig {
         base,
         em: EmConfig::default(),
@@ -867,59 +857,69 @@ fn fit_pipeline_refuses_bad_input() {
         },
         init_seed: 0,
     };
-    let r = fit(
-        &shape,
-        &cfg,
+    let need = FitMemory::new(&shape, &cfg, 2000);
+    let (mut reals, mut order, mut em) = (
+        vec![0.0f32; need.reals],
+        vec![0u32; need.order],
+        vec![0.0; need.em],
+    );
+    // Each of the three slices one element short is refused.
+    let short =
+        |r: usize, o: usize, e: usize, reals: &mut [f32], order: &mut [u32], em: &mut [f64]| {
+            FitBuffers::split(
+                &shape,
+                &cfg,
+                2000,
+                &mut reals[..r],
+                &mut order[..o],
+                &mut em[..e],
+            )
+            .err()
+        };
+    for (r, o, e) in [
+        (need.reals - 1, need.order, need.em),
+        (need.reals, need.order - 1, need.em),
+        (need.reals, need.order, need.em - 1),
+    ] {
+        assert!(matches!(
+            short(r, o, e, &mut reals, &mut order, &mut em),
+            Some(Error::BufferTooSmall { .. })
+        ));
+    }
+    let mut run = |params: &mut [f32], theta: &[f32], cfg: &FitConfig| {
+        let buffers =
+            FitBuffers::split(&shape, cfg, 2000, &mut reals, &mut order, &mut em).unwrap();
+        fit(&shape, cfg, params, theta, &w, buffers, |_| true)
+    };
+    let mut params = vec![0.0f32; ms.param_len() - 1];
+    assert!(matches!(
+        run(&mut params, &theta, &cfg),
+        Err(Error::BufferTooSmall { .. })
+    ));
+    let mut params = vec![0.0f32; ms.param_len()];
+    assert!(matches!(
+        run(&mut params, &theta[..3000], &cfg),
+        Err(Error::LengthMismatch { .. })
+    ));
+    let auto0 = FitConfig {
+        base: BaseChoice::Auto(0),
+        ..cfg
+    };
+    assert!(run(&mut params, &theta, &auto0).is_err());
+    // The split memory is enough for a real fit.
+    let report = run(
         &mut params,
         &theta,
-        &w,
-        FitBuffers {
-            train: own.buffers(),
-            em_weights: &mut ew,
-            em_means: &mut em,
-            em_sds: &mut es,
-            em_scratch: &mut esc,
-        },
-        |_| true,
-    );
-    assert!(matches!(r, Err(Error::BufferTooSmall { .. })));
-    let mut params = vec![0.0f32; ms.param_len()];
-    let r = fit(
-        &shape,
-        &cfg,
-        &mut params,
-        &theta[..3000],
-        &w,
-        FitBuffers {
-            train: own.buffers(),
-            em_weights: &mut ew,
-            em_means: &mut em,
-            em_sds: &mut es,
-            em_scratch: &mut esc,
-        },
-        |_| true,
-    );
-    assert!(matches!(r, Err(Error::LengthMismatch { .. })));
-    let r = fit(
-        &shape,
         &FitConfig {
-            base: BaseChoice::Auto(0),
+            train: TrainConfig {
+                max_epochs: 1,
+                ..cfg.train
+            },
             ..cfg
         },
-        &mut params,
-        &theta,
-        &w,
-        FitBuffers {
-            train: own.buffers(),
-            em_weights: &mut ew,
-            em_means: &mut em,
-            em_sds: &mut es,
-            em_scratch: &mut esc,
-        },
-        |_| true,
-    );
-    assert!(r.is_err());
-    let _ = Xoshiro256PlusPlus::seed_from_u64(0);
+    )
+    .unwrap();
+    assert_eq!(report.shape.components(), 2);
 }
 
 #[test]

@@ -2,13 +2,13 @@
 //! paper example and the accuracy tests (`tests/method.rs` includes this file).
 #![allow(dead_code)]
 
-use lwflow::base::em::{scratch_len, EmConfig};
+use lwflow::base::em::EmConfig;
 use lwflow::rand_core::SeedableRng;
 use lwflow::rng::Draws;
 use lwflow::tasks::{Task, BOX};
 use lwflow::train::{
     fit, normalise_log_weights, sample_box, BaseChoice, EpochReport, FitBuffers, FitConfig,
-    FitReport, NonFinitePolicy, TrainBuffers, TrainConfig,
+    FitMemory, FitReport, NonFinitePolicy, TrainConfig,
 };
 use lwflow::{metrics, Error, Flow, Shape};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -142,33 +142,15 @@ pub fn run(
         train: cfg.train,
         init_seed: cfg.seed ^ 0x1417,
     };
-    let max_shape = cfg.base.max_shape(&template);
-    let p = max_shape.param_len();
-    let k = cfg.base.max_components();
-    let bs = cfg.train.batch_size;
-    let mut params = vec![0.0f32; p];
-    let (mut grad, mut adam, mut best) = (vec![0.0; p], vec![0.0; 2 * p], vec![0.0; p]);
-    let mut ws = vec![0.0; max_shape.workspace_len()];
-    let (mut bt, mut bw, mut bo) = (vec![0.0; bs * d], vec![0.0; bs], vec![0.0; bs]);
-    let mut order = vec![0u32; cfg.n_prior];
-    let (mut ew, mut em, mut es) = (vec![0.0; k], vec![0.0; k * d], vec![0.0; k * d]);
-    let mut esc = vec![0.0; scratch_len(k, d)];
-    let buffers = FitBuffers {
-        train: TrainBuffers {
-            grad: &mut grad,
-            adam_state: &mut adam,
-            best: &mut best,
-            workspace: &mut ws,
-            batch_theta: &mut bt,
-            batch_weights: &mut bw,
-            batch_out: &mut bo,
-            order: &mut order,
-        },
-        em_weights: &mut ew,
-        em_means: &mut em,
-        em_sds: &mut es,
-        em_scratch: &mut esc,
-    };
+    let n = cfg.n_prior;
+    let mut params = vec![0.0f32; cfg.base.max_shape(&template).param_len()];
+    let need = FitMemory::new(&template, &fit_cfg, n);
+    let (mut reals, mut order, mut em) = (
+        vec![0.0f32; need.reals],
+        vec![0u32; need.order],
+        vec![0.0; need.em],
+    );
+    let buffers = FitBuffers::split(&template, &fit_cfg, n, &mut reals, &mut order, &mut em)?;
     let report = fit(
         &template,
         &fit_cfg,

@@ -168,11 +168,11 @@ fn exported_symbols_are_exactly_the_header_functions() {
 
 /// train_2d2.c, step for step, and fit_2d2.c's fit, through the Rust API.
 mod mirror {
-    use lwflow::base::em::{scratch_len, EmConfig};
+    use lwflow::base::em::EmConfig;
     use lwflow::rand_core::SeedableRng;
     use lwflow::train::{
-        fit, sample_and_weigh, BaseChoice, FitBuffers, FitConfig, FitReport, NonFinitePolicy,
-        TrainBuffers, TrainConfig, WeightStats,
+        fit, sample_and_weigh, BaseChoice, FitBuffers, FitConfig, FitMemory, FitReport,
+        NonFinitePolicy, TrainConfig, WeightStats,
     };
     use lwflow::{init_params, set_mixture_base, Adam, BaseKind, Error, Flow, Shape};
     use rand_xoshiro::Xoshiro256PlusPlus;
@@ -406,31 +406,15 @@ mod mirror {
             },
             init_seed: 1,
         };
-        let max = cfg.base.max_shape(&template);
-        let (p, k, b) = (max.param_len(), 4, cfg.train.batch_size.min(n));
-        let mut params = vec![0.0; p];
-        let (mut grad, mut adam, mut best) = (vec![0.0; p], vec![0.0; 2 * p], vec![0.0; p]);
-        let mut ws = vec![0.0; max.workspace_len()];
-        let (mut bt, mut bw, mut bo) = (vec![0.0; b * dim], vec![0.0; b], vec![0.0; b]);
-        let mut order = vec![0u32; n];
-        let (mut ew, mut em, mut es) = (vec![0.0; k], vec![0.0; k * dim], vec![0.0; k * dim]);
-        let mut esc = vec![0.0; scratch_len(k, dim)];
-        let buffers = FitBuffers {
-            train: TrainBuffers {
-                grad: &mut grad,
-                adam_state: &mut adam,
-                best: &mut best,
-                workspace: &mut ws,
-                batch_theta: &mut bt,
-                batch_weights: &mut bw,
-                batch_out: &mut bo,
-                order: &mut order,
-            },
-            em_weights: &mut ew,
-            em_means: &mut em,
-            em_sds: &mut es,
-            em_scratch: &mut esc,
-        };
+        let mut params = vec![0.0; cfg.base.max_shape(&template).param_len()];
+        let need = FitMemory::new(&template, &cfg, n);
+        let (mut reals, mut order, mut em) = (
+            vec![0.0; need.reals],
+            vec![0u32; need.order],
+            vec![0.0; need.em],
+        );
+        let buffers =
+            FitBuffers::split(&template, &cfg, n, &mut reals, &mut order, &mut em).unwrap();
         let report = fit(
             &template,
             &cfg,
@@ -442,6 +426,7 @@ mod mirror {
         )
         .expect("fit");
         let flow = Flow::new(report.shape, &params[..report.shape.param_len()]).unwrap();
+        let mut ws = vec![0.0; report.shape.eval_workspace_len()];
         let kl = kl_exact(&flow, &mut ws, 20000, 7);
         (kl, report, stats)
     }

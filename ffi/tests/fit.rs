@@ -8,11 +8,11 @@
 mod common;
 
 use libloading::Library;
-use lwflow::base::em::{scratch_len, EmConfig};
+use lwflow::base::em::EmConfig;
 use lwflow::rand_core::SeedableRng;
 use lwflow::train::{
     fit, normalise_log_weights, sample_and_weigh, BaseChoice, EpochReport, FitBuffers, FitConfig,
-    FitReport, NonFinitePolicy, Schedule, StopReason, TrainBuffers, TrainConfig,
+    FitMemory, FitReport, NonFinitePolicy, Schedule, StopReason, TrainConfig,
 };
 use lwflow::Shape;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -330,32 +330,15 @@ fn core_fit(
 ) -> (Vec<f64>, FitReport) {
     let cfg = core_config(c);
     let template = Shape::new(2, 16, 3);
-    let (n, d, k) = (weights.len(), 2, c.components);
-    let max = cfg.base.max_shape(&template);
-    let (p, b) = (max.param_len(), cfg.train.batch_size.min(n));
-    let mut params = vec![0.0; p];
-    let (mut grad, mut adam, mut best) = (vec![0.0; p], vec![0.0; 2 * p], vec![0.0; p]);
-    let mut ws = vec![0.0; max.workspace_len()];
-    let (mut bt, mut bw, mut bo) = (vec![0.0; b * d], vec![0.0; b], vec![0.0; b]);
-    let mut order = vec![0u32; n];
-    let (mut ew, mut em, mut es) = (vec![0.0; k], vec![0.0; k * d], vec![0.0; k * d]);
-    let mut esc = vec![0.0; scratch_len(k, d)];
-    let buffers = FitBuffers {
-        train: TrainBuffers {
-            grad: &mut grad,
-            adam_state: &mut adam,
-            best: &mut best,
-            workspace: &mut ws,
-            batch_theta: &mut bt,
-            batch_weights: &mut bw,
-            batch_out: &mut bo,
-            order: &mut order,
-        },
-        em_weights: &mut ew,
-        em_means: &mut em,
-        em_sds: &mut es,
-        em_scratch: &mut esc,
-    };
+    let n = weights.len();
+    let mut params = vec![0.0; cfg.base.max_shape(&template).param_len()];
+    let need = FitMemory::new(&template, &cfg, n);
+    let (mut reals, mut order, mut em) = (
+        vec![0.0; need.reals],
+        vec![0u32; need.order],
+        vec![0.0; need.em],
+    );
+    let buffers = FitBuffers::split(&template, &cfg, n, &mut reals, &mut order, &mut em).unwrap();
     let report = fit(
         &template,
         &cfg,

@@ -88,6 +88,90 @@ pub struct FitBuffers<'b, T> {
     pub em_scratch: &'b mut [f64],
 }
 
+/// Lengths of the three caller slices that [`FitBuffers::split`] carves into every buffer
+/// a fit needs: `reals` (`T`: gradient, Adam moments, best parameters, workspace, minibatch),
+/// `order` (`u32`, one per sample) and `em` (`f64`: mixture outputs and EM scratch). Sizes
+/// saturate instead of overflowing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FitMemory {
+    /// Elements of the `T` slice.
+    pub reals: usize,
+    /// Elements of the `u32` slice.
+    pub order: usize,
+    /// Elements of the `f64` slice.
+    pub em: usize,
+}
+
+impl FitMemory {
+    /// Memory for fitting `n` samples with `cfg` on `template` (sized for the largest base
+    /// `cfg.base` can produce).
+    pub fn new(template: &Shape, cfg: &FitConfig, n: usize) -> Self {
+        let max = cfg.base.max_shape(template);
+        let p = max.param_len();
+        let batch = cfg.train.batch_size.min(n);
+        let (k, d) = (cfg.base.max_components(), template.dim);
+        let kd = k.saturating_mul(d);
+        FitMemory {
+            reals: p
+                .saturating_mul(4)
+                .saturating_add(max.workspace_len())
+                .saturating_add(batch.saturating_mul(d.saturating_add(2))),
+            order: n,
+            em: k
+                .saturating_add(kd.saturating_mul(2))
+                .saturating_add(em::scratch_len(k, d)),
+        }
+    }
+}
+
+impl<'b, T: Real> FitBuffers<'b, T> {
+    /// Carves the buffers of a fit of `n` samples out of three caller slices of at least
+    /// [`FitMemory::new`] lengths (`BufferTooSmall` otherwise).
+    pub fn split(
+        template: &Shape,
+        cfg: &FitConfig,
+        n: usize,
+        reals: &'b mut [T],
+        order: &'b mut [u32],
+        em: &'b mut [f64],
+    ) -> Result<Self, Error> {
+        let need = FitMemory::new(template, cfg, n);
+        check_min(reals, need.reals)?;
+        check_min(order, need.order)?;
+        check_min(em, need.em)?;
+        let max = cfg.base.max_shape(template);
+        let p = max.param_len();
+        let batch = cfg.train.batch_size.min(n);
+        let (k, d) = (cfg.base.max_components(), template.dim);
+        let (grad, rest) = reals.split_at_mut(p);
+        let (adam_state, rest) = rest.split_at_mut(2 * p);
+        let (best, rest) = rest.split_at_mut(p);
+        let (workspace, rest) = rest.split_at_mut(max.workspace_len());
+        let (batch_theta, rest) = rest.split_at_mut(batch * d);
+        let (batch_weights, rest) = rest.split_at_mut(batch);
+        let batch_out = &mut rest[..batch];
+        let (em_weights, rest) = em.split_at_mut(k);
+        let (em_means, rest) = rest.split_at_mut(k * d);
+        let (em_sds, em_scratch) = rest.split_at_mut(k * d);
+        Ok(FitBuffers {
+            train: TrainBuffers {
+                grad,
+                adam_state,
+                best,
+                workspace,
+                batch_theta,
+                batch_weights,
+                batch_out,
+                order: &mut order[..n],
+            },
+            em_weights,
+            em_means,
+            em_sds,
+            em_scratch,
+        })
+    }
+}
+
 /// Fits a flow with the `template`'s D, H, hidden layers, L, activation and clamp (its base is
 /// replaced per `cfg.base`) to weighted samples. `params` must hold at least
 /// `cfg.base.max_shape(template).param_len()` values; the fitted model is written to its

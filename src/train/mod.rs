@@ -4,7 +4,7 @@ pub mod fit;
 pub mod trainer;
 pub mod weights;
 
-pub use fit::{fit, BaseChoice, FitBuffers, FitConfig, FitReport};
+pub use fit::{fit, BaseChoice, FitBuffers, FitConfig, FitMemory, FitReport};
 pub use trainer::{
     train, EpochReport, Schedule, StopReason, TrainBuffers, TrainConfig, TrainReport,
 };
