@@ -12,55 +12,9 @@
  *
  * The procedure is mirrored step for step by ffi/tests/c_program.rs through the Rust API, which
  * must reach the same KL. */
-#include "lwflow.h"
+#include "common_2d2.h"
 
-#include <math.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-
-#define CHECK(call)                                                                        \
-    do {                                                                                   \
-        LwfStatus status_ = (call);                                                        \
-        if (status_ != LWF_OK) {                                                           \
-            fprintf(stderr, "%s:%d: %s failed: %d (%s)\n", __FILE__, __LINE__, #call,      \
-                    (int)status_, lwf_status_message((int)status_));                       \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
-
-static const double PI = 3.14159265358979323846;
-static const double BOX = 6.0;     /* prior: uniform on [-BOX, BOX]^2 */
-static const double MODE = 2.5;    /* likelihood: N((+-MODE, 0), SIGMA^2 I), equal weights */
-static const double SIGMA = 0.6;
-
-/* ---- a small deterministic RNG (SplitMix64), so the Rust mirror draws the same numbers ---- */
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-/* Uniform on the open interval (0, 1). */
-static double uniform01(uint64_t *s) {
-    return ((double)(splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-}
-/* One standard normal per call (Box-Muller, cosine branch only: simple to mirror). */
-static double normal01(uint64_t *s) {
-    double u1 = uniform01(s), u2 = uniform01(s);
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * PI * u2);
-}
-
-/* ---- the likelihood, in the signature the fit API will take as a callback ---- */
-static double log_normal_iso(const double *x, const double *mu, size_t dim, double sigma) {
-    double q = 0.0;
-    for (size_t i = 0; i < dim; i++) {
-        double u = (x[i] - mu[i]) / sigma;
-        q += u * u;
-    }
-    return -0.5 * q - (double)dim * (log(sigma) + 0.5 * log(2.0 * PI));
-}
 
 /* log of the equal mixture of N((+-MODE, 0, ..), SIGMA^2 I): the 2D2 (and 3D2) likelihood,
  * which is also the exact posterior density (the box truncates < 1e-8 of its mass). */
