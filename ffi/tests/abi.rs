@@ -6,7 +6,6 @@
 
 mod common;
 
-use libloading::Library;
 use lwflow::rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::ffi::c_void;
@@ -104,10 +103,7 @@ struct Api {
 fn api() -> &'static Api {
     static API: OnceLock<Api> = OnceLock::new();
     API.get_or_init(|| {
-        // SAFETY: loading our own cdylib, whose initialisers are Rust's std only.
-        let lib: &'static Library = Box::leak(Box::new(
-            unsafe { Library::new(common::cdylib()) }.expect("load"),
-        ));
+        let lib = common::loaded_cdylib();
         macro_rules! sym {
             ($name:literal) => {
                 // SAFETY: the field's type is the header's declaration of this symbol.

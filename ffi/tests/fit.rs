@@ -7,7 +7,6 @@
 
 mod common;
 
-use libloading::Library;
 use lwflow::base::em::EmConfig;
 use lwflow::rand_core::SeedableRng;
 use lwflow::train::{
@@ -158,10 +157,7 @@ struct Api {
 fn api() -> &'static Api {
     static API: OnceLock<Api> = OnceLock::new();
     API.get_or_init(|| {
-        // SAFETY: loading our own cdylib, whose initialisers are Rust's std only.
-        let lib: &'static Library = Box::leak(Box::new(
-            unsafe { Library::new(common::cdylib()) }.expect("load"),
-        ));
+        let lib = common::loaded_cdylib();
         macro_rules! sym {
             ($name:literal) => {
                 // SAFETY: the field's type is the header's declaration of this symbol.

@@ -73,6 +73,14 @@ pub fn cdylib() -> PathBuf {
     lib
 }
 
+/// The built cdylib, loaded once per test binary and kept for the process's lifetime (the
+/// resolved function pointers of the tests' `Api` tables borrow from it).
+pub fn loaded_cdylib() -> &'static libloading::Library {
+    static LIB: OnceLock<libloading::Library> = OnceLock::new();
+    // SAFETY: loading our own cdylib, whose initialisers are Rust's std only.
+    LIB.get_or_init(|| unsafe { libloading::Library::new(cdylib()) }.expect("load the cdylib"))
+}
+
 /// System libraries a Rust staticlib needs on this platform (`rustc --print
 /// native-static-libs` on x86_64 Linux gives `-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc`).
 pub fn native_libs() -> Vec<&'static str> {
