@@ -3,7 +3,7 @@
 //! | offset | bytes | field |
 //! |---:|---:|---|
 //! | 0 | 4 | magic `LWFM` |
-//! | 4 | 2 | format version (u16, currently 1) |
+//! | 4 | 2 | format version (u16, currently 2) |
 //! | 6 | 1 | float width in bytes (4 or 8) |
 //! | 7 | 1 | base kind (0 standard normal, 1 Gaussian, 2 mixture) |
 //! | 8 | 4 | dim D (u32) |
@@ -15,7 +15,7 @@
 //! | 29 | 3 | reserved, zero |
 //! | 32 | 4 | soft-clamp bound (f32) |
 //! | 36 | 4 | parameter count P (u32) |
-//! | 40 | P·width | parameters, in the flat-slice order |
+//! | 40 | P·width | parameters, in the flat-slice order (dense weights input-major) |
 //! | 40 + P·width | 4 | CRC-32 (IEEE 802.3, as zlib's `crc32`) of every byte before it |
 //!
 //! [`load`] checks, in order: length ≥ header, magic, version, float width, total length,
@@ -30,8 +30,9 @@ use crate::shape::{Activation, BaseKind, Shape};
 pub const HEADER_LEN: usize = 40;
 /// Magic bytes.
 pub const MAGIC: [u8; 4] = *b"LWFM";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this build writes and reads. Version 1 (before 0.1 was released) stored
+/// dense weights output-major; it is refused as an unknown version.
+pub const FORMAT_VERSION: u16 = 2;
 
 const CRC_TABLE: [u32; 256] = {
     let mut table = [0u32; 256];

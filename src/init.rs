@@ -25,14 +25,23 @@ pub fn init_params<T: Real, R: Rng>(
     for block in flow.chunks_exact_mut(shape.coupling_len()) {
         let mut rest = &mut block[..];
         for k in 0..shape.dense_layers() {
-            let (n_in, _) = shape.dense_dims(k);
+            let (n_in, n_out) = shape.dense_dims(k);
             let (layer, tail) = rest.split_at_mut(shape.dense_len(k));
             rest = tail;
             if k == shape.hidden_layers {
                 layer.iter_mut().for_each(|v| *v = T::ZERO);
             } else {
                 let bound = 1.0 / libm::sqrt(n_in as f64);
-                for v in layer.iter_mut() {
+                let (w, bias) = layer.split_at_mut(n_in * n_out);
+                // Drawn in torch's order (weight `[out][in]`, then bias), stored input-major.
+                for o in 0..n_out {
+                    for i in 0..n_in {
+                        if let Some(v) = w.get_mut(i * n_out + o) {
+                            *v = T::from_f64((2.0 * draws.uniform() - 1.0) * bound);
+                        }
+                    }
+                }
+                for v in bias.iter_mut() {
                     *v = T::from_f64((2.0 * draws.uniform() - 1.0) * bound);
                 }
             }

@@ -190,7 +190,8 @@ impl Shape {
         (n_in, n_out)
     }
 
-    /// Parameters of dense layer `k` (weights `[out][in]` row-major, then bias `[out]`).
+    /// Parameters of dense layer `k` (weights input-major `[in][out]`, i.e. torch's
+    /// `nn.Linear.weight` transposed, then bias `[out]`).
     pub const fn dense_len(&self, k: usize) -> usize {
         let (i, o) = self.dense_dims(k);
         i.saturating_mul(o).saturating_add(o)
@@ -248,20 +249,15 @@ impl Shape {
     }
 
     /// Rows of the gradient region: state gradient, hidden ping/pong, conditioner-output
-    /// gradient, conditioning-input gradient, per-lane loss coefficient, and the sample-major
-    /// copy of a dense layer's input (`max(H, ⌈D/2⌉)` rows) for the weight gradient.
+    /// gradient, conditioning-input gradient, per-lane loss coefficient, and one sample-major
+    /// `TILE × TILE` block of a layer's output gradient for the weight gradient.
     pub(crate) const fn grad_rows(&self) -> usize {
-        let widest_input = if self.hidden > self.cond_dim() {
-            self.hidden
-        } else {
-            self.cond_dim()
-        };
         self.dim
             .saturating_add(self.hidden.saturating_mul(2))
             .saturating_add(2 * self.trans_dim())
             .saturating_add(self.cond_dim())
             .saturating_add(1)
-            .saturating_add(widest_input)
+            .saturating_add(TILE)
     }
 
     /// Workspace elements for `log_prob`, `sample`, `forward` and `inverse`, for any batch

@@ -314,13 +314,17 @@ fn every_truncation_and_single_byte_corruption_is_refused() {
         format::load(&forged, &mut out),
         Err(Error::Format(FormatError::BadHeader))
     );
-    // A future version is refused before anything else.
-    let mut future = bytes.clone();
-    future[4] = 2;
-    assert_eq!(
-        format::load(&future, &mut out),
-        Err(Error::Format(FormatError::UnsupportedVersion))
-    );
+    // A future version, and version 1 (output-major weights, never released), are refused
+    // before anything else.
+    for version in [format::FORMAT_VERSION + 1, 1] {
+        let mut other = bytes.clone();
+        other[4..6].copy_from_slice(&version.to_le_bytes());
+        assert_eq!(
+            format::load(&other, &mut out),
+            Err(Error::Format(FormatError::UnsupportedVersion)),
+            "version {version}"
+        );
+    }
     // Wrong destination length.
     assert!(matches!(
         format::load(&bytes, &mut out[1..]),

@@ -38,10 +38,19 @@ fn load_model(m: &Value) -> (Shape, Vec<f64>) {
     let mut params = Vec::new();
     for block in 0..l {
         for k in [0, 2, 4] {
-            for what in ["weight", "bias"] {
-                let key = format!("flows.{}.flows.1.param_map.net.{k}.{what}", 2 * block);
-                flat(&p[key.as_str()], &mut params);
+            let key = |what: &str| format!("flows.{}.flows.1.param_map.net.{k}.{what}", 2 * block);
+            // torch's weight is `[out][in]`; lwflow stores it input-major.
+            let rows: Vec<Vec<f64>> = p[key("weight").as_str()]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(vec_of)
+                .collect();
+            let n_in = rows[0].len();
+            for i in 0..n_in {
+                params.extend(rows.iter().map(|r| r[i]));
             }
+            flat(&p[key("bias").as_str()], &mut params);
         }
     }
     match base {

@@ -491,9 +491,12 @@ int main(void) {
     bytes[0] = 'X'; /* magic */
     BAD(LWF_BAD_FORMAT, lwf_model_load(mem_b, mem_len, bytes, written, &out_model));
     bytes[0] = 'L';
-    bytes[4] = 99; /* format version */
-    BAD(LWF_BAD_FORMAT, lwf_model_inspect(bytes, written, &got));
-    bytes[4] = 1;
+    {
+        const unsigned char version = bytes[4];
+        bytes[4] = 99; /* format version */
+        BAD(LWF_BAD_FORMAT, lwf_model_inspect(bytes, written, &got));
+        bytes[4] = version;
+    }
     BAD(LWF_BUFFER_TOO_SMALL, lwf_model_load(mem_b, mem_len - 8, bytes, written, &out_model));
     BAD(LWF_MISALIGNED, lwf_model_load((char *)mem_b + 2, mem_len, bytes, written, &out_model));
     {

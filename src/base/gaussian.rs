@@ -37,6 +37,17 @@ pub(crate) fn log_prob_tile<T: Real>(dim: usize, params: &[T], z: &[T], out: &mu
     }
 }
 
+/// [`log_prob_tile`] for one point `z` (`dim` values).
+pub(crate) fn log_prob_one<T: Real>(dim: usize, params: &[T], z: &[T]) -> T {
+    let (loc, log_scale) = params.split_at(dim.min(params.len()));
+    let mut out = T::ZERO;
+    for ((&v, &m), &ls) in z.iter().zip(loc).zip(log_scale) {
+        let u = (v - m) * (-ls).exp();
+        out += -(T::HALF_LN_2PI + ls) - T::HALF * u * u;
+    }
+    out
+}
+
 pub(crate) fn backward_tile<T: Real>(
     dim: usize,
     params: &[T],

@@ -27,6 +27,17 @@ pub(crate) fn log_prob_tile<T: Real>(
     }
 }
 
+/// log q₀(z) of one point `z` (`D` values): the same sums as [`log_prob_tile`] on one lane.
+pub(crate) fn log_prob_one<T: Real>(shape: &Shape, base_params: &[T], z: &[T]) -> T {
+    match shape.base {
+        BaseKind::StandardNormal => z
+            .iter()
+            .fold(T::ZERO, |a, &v| a - (T::HALF_LN_2PI + T::HALF * v * v)),
+        BaseKind::Gaussian => gaussian::log_prob_one(shape.dim, base_params, z),
+        BaseKind::Mixture(k) => gmm::log_prob_one(shape.dim, k, base_params, z),
+    }
+}
+
 /// Writes `gz = coef · ∂log q₀/∂z` and accumulates `gparams += coef · ∂log q₀/∂φ`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_tile<T: Real>(

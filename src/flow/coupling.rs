@@ -210,8 +210,8 @@ pub(crate) struct GradScratch<'w, T> {
     pub h1: &'w mut [T],
     /// Gradient of the conditioning input from the conditioner (`⌈D/2⌉·TILE`).
     pub a: &'w mut [T],
-    /// Sample-major copy of a dense layer's input (`TILE·max(H, ⌈D/2⌉)`).
-    pub x_t: &'w mut [T],
+    /// Sample-major copy of one `TILE × TILE` block of a layer's output gradient.
+    pub gy_t: &'w mut [T],
 }
 
 /// Backward pass of [`inverse`]. `state_out` is the layer's cached output (a, b), `hidden` and
@@ -262,7 +262,7 @@ pub(crate) fn inverse_backward<T: Real>(
         scratch.h0,
         scratch.h1,
         scratch.a,
-        scratch.x_t,
+        scratch.gy_t,
     );
     for (g, &d) in ga.iter_mut().zip(scratch.a.iter()) {
         *g += d;
@@ -283,7 +283,7 @@ fn conditioner_backward<T: Real>(
     h0: &mut [T],
     h1: &mut [T],
     ga: &mut [T],
-    x_t: &mut [T],
+    gy_t: &mut [T],
 ) {
     let row = shape.hidden * TILE;
     let nh = shape.hidden_layers;
@@ -295,7 +295,7 @@ fn conditioner_backward<T: Real>(
         let (w, _) = dense_params(shape, p, nh);
         let (gw, gb) = dense_params_mut(shape, gp, nh);
         let x = &hidden[(nh - 1) * row..nh * row];
-        dense::backward_params(x, gout, gw, gb, n_in, x_t);
+        dense::backward_params(x, gout, gw, gb, n_in, gy_t);
         dense::backward_input(w, gout, &mut cur[..row], n_in, Some((act, x)));
     }
     for k in (1..nh).rev() {
@@ -303,13 +303,13 @@ fn conditioner_backward<T: Real>(
         let (w, _) = dense_params(shape, p, k);
         let (gw, gb) = dense_params_mut(shape, gp, k);
         let x = &hidden[(k - 1) * row..k * row];
-        dense::backward_params(x, &cur[..row], gw, gb, n_in, x_t);
+        dense::backward_params(x, &cur[..row], gw, gb, n_in, gy_t);
         dense::backward_input(w, &cur[..row], &mut nxt[..row], n_in, Some((act, x)));
         core::mem::swap(&mut cur, &mut nxt);
     }
     let (n_in, _) = shape.dense_dims(0);
     let (w, _) = dense_params(shape, p, 0);
     let (gw, gb) = dense_params_mut(shape, gp, 0);
-    dense::backward_params(a, &cur[..row], gw, gb, n_in, x_t);
+    dense::backward_params(a, &cur[..row], gw, gb, n_in, gy_t);
     dense::backward_input(w, &cur[..row], ga, n_in, None);
 }

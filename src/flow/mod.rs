@@ -210,9 +210,7 @@ impl<'p, T: Real> Flow<'p, T> {
             z.rotate_left(s.cond_dim());
             log_det += coupling::inverse_one(s, self.coupling_params(l), clamp, z, rest);
         }
-        gather(z, s.dim, w.state);
-        base::log_prob_tile(s, self.base_params(), w.state, w.lane, w.base_scratch);
-        w.lane[0] + log_det
+        base::log_prob_one(s, self.base_params(), z) + log_det
     }
 
     /// The density-direction map: z = f⁻¹(θ) (`n·D`) and its log-det `log|det ∂f⁻¹/∂θ|` (`n`).
@@ -446,7 +444,7 @@ impl<'p, T: Real> Flow<'p, T> {
         let gout = take(&mut rest, 2 * s.trans_dim() * TILE);
         let ga = take(&mut rest, s.cond_dim() * TILE);
         let coef = take_lane(&mut rest)?;
-        let x_t = take(&mut rest, s.hidden.max(s.cond_dim()) * TILE);
+        let gy_t = take(&mut rest, TILE * TILE);
 
         let (flow_grad, base_grad) = grad.split_at_mut(s.flow_param_len());
         let mut total = T::ZERO;
@@ -508,7 +506,7 @@ impl<'p, T: Real> Flow<'p, T> {
                     h0: gh0,
                     h1: gh1,
                     a: ga,
-                    x_t,
+                    gy_t,
                 };
                 let p = self.coupling_params(l);
                 if recompute {

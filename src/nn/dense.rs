@@ -1,17 +1,21 @@
 //! A dense layer `y = W x + b` applied to one tile, forward and backward.
 //!
-//! Weights are stored `[out][in]` row-major (torch's `nn.Linear` layout), bias `[out]`. The
-//! tile holds activations feature-major, `x[i][lane]`, so the innermost loops run over the
-//! [`TILE`] lanes with a scalar weight broadcast: fixed-length, bounds-check free, vectorised
-//! by LLVM at any target.
+//! Weights are stored input-major, `w[i][o]` (`n_in` rows of `n_out`: the transpose of torch's
+//! `nn.Linear.weight`), bias `[out]`. Input-major rows make the single-sample product
+//! ([`forward_one`]) a sum of contiguous rows scaled by the inputs — vector accumulators over
+//! the outputs and no horizontal sums — while the tiled kernels read a block of consecutive
+//! weights per input either way.
 //!
-//! The kernels are register-blocked: a block of [`block_rows`] outputs (inputs for the input
-//! gradient) keeps its `block × TILE` accumulators in vector registers while the loop over the
-//! reduction index streams one tile row and one scalar weight per output, so every loaded row
-//! feeds `block` multiply-adds. The block is chosen at compile time from the target's vector
-//! registers (`-C target-cpu=native` gives AVX-512 or AVX2 blocks; the default x86-64 target
-//! SSE2 blocks). The weight gradient is the product of `∂y` (feature-major) with the input
-//! transposed to sample-major, so its accumulators run over inputs and no lane sums are needed.
+//! The tile holds activations feature-major, `x[i][lane]`, so the innermost loops run over the
+//! [`TILE`] lanes with a scalar weight broadcast: fixed-length, bounds-check free, vectorised
+//! by LLVM at any target. The kernels are register-blocked: a block of [`block_rows`] outputs
+//! (inputs for the input gradient) keeps its `block × TILE` accumulators in vector registers
+//! while the loop over the reduction index streams one tile row and one scalar weight per
+//! accumulator row, so every loaded row feeds `block` multiply-adds. The block is chosen at
+//! compile time from the target's vector registers (`-C target-cpu=native` gives AVX-512 or
+//! AVX2 blocks; the default x86-64 target SSE2 blocks). The weight gradient is the product of
+//! the input (feature-major) with `∂y` transposed to sample-major, so its accumulators run
+//! over outputs and no lane sums are needed.
 
 use crate::real::Real;
 use crate::shape::{Activation, TILE};
@@ -125,38 +129,34 @@ macro_rules! zipped_for {
     };
 }
 
-/// Forward kernel for a block of outputs: `$w` names the weight rows, `$k` their index.
+/// Forward kernel for a block of `MR` consecutive outputs `o0..o0+MR`: each input row `i`
+/// meets the block's `MR` weights `w[i][o0..o0+MR]` (contiguous). `$k` are the offsets.
 macro_rules! forward_block {
-    ($name:ident; $($w:ident $k:literal),+) => {
-        /// One block of outputs (`wb`: the block's weight rows, `bb`: biases, `yb`: rows).
+    ($name:ident; $($k:literal),+) => {
+        /// One block of outputs starting at `o0` (`bb`: its biases, `yb`: its rows).
         #[inline(always)]
         fn $name<T: Real>(
-            wb: &[T],
+            w: &[T],
             bb: &[T],
             x: &[T],
             yb: &mut [T],
-            n_in: usize,
+            n_out: usize,
+            o0: usize,
             act: Option<Activation>,
         ) {
             const MR: usize = [$($k),+].len();
             // Constant indices only, so the accumulators never leave the registers.
             let mut acc = [[T::ZERO; TILE]; MR];
             $( acc[$k] = [bb.get($k).copied().unwrap_or(T::ZERO); TILE]; )+
-            let mut rest = wb;
-            $(
-                let ($w, r) = rest.split_at(n_in.min(rest.len()));
-                rest = r;
-            )+
-            let _ = rest;
-            // One zipped iterator over the input rows and every weight row (a single loop
-            // exit: with separate `next()`s LLVM vectorises this loop instead of the lanes).
-            zipped_for!(@ xr, x.chunks_exact(TILE); $($w)+; {
+            for (xr, wr) in x.chunks_exact(TILE).zip(w.chunks_exact(n_out)) {
+                let wm: Option<&[T; MR]> = wr.get(o0..o0 + MR).and_then(|r| r.try_into().ok());
+                let Some(wm) = wm else { break };
                 // `TILE.min(len)` rather than `TILE` keeps the lane loop the vectorised one.
                 for s in 0..TILE.min(xr.len()) {
                     let xv = xr[s];
-                    $( acc[$k][s] += $w * xv; )+
+                    $( acc[$k][s] += wm[$k] * xv; )+
                 }
-            });
+            }
             let mut rows = yb.chunks_exact_mut(TILE);
             $(
                 if let Some(yr) = rows.next() {
@@ -167,35 +167,42 @@ macro_rules! forward_block {
     };
 }
 
-forward_block!(forward_8; w0 0, w1 1, w2 2, w3 3, w4 4, w5 5, w6 6, w7 7);
-forward_block!(forward_4; w0 0, w1 1, w2 2, w3 3);
-forward_block!(forward_2; w0 0, w1 1);
-forward_block!(forward_1; w0 0);
+forward_block!(forward_8; 0, 1, 2, 3, 4, 5, 6, 7);
+forward_block!(forward_4; 0, 1, 2, 3);
+forward_block!(forward_2; 0, 1);
+forward_block!(forward_1; 0);
 
-/// Input-gradient kernel for a block of inputs `i0..i0+MR`: `$a` the accumulators, `$k` the
-/// offsets within the block.
+/// Input-gradient kernel for a block of inputs: `$w` names the block's weight rows (one row of
+/// `n_out` per input, contiguous), `$k` their index.
 macro_rules! input_block {
-    ($name:ident; $($a:ident $k:literal),+) => {
-        /// One block of inputs starting at `i0` (`gxb`, `outb`: the block's rows).
+    ($name:ident; $($w:ident $k:literal),+) => {
+        /// One block of inputs starting at `i0` (`wb`: the block's weight rows, `gxb`: its
+        /// gradient rows; `out`: the rows of the activation that produced the inputs).
         #[inline(always)]
         fn $name<T: Real>(
-            w: &[T],
+            wb: &[T],
             gy: &[T],
             gxb: &mut [T],
-            n_in: usize,
+            n_out: usize,
             i0: usize,
             act: Option<(Activation, &[T])>,
         ) {
-            $( let mut $a = [T::ZERO; TILE]; )+
             const MR: usize = [$($k),+].len();
-            for (gyr, wr) in gy.chunks_exact(TILE).zip(w.chunks_exact(n_in)) {
-                let wm: Option<&[T; MR]> = wr.get(i0..i0 + MR).and_then(|r| r.try_into().ok());
-                let Some(wm) = wm else { break };
-                for s in 0..TILE.min(gyr.len()) {
-                    let g = gyr[s];
-                    $( $a[s] += wm[$k] * g; )+
+            let mut acc = [[T::ZERO; TILE]; MR];
+            let mut rest = wb;
+            $(
+                let ($w, r) = rest.split_at(n_out.min(rest.len()));
+                rest = r;
+            )+
+            let _ = rest;
+            // One zipped iterator over the gradient rows and every weight row (a single loop
+            // exit: with separate `next()`s LLVM vectorises this loop instead of the lanes).
+            zipped_for!(@ gr, gy.chunks_exact(TILE); $($w)+; {
+                for s in 0..TILE.min(gr.len()) {
+                    let g = gr[s];
+                    $( acc[$k][s] += $w * g; )+
                 }
-            }
+            });
             let mut rows = gxb.chunks_exact_mut(TILE);
             $(
                 if let Some(gr) = rows.next() {
@@ -203,22 +210,36 @@ macro_rules! input_block {
                         let row = out.get((i0 + $k) * TILE..(i0 + $k + 1) * TILE);
                         (kind, row.and_then(as_row))
                     });
-                    store_grad_row(gr, &$a, act_k);
+                    store_grad_row(gr, &acc[$k], act_k);
                 }
             )+
         }
     };
 }
 
-input_block!(input_8; a0 0, a1 1, a2 2, a3 3, a4 4, a5 5, a6 6, a7 7);
-input_block!(input_4; a0 0, a1 1, a2 2, a3 3);
-input_block!(input_2; a0 0, a1 1);
-input_block!(input_1; a0 0);
+input_block!(input_8; w0 0, w1 1, w2 2, w3 3, w4 4, w5 5, w6 6, w7 7);
+input_block!(input_4; w0 0, w1 1, w2 2, w3 3);
+input_block!(input_2; w0 0, w1 1);
+input_block!(input_1; w0 0);
 
-/// `y[o][:] = act(b[o] + Σ_i w[o][i] · x[i][:])` for `n_out = b.len()` outputs, with the
+/// The register block for `left` remaining rows: the compile-time block, or less at the end.
+#[inline(always)]
+fn block_left<T>(left: usize) -> usize {
+    block_for::<T>().min(if left >= 8 {
+        8
+    } else if left >= 4 {
+        4
+    } else if left >= 2 {
+        2
+    } else {
+        1
+    })
+}
+
+/// `y[o][:] = act(b[o] + Σ_i w[i][o] · x[i][:])` for `n_out = b.len()` outputs, with the
 /// activation (if any) fused into the store.
 ///
-/// Slices must hold `w: n_out·n_in`, `x: n_in·TILE`, `y: n_out·TILE`; outputs for which a
+/// Slices must hold `w: n_in·n_out`, `x: n_in·TILE`, `y: n_out·TILE`; outputs for which a
 /// slice is short are left untouched (callers size them exactly).
 #[inline]
 pub fn forward_act<T: Real>(
@@ -229,40 +250,31 @@ pub fn forward_act<T: Real>(
     n_in: usize,
     act: Option<Activation>,
 ) {
-    if n_in == 0 {
+    let n_out = b.len();
+    if n_in == 0 || n_out == 0 {
         return;
     }
-    let n_out = b.len();
+    let (Some(w), Some(x)) = (w.get(..n_in * n_out), x.get(..n_in * TILE)) else {
+        return;
+    };
     let mut o0 = 0;
     while o0 < n_out {
-        let left = n_out - o0;
-        let mr = block_for::<T>().min(if left >= 8 {
-            8
-        } else if left >= 4 {
-            4
-        } else if left >= 2 {
-            2
-        } else {
-            1
-        });
-        let (Some(wb), Some(bb), Some(yb)) = (
-            w.get(o0 * n_in..(o0 + mr) * n_in),
-            b.get(o0..o0 + mr),
-            y.get_mut(o0 * TILE..(o0 + mr) * TILE),
-        ) else {
+        let mr = block_left::<T>(n_out - o0);
+        let (Some(bb), Some(yb)) = (b.get(o0..o0 + mr), y.get_mut(o0 * TILE..(o0 + mr) * TILE))
+        else {
             return;
         };
         match mr {
-            8 => forward_8(wb, bb, x, yb, n_in, act),
-            4 => forward_4(wb, bb, x, yb, n_in, act),
-            2 => forward_2(wb, bb, x, yb, n_in, act),
-            _ => forward_1(wb, bb, x, yb, n_in, act),
+            8 => forward_8(w, bb, x, yb, n_out, o0, act),
+            4 => forward_4(w, bb, x, yb, n_out, o0, act),
+            2 => forward_2(w, bb, x, yb, n_out, o0, act),
+            _ => forward_1(w, bb, x, yb, n_out, o0, act),
         }
         o0 += mr;
     }
 }
 
-/// `gx[i][:] = d(Σ_o w[o][i] · gy[o][:])` for the `n_in` inputs, where `d` is the derivative
+/// `gx[i][:] = d(Σ_o w[i][o] · gy[o][:])` for the `n_in` inputs, where `d` is the derivative
 /// of the activation that produced `x` (given by its output rows, fused into the store;
 /// `None` = identity). `n_out = gy.len() / TILE`.
 #[inline]
@@ -273,60 +285,58 @@ pub fn backward_input<T: Real>(
     n_in: usize,
     act: Option<(Activation, &[T])>,
 ) {
+    let n_out = gy.len() / TILE;
+    if n_out == 0 {
+        return;
+    }
     let mut i0 = 0;
     while i0 < n_in {
-        let left = n_in - i0;
-        let mr = block_for::<T>().min(if left >= 8 {
-            8
-        } else if left >= 4 {
-            4
-        } else if left >= 2 {
-            2
-        } else {
-            1
-        });
-        let Some(gxb) = gx.get_mut(i0 * TILE..(i0 + mr) * TILE) else {
+        let mr = block_left::<T>(n_in - i0);
+        let (Some(wb), Some(gxb)) = (
+            w.get(i0 * n_out..(i0 + mr) * n_out),
+            gx.get_mut(i0 * TILE..(i0 + mr) * TILE),
+        ) else {
             return;
         };
         match mr {
-            8 => input_8(w, gy, gxb, n_in, i0, act),
-            4 => input_4(w, gy, gxb, n_in, i0, act),
-            2 => input_2(w, gy, gxb, n_in, i0, act),
-            _ => input_1(w, gy, gxb, n_in, i0, act),
+            8 => input_8(wb, gy, gxb, n_out, i0, act),
+            4 => input_4(wb, gy, gxb, n_out, i0, act),
+            2 => input_2(wb, gy, gxb, n_out, i0, act),
+            _ => input_1(wb, gy, gxb, n_out, i0, act),
         }
         i0 += mr;
     }
 }
 
-/// Weight-gradient kernel for a block of outputs and one block of `TILE` inputs: `$g` names
-/// the rows of `∂y`, `$k` their index. `xb` is the input block sample-major (`TILE × TILE`),
-/// `gwb` the block's gradient rows (row `k` at `k·n_in + i0`).
+/// Weight-gradient kernel for a block of inputs and one block of `TILE` outputs: `$x` names
+/// the input rows, `$k` their index. `gy_t` is the output block sample-major (`TILE × TILE`),
+/// `gwb` the block's gradient rows (row `k` at `k·n_out + o0`).
 macro_rules! params_block {
-    ($name:ident; $($g:ident $k:literal),+) => {
+    ($name:ident; $($x:ident $k:literal),+) => {
         #[inline(always)]
-        fn $name<T: Real>(gyb: &[T], xb: &[T], gwb: &mut [T], n_in: usize, i0: usize) {
+        fn $name<T: Real>(xb: &[T], gy_t: &[T], gwb: &mut [T], n_out: usize, o0: usize) {
             const MR: usize = [$($k),+].len();
             // Constant indices only, so the accumulators never leave the registers.
             let mut acc = [[T::ZERO; TILE]; MR];
             $(
-                if let Some(src) = gwb.get($k * n_in + i0..$k * n_in + i0 + TILE) {
+                if let Some(src) = gwb.get($k * n_out + o0..$k * n_out + o0 + TILE) {
                     acc[$k].copy_from_slice(src);
                 }
             )+
-            let mut rest = gyb;
+            let mut rest = xb;
             $(
-                let ($g, r) = rest.split_at(TILE.min(rest.len()));
+                let ($x, r) = rest.split_at(TILE.min(rest.len()));
                 rest = r;
             )+
             let _ = rest;
-            zipped_for!(@ xr, xb.chunks_exact(TILE); $($g)+; {
-                for s in 0..TILE.min(xr.len()) {
-                    let xv = xr[s];
-                    $( acc[$k][s] += $g * xv; )+
+            zipped_for!(@ gr, gy_t.chunks_exact(TILE); $($x)+; {
+                for s in 0..TILE.min(gr.len()) {
+                    let g = gr[s];
+                    $( acc[$k][s] += $x * g; )+
                 }
             });
             $(
-                if let Some(dst) = gwb.get_mut($k * n_in + i0..$k * n_in + i0 + TILE) {
+                if let Some(dst) = gwb.get_mut($k * n_out + o0..$k * n_out + o0 + TILE) {
                     dst.copy_from_slice(&acc[$k]);
                 }
             )+
@@ -334,14 +344,15 @@ macro_rules! params_block {
     };
 }
 
-params_block!(params_8; g0 0, g1 1, g2 2, g3 3, g4 4, g5 5, g6 6, g7 7);
-params_block!(params_4; g0 0, g1 1, g2 2, g3 3);
-params_block!(params_2; g0 0, g1 1);
-params_block!(params_1; g0 0);
+params_block!(params_8; x0 0, x1 1, x2 2, x3 3, x4 4, x5 5, x6 6, x7 7);
+params_block!(params_4; x0 0, x1 1, x2 2, x3 3);
+params_block!(params_2; x0 0, x1 1);
+params_block!(params_1; x0 0);
 
-/// Accumulates the parameter gradients of one tile: `gw[o][i] += Σ_lanes gy[o]·x[i]` and
-/// `gb[o] += Σ_lanes gy[o]` for `n_out = gb.len()` outputs. `x_t` is scratch of
-/// `TILE·n_in` elements for the sample-major copy of `x`.
+/// Accumulates the parameter gradients of one tile: `gw[i][o] += Σ_lanes x[i]·gy[o]` and
+/// `gb[o] += Σ_lanes gy[o]` for `n_out = gb.len()` outputs. `gy_t` is scratch for the
+/// sample-major copy of one `TILE × TILE` block of `gy` (without `TILE²` elements every
+/// product takes the lane-dot path).
 #[inline]
 pub fn backward_params<T: Real>(
     x: &[T],
@@ -349,12 +360,15 @@ pub fn backward_params<T: Real>(
     gw: &mut [T],
     gb: &mut [T],
     n_in: usize,
-    x_t: &mut [T],
+    gy_t: &mut [T],
 ) {
-    if n_in == 0 {
+    let n_out = gb.len();
+    if n_in == 0 || n_out == 0 {
         return;
     }
-    let n_out = gb.len();
+    let (Some(x), Some(gy)) = (x.get(..n_in * TILE), gy.get(..n_out * TILE)) else {
+        return;
+    };
     // Bias gradient: row sums, four rows per transposing tree.
     {
         let mut g4 = gb.chunks_exact_mut(4);
@@ -382,132 +396,128 @@ pub fn backward_params<T: Real>(
             }
         }
     }
-    // Inputs in whole blocks of TILE go through the sample-major product when there are
-    // enough outputs to pay for the transposition; the rest (the output layer's two outputs,
+    // Outputs in whole blocks of TILE go through the sample-major product when there are
+    // enough inputs to pay for the transposition; the rest (the output layer's two outputs,
     // the one conditioning input of D = 2) by lane dot products.
-    let wide = if n_out >= 8 { n_in / TILE * TILE } else { 0 };
-    for (c, (xb, x_tb)) in x
-        .chunks_exact(TILE * TILE)
-        .zip(x_t.chunks_exact_mut(TILE * TILE))
-        .take(wide / TILE)
-        .enumerate()
-    {
-        transpose_block(xb, x_tb);
-        let i0 = c * TILE;
-        let mut o0 = 0;
-        while o0 < n_out {
-            let left = n_out - o0;
-            let mr = block_for::<T>().min(if left >= 8 {
-                8
-            } else if left >= 4 {
-                4
-            } else if left >= 2 {
-                2
-            } else {
-                1
-            });
-            let (Some(gyb), Some(gwb)) = (
-                gy.get(o0 * TILE..(o0 + mr) * TILE),
-                gw.get_mut(o0 * n_in..(o0 + mr) * n_in),
-            ) else {
-                break;
-            };
-            match mr {
-                8 => params_8(gyb, x_tb, gwb, n_in, i0),
-                4 => params_4(gyb, x_tb, gwb, n_in, i0),
-                2 => params_2(gyb, x_tb, gwb, n_in, i0),
-                _ => params_1(gyb, x_tb, gwb, n_in, i0),
+    let gy_t = gy_t.get_mut(..TILE * TILE);
+    let wide = match gy_t {
+        Some(_) if n_in >= 8 => n_out / TILE * TILE,
+        _ => 0,
+    };
+    if let Some(gy_t) = gy_t {
+        for (c, gyb) in gy.chunks_exact(TILE * TILE).take(wide / TILE).enumerate() {
+            transpose_block(gyb, gy_t);
+            let o0 = c * TILE;
+            let mut i0 = 0;
+            while i0 < n_in {
+                let mr = block_left::<T>(n_in - i0);
+                let (Some(xb), Some(gwb)) = (
+                    x.get(i0 * TILE..(i0 + mr) * TILE),
+                    gw.get_mut(i0 * n_out..(i0 + mr) * n_out),
+                ) else {
+                    break;
+                };
+                match mr {
+                    8 => params_8(xb, gy_t, gwb, n_out, o0),
+                    4 => params_4(xb, gy_t, gwb, n_out, o0),
+                    2 => params_2(xb, gy_t, gwb, n_out, o0),
+                    _ => params_1(xb, gy_t, gwb, n_out, o0),
+                }
+                i0 += mr;
             }
-            o0 += mr;
         }
     }
-    if wide < n_in {
-        narrow_params(x, gy, gw, n_in, wide);
+    if wide < n_out {
+        narrow_params(x, gy, gw, n_out, wide);
     }
 }
 
-/// `gw[o][i] += Σ_lanes gy[o]·x[i]` for the columns `i ≥ from` by lane dot products, four
-/// per transposing tree: four inputs of one output when the inputs are many, else four
-/// outputs of one input.
+/// `gw[i][o] += Σ_lanes x[i]·gy[o]` for the outputs `o ≥ from` by lane dot products, four per
+/// transposing tree: four inputs of one output when the inputs are many, else four outputs of
+/// one input.
 #[inline(always)]
-fn narrow_params<T: Real>(x: &[T], gy: &[T], gw: &mut [T], n_in: usize, from: usize) {
-    let cols = n_in.saturating_sub(from);
-    let x_rows = x.get(from * TILE..n_in * TILE).unwrap_or(&[]);
-    if cols >= 4 {
-        for (gyr, gwr) in gy.chunks_exact(TILE).zip(gw.chunks_exact_mut(n_in)) {
-            let Some(g) = as_row(gyr) else { break };
-            let gwr = gwr.get_mut(from..).unwrap_or(&mut []);
-            let mut g4 = gwr.chunks_exact_mut(4);
-            let mut x4 = x_rows.chunks_exact(4 * TILE);
-            for (gv, xs) in (&mut g4).zip(&mut x4) {
+fn narrow_params<T: Real>(x: &[T], gy: &[T], gw: &mut [T], n_out: usize, from: usize) {
+    let n_in = x.len() / TILE;
+    let gy_rows = gy.get(from * TILE..n_out * TILE).unwrap_or(&[]);
+    if n_in >= 4 {
+        for (c, gr) in gy_rows.chunks_exact(TILE).enumerate() {
+            let Some(g) = as_row(gr) else { break };
+            let o = from + c;
+            let mut x4 = x.chunks_exact(4 * TILE);
+            let mut i = 0;
+            for xs in &mut x4 {
                 let (r0, rest) = xs.split_at(TILE);
                 let (r1, rest) = rest.split_at(TILE);
                 let (r2, r3) = rest.split_at(TILE);
                 if let (Some(r0), Some(r1), Some(r2), Some(r3)) =
                     (as_row(r0), as_row(r1), as_row(r2), as_row(r3))
                 {
-                    let d = lane_dots4([g, g, g, g], Some([r0, r1, r2, r3]));
-                    for (v, dv) in gv.iter_mut().zip(d) {
-                        *v += dv;
+                    let d = lane_dots4([r0, r1, r2, r3], Some([g, g, g, g]));
+                    for (k, dv) in d.into_iter().enumerate() {
+                        if let Some(v) = gw.get_mut((i + k) * n_out + o) {
+                            *v += dv;
+                        }
                     }
                 }
+                i += 4;
             }
-            for (v, xr) in g4
-                .into_remainder()
-                .iter_mut()
-                .zip(x4.remainder().chunks_exact(TILE))
-            {
-                if let Some(xr) = as_row(xr) {
-                    *v += lane_dots4([g, g, g, g], Some([xr, xr, xr, xr]))[0];
+            for (k, xr) in x4.remainder().chunks_exact(TILE).enumerate() {
+                if let (Some(xr), Some(v)) = (as_row(xr), gw.get_mut((i + k) * n_out + o)) {
+                    *v += lane_dots4([xr, xr, xr, xr], Some([g, g, g, g]))[0];
                 }
             }
         }
     } else {
-        for (c, xr) in x_rows.chunks_exact(TILE).enumerate() {
+        for (xr, gwr) in x.chunks_exact(TILE).zip(gw.chunks_exact_mut(n_out)) {
             let Some(xr) = as_row(xr) else { break };
-            let i = from + c;
-            let mut o = 0;
-            let mut y4 = gy.chunks_exact(4 * TILE);
-            for ys in &mut y4 {
+            let gwr = gwr.get_mut(from..).unwrap_or(&mut []);
+            let mut g4 = gwr.chunks_exact_mut(4);
+            let mut y4 = gy_rows.chunks_exact(4 * TILE);
+            for (gv, ys) in (&mut g4).zip(&mut y4) {
                 let (r0, rest) = ys.split_at(TILE);
                 let (r1, rest) = rest.split_at(TILE);
                 let (r2, r3) = rest.split_at(TILE);
                 if let (Some(r0), Some(r1), Some(r2), Some(r3)) =
                     (as_row(r0), as_row(r1), as_row(r2), as_row(r3))
                 {
-                    let d = lane_dots4([r0, r1, r2, r3], Some([xr, xr, xr, xr]));
-                    for (k, dv) in d.into_iter().enumerate() {
-                        if let Some(v) = gw.get_mut((o + k) * n_in + i) {
-                            *v += dv;
-                        }
+                    let d = lane_dots4([xr, xr, xr, xr], Some([r0, r1, r2, r3]));
+                    for (v, dv) in gv.iter_mut().zip(d) {
+                        *v += dv;
                     }
                 }
-                o += 4;
             }
-            for (k, yr) in y4.remainder().chunks_exact(TILE).enumerate() {
-                if let (Some(yr), Some(v)) = (as_row(yr), gw.get_mut((o + k) * n_in + i)) {
-                    *v += lane_dots4([yr, yr, yr, yr], Some([xr, xr, xr, xr]))[0];
+            for (v, yr) in g4
+                .into_remainder()
+                .iter_mut()
+                .zip(y4.remainder().chunks_exact(TILE))
+            {
+                if let Some(yr) = as_row(yr) {
+                    *v += lane_dots4([xr, xr, xr, xr], Some([yr, yr, yr, yr]))[0];
                 }
             }
         }
     }
 }
 
-/// Folds a tile row to `ONE_CHUNK` lanes (adding its chunks), times `b` if given.
+/// Lanes of the folded rows of the lane dot products.
+const FOLD: usize = 16;
+const _: () = assert!(TILE % FOLD == 0, "TILE must be a multiple of 16");
+
+/// Folds a tile row to `FOLD` lanes (adding its chunks), times `b` if given.
 #[inline(always)]
-fn fold_row<T: Real>(a: &[T; TILE], b: Option<&[T; TILE]>) -> [T; ONE_CHUNK] {
-    let mut f = [T::ZERO; ONE_CHUNK];
+fn fold_row<T: Real>(a: &[T; TILE], b: Option<&[T; TILE]>) -> [T; FOLD] {
+    let mut f = [T::ZERO; FOLD];
     match b {
         None => {
-            for c in a.chunks_exact(ONE_CHUNK) {
-                for s in 0..ONE_CHUNK.min(c.len()) {
+            for c in a.chunks_exact(FOLD) {
+                for s in 0..FOLD.min(c.len()) {
                     f[s] += c[s];
                 }
             }
         }
         Some(b) => {
-            for (c, d) in a.chunks_exact(ONE_CHUNK).zip(b.chunks_exact(ONE_CHUNK)) {
-                for s in 0..ONE_CHUNK.min(c.len()) {
+            for (c, d) in a.chunks_exact(FOLD).zip(b.chunks_exact(FOLD)) {
+                for s in 0..FOLD.min(c.len()) {
                     f[s] += c[s] * d[s];
                 }
             }
@@ -534,10 +544,10 @@ fn lane_dots4<T: Real>(a: [&[T; TILE]; 4], b: Option<[&[T; TILE]; 4]>) -> [T; 4]
             fold_row(a[3], Some(b[3])),
         ],
     };
-    sums4(&f)
+    [halve16(f[0]), halve16(f[1]), halve16(f[2]), halve16(f[3])]
 }
 
-/// Transposes one `TILE × TILE` block (`[input][lane]` → `[lane][input]`).
+/// Transposes one `TILE × TILE` block (`[row][lane]` → `[lane][row]`).
 #[inline(always)]
 fn transpose_block<T: Real>(x: &[T], x_t: &mut [T]) {
     let (Some(src), Some(dst)) = (
@@ -553,20 +563,9 @@ fn transpose_block<T: Real>(x: &[T], x_t: &mut [T]) {
     }
 }
 
-/// Inputs per vector chunk of the single-sample path (and lanes of the folded rows of the
-/// lane dot products).
-const ONE_CHUNK: usize = 16;
-const _: () = assert!(TILE % ONE_CHUNK == 0, "TILE must be a multiple of 16");
-
-/// The four horizontal sums of the single-sample path: four halving trees written out.
-#[inline(always)]
-fn sums4<T: Real>(a: &[[T; ONE_CHUNK]; 4]) -> [T; 4] {
-    [halve16(a[0]), halve16(a[1]), halve16(a[2]), halve16(a[3])]
-}
-
 /// Sum of 16 values by halving (16 → 8 → 4 → 2 → 1).
 #[inline(always)]
-fn halve16<T: Real>(v: [T; ONE_CHUNK]) -> T {
+fn halve16<T: Real>(v: [T; FOLD]) -> T {
     let mut h8 = [T::ZERO; 8];
     for s in 0..8 {
         h8[s] = v[s] + v[s + 8];
@@ -578,12 +577,28 @@ fn halve16<T: Real>(v: [T; ONE_CHUNK]) -> T {
     (h4[0] + h4[2]) + (h4[1] + h4[3])
 }
 
-/// `y[o] = b[o] + Σ_i w[o][i] · x[i]` for one sample (`x`: `n_in`, `y`: `n_out = b.len()`),
-/// with the activation: the single-sample path, vectorised over the inputs (each row of `W` is
-/// contiguous) four outputs at a time, so one sample costs one pass over the weights instead
-/// of a padded tile. The activation is applied once per block of outputs, matched outside the
-/// loop so that it vectorises (a per-output match did not); a one-input layer is an axpy.
-/// (Eight rows per pass with a transposing 8 × 16 → 8 sum tree measured no faster here.)
+/// Outputs per accumulator block of the single-sample product for elements of `elem_bytes`
+/// bytes: two partial sums of the block take half the vector registers (AVX-512: 64 f32 or
+/// 32 f64; AVX2 32/16; SSE2 and NEON 16/8; a scalar FPU 8), at most 64.
+pub const fn one_block(elem_bytes: usize) -> usize {
+    let (vec_bytes, regs) = vector_registers();
+    let mut lanes = vec_bytes * regs / 4 / elem_bytes;
+    if lanes > 64 {
+        lanes = 64;
+    }
+    let mut b = 64;
+    while b > lanes && b > 8 {
+        b /= 2;
+    }
+    b
+}
+
+/// `y[o] = act(b[o] + Σ_i x[i] · w[i][o])` for one sample (`x`: `n_in`, `y`: `n_out =
+/// b.len()`): the single-sample path. Blocks of [`one_block`] outputs are accumulated in
+/// vector registers as the contiguous weight rows stream past, scaled by one input each —
+/// two interleaved partial sums (even and odd inputs) halve the dependency chain — so there
+/// are no horizontal sums. Few outputs (the output layer's two) take per-output partial sums
+/// instead.
 #[inline]
 pub fn forward_one<T: Real>(
     w: &[T],
@@ -593,59 +608,169 @@ pub fn forward_one<T: Real>(
     n_in: usize,
     act: Option<Activation>,
 ) {
-    if n_in == 0 {
+    let n_out = b.len().min(y.len());
+    if n_in == 0 || n_out == 0 {
         return;
     }
-    let x = x.get(..n_in).unwrap_or(x);
-    let n_out = b.len().min(y.len());
+    let (Some(w), Some(x)) = (w.get(..n_in * n_out), x.get(..n_in)) else {
+        return;
+    };
     let y = &mut y[..n_out];
     let b = &b[..n_out];
-    if n_in == 1 {
-        // One input (the first layer of D = 2): an axpy over the outputs.
-        let x0 = x.first().copied().unwrap_or(T::ZERO);
-        for ((yo, &wv), &bias) in y.iter_mut().zip(w).zip(b) {
-            *yo = bias + wv * x0;
+    if n_out < SMALL_OUT {
+        match n_out {
+            2 => few_out::<T, 2, 32>(w, b, x, y),
+            4 => few_out::<T, 4, 64>(w, b, x, y),
+            6 => few_out::<T, 6, 96>(w, b, x, y),
+            _ => small_out_block(w, b, x, y, n_out, 0),
         }
-        activate(y, act);
-        return;
-    }
-    if n_in < ONE_CHUNK {
-        // Few inputs: the outputs are the long, contiguous dimension.
-        for ((yo, wr), &bias) in y.iter_mut().zip(w.chunks_exact(n_in)).zip(b) {
-            let mut v = bias;
-            for (&wv, &xv) in wr.iter().zip(x) {
-                v += wv * xv;
+    } else {
+        let mut o0 = 0;
+        while o0 < n_out {
+            let left = n_out - o0;
+            let bw = match one_block(core::mem::size_of::<T>()) {
+                64 if left >= 64 => 64,
+                64 | 32 if left >= 32 => 32,
+                64 | 32 | 16 if left >= 16 => 16,
+                _ if left >= 8 => 8,
+                _ => left,
+            };
+            let yb = &mut y[o0..o0 + bw];
+            let bb = &b[o0..o0 + bw];
+            match bw {
+                64 => axpy_block::<T, 64>(w, bb, x, yb, n_out, o0),
+                32 => axpy_block::<T, 32>(w, bb, x, yb, n_out, o0),
+                16 => axpy_block::<T, 16>(w, bb, x, yb, n_out, o0),
+                8 => axpy_block::<T, 8>(w, bb, x, yb, n_out, o0),
+                _ => small_out_block(w, bb, x, yb, n_out, o0),
             }
-            *yo = v;
+            o0 += bw;
         }
-        activate(y, act);
-        return;
     }
-    let mut w_quads = w.chunks_exact(4 * n_in);
-    let mut y_quads = y.chunks_exact_mut(4);
-    let mut b_quads = b.chunks_exact(4);
-    for ((w4, y4), b4) in (&mut w_quads).zip(&mut y_quads).zip(&mut b_quads) {
-        let (w0, rest) = w4.split_at(n_in);
-        let (w1, rest) = rest.split_at(n_in);
-        let (w2, w3) = rest.split_at(n_in);
-        let sums = dots4(x, [w0, w1, w2, w3], n_in);
-        for ((yo, &sv), &bias) in y4.iter_mut().zip(&sums).zip(b4) {
-            *yo = bias + sv;
+    activate(y, act);
+}
+
+/// Outputs below which [`forward_one`] sums per output.
+const SMALL_OUT: usize = 8;
+
+/// `yb = bb + Σ_i x[i] · w[i][o0..o0+B]` with two partial sums (even and odd inputs).
+#[inline(always)]
+fn axpy_block<T: Real, const B: usize>(
+    w: &[T],
+    bb: &[T],
+    x: &[T],
+    yb: &mut [T],
+    n_out: usize,
+    o0: usize,
+) {
+    let mut even = [T::ZERO; B];
+    let mut odd = [T::ZERO; B];
+    let mut pairs = w.chunks_exact(2 * n_out);
+    let mut xs = x.chunks_exact(2);
+    for (xv, rows) in (&mut xs).zip(&mut pairs) {
+        let (r0, r1) = rows.split_at(n_out);
+        let (Some(r0), Some(r1)) = (row_block::<T, B>(r0, o0), row_block::<T, B>(r1, o0)) else {
+            return;
+        };
+        let (x0, x1) = (xv[0], xv[1]);
+        for k in 0..B {
+            even[k] += r0[k] * x0;
+            odd[k] += r1[k] * x1;
         }
-        activate(y4, act);
     }
-    // The last one to three outputs (the output layer's two) as a quad repeating its last row.
-    let w_rest = w_quads.remainder();
-    let mut rows = w_rest.chunks_exact(n_in);
-    if let Some(first) = rows.next() {
-        let second = rows.next().unwrap_or(first);
-        let third = rows.next().unwrap_or(second);
-        let sums = dots4(x, [first, second, third, third], n_in);
-        let y_rest = y_quads.into_remainder();
-        for ((yo, &sv), &bias) in y_rest.iter_mut().zip(&sums).zip(b_quads.remainder()) {
-            *yo = bias + sv;
+    // An odd last input.
+    if let (Some(&x0), Some(r0)) = (
+        xs.remainder().first(),
+        row_block::<T, B>(pairs.remainder(), o0),
+    ) {
+        for k in 0..B {
+            even[k] += r0[k] * x0;
         }
-        activate(y_rest, act);
+    }
+    for (((yo, &bias), &e), &o) in yb.iter_mut().zip(bb).zip(&even).zip(&odd) {
+        *yo = bias + (e + o);
+    }
+}
+
+/// `row[o0..o0+B]` as an array.
+#[inline(always)]
+fn row_block<T, const B: usize>(row: &[T], o0: usize) -> Option<&[T; B]> {
+    row.get(o0..o0 + B).and_then(|r| r.try_into().ok())
+}
+
+/// [`forward_one`] for `N` outputs (the output layer's 2⌊D/2⌋ for D < 8): sixteen inputs'
+/// rows are `L = 16·N` contiguous weights, multiplied lane by lane with the inputs each
+/// repeated `N` times; the `L` partial sums are folded in halves down to `N` (each half a
+/// multiple of `N` long, so lane `j` always holds output `j mod N`).
+#[inline(always)]
+fn few_out<T: Real, const N: usize, const L: usize>(w: &[T], b: &[T], x: &[T], y: &mut [T]) {
+    const CHUNK: usize = 16;
+    let mut acc = [T::ZERO; L];
+    let mut xs = x.chunks_exact(CHUNK);
+    let mut ws = w.chunks_exact(L);
+    for (xc, wc) in (&mut xs).zip(&mut ws) {
+        let (Some(xc), Some(wc)) = (
+            <&[T; CHUNK]>::try_from(xc).ok(),
+            <&[T; L]>::try_from(wc).ok(),
+        ) else {
+            return;
+        };
+        for j in 0..L {
+            acc[j] += wc[j] * xc[j / N];
+        }
+    }
+    let mut width = L;
+    while width > N && (width / 2) % N == 0 {
+        width /= 2;
+        for j in 0..width {
+            acc[j] += acc[j + width];
+        }
+    }
+    // Inputs past the last whole chunk (and any lanes a fold could not halve).
+    for (k, yo) in y.iter_mut().take(N).enumerate() {
+        let mut v = T::ZERO;
+        for j in (k..width).step_by(N) {
+            v += acc[j];
+        }
+        for (&xv, row) in xs.remainder().iter().zip(ws.remainder().chunks_exact(N)) {
+            v += row.get(k).copied().unwrap_or(T::ZERO) * xv;
+        }
+        *yo = b.get(k).copied().unwrap_or(T::ZERO) + v;
+    }
+}
+
+/// `yb = bb + Σ_i x[i] · w[i][o0..o0+len]` for `len = yb.len() < 8` outputs, four partial
+/// sums (inputs `i mod 4`) per output.
+#[inline(always)]
+fn small_out_block<T: Real>(w: &[T], bb: &[T], x: &[T], yb: &mut [T], n_out: usize, o0: usize) {
+    let len = yb.len().min(bb.len()).min(SMALL_OUT);
+    let mut part = [[T::ZERO; SMALL_OUT]; 4];
+    let mut xs = x.chunks_exact(4);
+    let mut ws = w.chunks_exact(4 * n_out);
+    for (xq, wq) in (&mut xs).zip(&mut ws) {
+        for ((p, &xv), row) in part.iter_mut().zip(xq).zip(wq.chunks_exact(n_out)) {
+            let Some(cols) = row.get(o0..o0 + len) else {
+                return;
+            };
+            for (a, &wv) in p.iter_mut().zip(cols) {
+                *a += wv * xv;
+            }
+        }
+    }
+    for (&xv, row) in xs
+        .remainder()
+        .iter()
+        .zip(ws.remainder().chunks_exact(n_out))
+    {
+        let Some(cols) = row.get(o0..o0 + len) else {
+            return;
+        };
+        for (a, &wv) in part[0].iter_mut().zip(cols) {
+            *a += wv * xv;
+        }
+    }
+    for (k, (yo, &bias)) in yb.iter_mut().zip(bb).take(len).enumerate() {
+        *yo = bias + ((part[0][k] + part[1][k]) + (part[2][k] + part[3][k]));
     }
 }
 
@@ -659,141 +784,6 @@ fn activate<T: Real>(y: &mut [T], act: Option<Activation>) {
             *v = if *v > T::ZERO { *v } else { T::ZERO };
         }),
         Some(Activation::Tanh) => y.iter_mut().for_each(|v| *v = v.tanh()),
-    }
-}
-
-/// `Σ_i w_k[i] · x[i]` for four weight rows of `n_in` inputs: chunks of the inputs in vector
-/// accumulators, then one transposing sum tree.
-#[inline(always)]
-fn dots4<T: Real>(x: &[T], w: [&[T]; 4], n_in: usize) -> [T; 4] {
-    let [w0, w1, w2, w3] = w;
-    let mut acc = [[T::ZERO; ONE_CHUNK]; 4];
-    let rows = x
-        .chunks_exact(ONE_CHUNK)
-        .zip(w0.chunks_exact(ONE_CHUNK))
-        .zip(w1.chunks_exact(ONE_CHUNK))
-        .zip(w2.chunks_exact(ONE_CHUNK))
-        .zip(w3.chunks_exact(ONE_CHUNK));
-    for ((((xc, c0), c1), c2), c3) in rows {
-        for k in 0..ONE_CHUNK.min(xc.len()) {
-            let xv = xc[k];
-            acc[0][k] += c0[k] * xv;
-            acc[1][k] += c1[k] * xv;
-            acc[2][k] += c2[k] * xv;
-            acc[3][k] += c3[k] * xv;
-        }
-    }
-    let mut sums = sums4(&acc);
-    let done = n_in / ONE_CHUNK * ONE_CHUNK;
-    if done < n_in {
-        // Inputs past the last whole chunk.
-        for (t, wr) in sums.iter_mut().zip(w) {
-            for (&wv, &xv) in wr.iter().zip(x).skip(done) {
-                *t += wv * xv;
-            }
-        }
-    }
-    sums
-}
-
-/// `y[o][:] = b[o] + Σ_i w[o][i] · x[i][:]` for `n_out` outputs: the plain (unblocked)
-/// kernel, kept as the scalar baseline of the benches and tests; the flow uses
-/// [`forward_act`].
-///
-/// Slices must hold `w: n_out·n_in`, `b: n_out`, `x: n_in·TILE`, `y: n_out·TILE` (callers
-/// guarantee this; extra elements are ignored).
-#[inline]
-pub fn forward<T: Real>(w: &[T], b: &[T], x: &[T], y: &mut [T], n_in: usize) {
-    if n_in == 0 {
-        return;
-    }
-    // Four outputs at a time: each loaded x row feeds four accumulators.
-    let mut w_rows = w.chunks_exact(4 * n_in);
-    let mut y_rows = y.chunks_exact_mut(4 * TILE);
-    let mut b_quads = b.chunks_exact(4);
-    for ((w4, y4), b4) in (&mut w_rows).zip(&mut y_rows).zip(&mut b_quads) {
-        let mut acc = [[T::ZERO; TILE]; 4];
-        for (a, &bias) in acc.iter_mut().zip(b4) {
-            *a = [bias; TILE];
-        }
-        let (w0, rest) = w4.split_at(n_in);
-        let (w1, rest) = rest.split_at(n_in);
-        let (w2, w3) = rest.split_at(n_in);
-        for ((((xr, &a0), &a1), &a2), &a3) in x.chunks_exact(TILE).zip(w0).zip(w1).zip(w2).zip(w3) {
-            for s in 0..TILE.min(xr.len()) {
-                let xv = xr[s];
-                acc[0][s] += a0 * xv;
-                acc[1][s] += a1 * xv;
-                acc[2][s] += a2 * xv;
-                acc[3][s] += a3 * xv;
-            }
-        }
-        for (yr, a) in y4.chunks_exact_mut(TILE).zip(&acc) {
-            yr.copy_from_slice(a);
-        }
-    }
-    // Remaining outputs one at a time.
-    let w_tail = w_rows.remainder();
-    let y_tail = y_rows.into_remainder();
-    for ((yr, wr), &bias) in y_tail
-        .chunks_exact_mut(TILE)
-        .zip(w_tail.chunks_exact(n_in))
-        .zip(b_quads.remainder())
-    {
-        let mut acc = [bias; TILE];
-        for (xr, &wv) in x.chunks_exact(TILE).zip(wr) {
-            for (a, &xv) in acc.iter_mut().zip(xr) {
-                *a += wv * xv;
-            }
-        }
-        yr.copy_from_slice(&acc);
-    }
-}
-
-/// Backward pass of [`forward`] for one tile (the plain kernel; the flow uses
-/// [`backward_input`] and [`backward_params`]), given `gy = ∂loss/∂y` (`n_out·TILE`):
-/// accumulates `gw[o][i] += Σ_lanes gy[o]·x[i]` and `gb[o] += Σ_lanes gy[o]`, and, when `gx` is
-/// given, writes `gx[i][:] = Σ_o w[o][i] · gy[o][:]`.
-#[inline]
-pub fn backward<T: Real>(
-    w: &[T],
-    x: &[T],
-    gy: &[T],
-    gw: &mut [T],
-    gb: &mut [T],
-    gx: Option<&mut [T]>,
-    n_in: usize,
-) {
-    if n_in == 0 {
-        return;
-    }
-    for ((gyr, gwr), gbo) in gy
-        .chunks_exact(TILE)
-        .zip(gw.chunks_exact_mut(n_in))
-        .zip(gb.iter_mut())
-    {
-        let mut bsum = [T::ZERO; TILE];
-        for (b, &g) in bsum.iter_mut().zip(gyr) {
-            *b += g;
-        }
-        *gbo += lane_sum(&bsum);
-        for (xr, gwv) in x.chunks_exact(TILE).zip(gwr.iter_mut()) {
-            let mut prod = [T::ZERO; TILE];
-            for ((p, &g), &xv) in prod.iter_mut().zip(gyr).zip(xr) {
-                *p = g * xv;
-            }
-            *gwv += lane_sum(&prod);
-        }
-    }
-    if let Some(gx) = gx {
-        gx.iter_mut().take(n_in * TILE).for_each(|v| *v = T::ZERO);
-        for (gyr, wr) in gy.chunks_exact(TILE).zip(w.chunks_exact(n_in)) {
-            for (gxr, &wv) in gx.chunks_exact_mut(TILE).zip(wr) {
-                for (g, &d) in gxr.iter_mut().zip(gyr) {
-                    *g += wv * d;
-                }
-            }
-        }
     }
 }
 
