@@ -207,7 +207,12 @@ impl<'p, T: Real> Flow<'p, T> {
         z.copy_from_slice(&theta[..s.dim.min(theta.len())]);
         let mut log_det = T::ZERO;
         for l in (0..s.couplings).rev() {
-            z.rotate_left(s.cond_dim());
+            if let [a, b] = z {
+                // D = 2: the rotation is a swap (`rotate_left` calls memmove).
+                core::mem::swap(a, b);
+            } else {
+                z.rotate_left(s.cond_dim());
+            }
             log_det += coupling::inverse_one(s, self.coupling_params(l), clamp, z, rest);
         }
         base::log_prob_one(s, self.base_params(), z) + log_det
