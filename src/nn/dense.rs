@@ -130,11 +130,13 @@ macro_rules! zipped_for {
 }
 
 /// Forward kernel for a block of `MR` consecutive outputs `o0..o0+MR`: each input row `i`
-/// meets the block's `MR` weights `w[i][o0..o0+MR]` (contiguous). `$k` are the offsets.
+/// meets the block's `MR` weights `w[i][o0..o0+MR]` (contiguous). `$a` name the accumulators
+/// (separate arrays: an indexed array of them was kept on the stack and reloaded through a
+/// store-forwarding stall), `$k` their offsets.
 macro_rules! forward_block {
-    ($name:ident; $($k:literal),+) => {
+    ($name:ident; $($a:ident $k:literal),+) => {
         /// One block of outputs starting at `o0` (`bb`: its biases, `yb`: its rows).
-        #[inline(always)]
+        #[inline(never)]
         fn $name<T: Real>(
             w: &[T],
             bb: &[T],
@@ -145,32 +147,30 @@ macro_rules! forward_block {
             act: Option<Activation>,
         ) {
             const MR: usize = [$($k),+].len();
-            // Constant indices only, so the accumulators never leave the registers.
-            let mut acc = [[T::ZERO; TILE]; MR];
-            $( acc[$k] = [bb.get($k).copied().unwrap_or(T::ZERO); TILE]; )+
+            $( let mut $a = [bb.get($k).copied().unwrap_or(T::ZERO); TILE]; )+
             for (xr, wr) in x.chunks_exact(TILE).zip(w.chunks_exact(n_out)) {
                 let wm: Option<&[T; MR]> = wr.get(o0..o0 + MR).and_then(|r| r.try_into().ok());
                 let Some(wm) = wm else { break };
                 // `TILE.min(len)` rather than `TILE` keeps the lane loop the vectorised one.
                 for s in 0..TILE.min(xr.len()) {
                     let xv = xr[s];
-                    $( acc[$k][s] += wm[$k] * xv; )+
+                    $( $a[s] += wm[$k] * xv; )+
                 }
             }
             let mut rows = yb.chunks_exact_mut(TILE);
             $(
                 if let Some(yr) = rows.next() {
-                    store_row(yr, &acc[$k], act);
+                    store_row(yr, &$a, act);
                 }
             )+
         }
     };
 }
 
-forward_block!(forward_8; 0, 1, 2, 3, 4, 5, 6, 7);
-forward_block!(forward_4; 0, 1, 2, 3);
-forward_block!(forward_2; 0, 1);
-forward_block!(forward_1; 0);
+forward_block!(forward_8; a0 0, a1 1, a2 2, a3 3, a4 4, a5 5, a6 6, a7 7);
+forward_block!(forward_4; a0 0, a1 1, a2 2, a3 3);
+forward_block!(forward_2; a0 0, a1 1);
+forward_block!(forward_1; a0 0);
 
 /// Input-gradient kernel for a block of inputs: `$w` names the block's weight rows (one row of
 /// `n_out` per input, contiguous), `$k` their index.
