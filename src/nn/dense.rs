@@ -129,6 +129,28 @@ macro_rules! zipped_for {
     };
 }
 
+/// `acc[k][s] += row_k[j] · stream[j][s]` over the rows `j` of `stream` (`TILE` lanes each),
+/// where `row_k` is the `k`-th run of `$width` elements of `$rows`, bound to `$w`: the inner
+/// loop of the input-gradient and weight-gradient blocks. One zipped iterator over the stream
+/// and every row (a single loop exit: with separate `next()`s LLVM vectorises this loop
+/// instead of the lanes).
+macro_rules! accumulate_rows {
+    ($acc:ident; $rows:expr, $width:expr; $stream:expr; $($w:ident $k:literal),+) => {
+        let mut rest = $rows;
+        $(
+            let ($w, r) = rest.split_at(($width).min(rest.len()));
+            rest = r;
+        )+
+        let _ = rest;
+        zipped_for!(@ gr, $stream.chunks_exact(TILE); $($w)+; {
+            for s in 0..TILE.min(gr.len()) {
+                let g = gr[s];
+                $( $acc[$k][s] += $w * g; )+
+            }
+        });
+    };
+}
+
 /// Forward kernel for a block of `MR` consecutive outputs `o0..o0+MR`: each input row `i`
 /// meets the block's `MR` weights `w[i][o0..o0+MR]` (contiguous). `$a` name the accumulators
 /// (separate arrays: an indexed array of them was kept on the stack and reloaded through a
@@ -189,20 +211,7 @@ macro_rules! input_block {
         ) {
             const MR: usize = [$($k),+].len();
             let mut acc = [[T::ZERO; TILE]; MR];
-            let mut rest = wb;
-            $(
-                let ($w, r) = rest.split_at(n_out.min(rest.len()));
-                rest = r;
-            )+
-            let _ = rest;
-            // One zipped iterator over the gradient rows and every weight row (a single loop
-            // exit: with separate `next()`s LLVM vectorises this loop instead of the lanes).
-            zipped_for!(@ gr, gy.chunks_exact(TILE); $($w)+; {
-                for s in 0..TILE.min(gr.len()) {
-                    let g = gr[s];
-                    $( acc[$k][s] += $w * g; )+
-                }
-            });
+            accumulate_rows!(acc; wb, n_out; gy; $($w $k),+);
             let mut rows = gxb.chunks_exact_mut(TILE);
             $(
                 if let Some(gr) = rows.next() {
@@ -323,18 +332,7 @@ macro_rules! params_block {
                     acc[$k].copy_from_slice(src);
                 }
             )+
-            let mut rest = xb;
-            $(
-                let ($x, r) = rest.split_at(TILE.min(rest.len()));
-                rest = r;
-            )+
-            let _ = rest;
-            zipped_for!(@ gr, gy_t.chunks_exact(TILE); $($x)+; {
-                for s in 0..TILE.min(gr.len()) {
-                    let g = gr[s];
-                    $( acc[$k][s] += $x * g; )+
-                }
-            });
+            accumulate_rows!(acc; xb, TILE; gy_t; $($x $k),+);
             $(
                 if let Some(dst) = gwb.get_mut($k * n_out + o0..$k * n_out + o0 + TILE) {
                     dst.copy_from_slice(&acc[$k]);
