@@ -84,33 +84,32 @@ pub(crate) fn log_prob_tile<T: Real>(
 }
 
 /// [`log_prob_tile`] for one point `z` (`dim` values): the component terms as
-/// `component_logs` forms them, then their logsumexp.
+/// `component_logs` forms them, each computed once and folded into a running logsumexp
+/// (the running maximum rescales the sum when it moves).
 pub(crate) fn log_prob_one<T: Real>(dim: usize, k: usize, params: &[T], z: &[T]) -> T {
     let (logits, loc, log_scale) = split(dim, k, params);
     let lse = log_sum_exp(logits);
-    let comp = |(&logit, (mu, ls)): (&T, (&[T], &[T]))| {
+    let (mut m, mut sum) = (-T::MAX, T::ZERO);
+    let comps = loc
+        .chunks_exact(dim.max(1))
+        .zip(log_scale.chunks_exact(dim.max(1)));
+    for (&logit, (mu, ls)) in logits.iter().zip(comps) {
         let mut c = logit - lse;
         for &s in ls {
             c -= T::HALF_LN_2PI + s;
         }
-        for ((&v, &m), &s) in z.iter().zip(mu).zip(ls) {
-            let u = (v - m) * (-s).exp();
+        for ((&v, &mu), &s) in z.iter().zip(mu).zip(ls) {
+            let u = (v - mu) * (-s).exp();
             c -= T::HALF * u * u;
         }
-        c
-    };
-    let terms = || {
-        logits
-            .iter()
-            .zip(
-                loc.chunks_exact(dim.max(1))
-                    .zip(log_scale.chunks_exact(dim.max(1))),
-            )
-            .map(comp)
-    };
-    let m = terms().fold(-T::MAX, |a, c| a.max(c));
-    let s = terms().fold(T::ZERO, |a, c| a + (c - m).exp());
-    m + s.ln()
+        if c > m {
+            sum = sum * (m - c).exp() + T::ONE;
+            m = c;
+        } else {
+            sum += (c - m).exp();
+        }
+    }
+    m + sum.ln()
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -29,11 +29,7 @@ impl<T: Real> Clamp<T> {
 
     #[inline(always)]
     pub(crate) fn apply(&self, raw: T) -> T {
-        if self.inv_bound > T::ZERO {
-            self.bound * (raw * self.inv_bound).tanh_lanes()
-        } else {
-            raw
-        }
+        self.apply_with(raw, T::tanh_lanes)
     }
 
     /// [`apply`](Self::apply) for one value, through the scalar library `tanh` (shorter
@@ -41,8 +37,13 @@ impl<T: Real> Clamp<T> {
     /// identical for f64, within rounding for f32).
     #[inline(always)]
     pub(crate) fn apply_one(&self, raw: T) -> T {
+        self.apply_with(raw, T::tanh)
+    }
+
+    #[inline(always)]
+    fn apply_with(&self, raw: T, tanh: impl Fn(T) -> T) -> T {
         if self.inv_bound > T::ZERO {
-            self.bound * (raw * self.inv_bound).tanh()
+            self.bound * tanh(raw * self.inv_bound)
         } else {
             raw
         }

@@ -372,14 +372,8 @@ pub fn backward_params<T: Real>(
         let mut g4 = gb.chunks_exact_mut(4);
         let mut y4 = gy.chunks_exact(4 * TILE);
         for (g, rows) in (&mut g4).zip(&mut y4) {
-            let (r0, rest) = rows.split_at(TILE);
-            let (r1, rest) = rest.split_at(TILE);
-            let (r2, r3) = rest.split_at(TILE);
-            if let (Some(r0), Some(r1), Some(r2), Some(r3)) =
-                (as_row(r0), as_row(r1), as_row(r2), as_row(r3))
-            {
-                let sums = lane_dots4([r0, r1, r2, r3], None);
-                for (gv, sv) in g.iter_mut().zip(sums) {
+            if let Some(r) = rows4(rows) {
+                for (gv, sv) in g.iter_mut().zip(lane_dots4(r, None)) {
                     *gv += sv;
                 }
             }
@@ -444,13 +438,8 @@ fn narrow_params<T: Real>(x: &[T], gy: &[T], gw: &mut [T], n_out: usize, from: u
             let mut x4 = x.chunks_exact(4 * TILE);
             let mut i = 0;
             for xs in &mut x4 {
-                let (r0, rest) = xs.split_at(TILE);
-                let (r1, rest) = rest.split_at(TILE);
-                let (r2, r3) = rest.split_at(TILE);
-                if let (Some(r0), Some(r1), Some(r2), Some(r3)) =
-                    (as_row(r0), as_row(r1), as_row(r2), as_row(r3))
-                {
-                    let d = lane_dots4([r0, r1, r2, r3], Some([g, g, g, g]));
+                if let Some(r) = rows4(xs) {
+                    let d = lane_dots4(r, Some([g, g, g, g]));
                     for (k, dv) in d.into_iter().enumerate() {
                         if let Some(v) = gw.get_mut((i + k) * n_out + o) {
                             *v += dv;
@@ -461,7 +450,7 @@ fn narrow_params<T: Real>(x: &[T], gy: &[T], gw: &mut [T], n_out: usize, from: u
             }
             for (k, xr) in x4.remainder().chunks_exact(TILE).enumerate() {
                 if let (Some(xr), Some(v)) = (as_row(xr), gw.get_mut((i + k) * n_out + o)) {
-                    *v += lane_dots4([xr, xr, xr, xr], Some([g, g, g, g]))[0];
+                    *v += lane_dot(xr, g);
                 }
             }
         }
@@ -472,14 +461,8 @@ fn narrow_params<T: Real>(x: &[T], gy: &[T], gw: &mut [T], n_out: usize, from: u
             let mut g4 = gwr.chunks_exact_mut(4);
             let mut y4 = gy_rows.chunks_exact(4 * TILE);
             for (gv, ys) in (&mut g4).zip(&mut y4) {
-                let (r0, rest) = ys.split_at(TILE);
-                let (r1, rest) = rest.split_at(TILE);
-                let (r2, r3) = rest.split_at(TILE);
-                if let (Some(r0), Some(r1), Some(r2), Some(r3)) =
-                    (as_row(r0), as_row(r1), as_row(r2), as_row(r3))
-                {
-                    let d = lane_dots4([xr, xr, xr, xr], Some([r0, r1, r2, r3]));
-                    for (v, dv) in gv.iter_mut().zip(d) {
+                if let Some(r) = rows4(ys) {
+                    for (v, dv) in gv.iter_mut().zip(lane_dots4([xr, xr, xr, xr], Some(r))) {
                         *v += dv;
                     }
                 }
@@ -490,7 +473,7 @@ fn narrow_params<T: Real>(x: &[T], gy: &[T], gw: &mut [T], n_out: usize, from: u
                 .zip(y4.remainder().chunks_exact(TILE))
             {
                 if let Some(yr) = as_row(yr) {
-                    *v += lane_dots4([xr, xr, xr, xr], Some([yr, yr, yr, yr]))[0];
+                    *v += lane_dot(xr, yr);
                 }
             }
         }
@@ -543,6 +526,23 @@ fn lane_dots4<T: Real>(a: [&[T; TILE]; 4], b: Option<[&[T; TILE]; 4]>) -> [T; 4]
         ],
     };
     [halve16(f[0]), halve16(f[1]), halve16(f[2]), halve16(f[3])]
+}
+
+/// `Σ_lanes a · b` for one pair of rows.
+#[inline(always)]
+fn lane_dot<T: Real>(a: &[T; TILE], b: &[T; TILE]) -> T {
+    halve16(fold_row(a, Some(b)))
+}
+
+/// Four consecutive tile rows of `rows` (`4·TILE` elements).
+#[inline(always)]
+fn rows4<T>(rows: &[T]) -> Option<[&[T; TILE]; 4]> {
+    Some([
+        as_row(rows.get(..TILE)?)?,
+        as_row(rows.get(TILE..2 * TILE)?)?,
+        as_row(rows.get(2 * TILE..3 * TILE)?)?,
+        as_row(rows.get(3 * TILE..4 * TILE)?)?,
+    ])
 }
 
 /// Transposes one `TILE × TILE` block (`[row][lane]` → `[lane][row]`).
