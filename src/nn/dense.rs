@@ -595,8 +595,8 @@ pub const fn one_block(elem_bytes: usize) -> usize {
 /// b.len()`): the single-sample path. Blocks of [`one_block`] outputs are accumulated in
 /// vector registers as the contiguous weight rows stream past, scaled by one input each —
 /// two interleaved partial sums (even and odd inputs) halve the dependency chain — so there
-/// are no horizontal sums. Fewer than 8 outputs (the conditioner's output layer) take
-/// [`few_out`] for 2, 4 or 6 outputs, per-output partial sums otherwise.
+/// are no horizontal sums. Few outputs (the output layer's two) take per-output partial sums
+/// instead.
 #[inline]
 pub fn forward_one<T: Real>(
     w: &[T],
@@ -703,7 +703,6 @@ fn row_block<T, const B: usize>(row: &[T], o0: usize) -> Option<&[T; B]> {
 #[inline(always)]
 fn few_out<T: Real, const N: usize, const L: usize>(w: &[T], b: &[T], x: &[T], y: &mut [T]) {
     const CHUNK: usize = 16;
-    const { assert!(L == CHUNK * N, "L must be 16·N") };
     let mut acc = [T::ZERO; L];
     let mut xs = x.chunks_exact(CHUNK);
     let mut ws = w.chunks_exact(L);
@@ -718,21 +717,23 @@ fn few_out<T: Real, const N: usize, const L: usize>(w: &[T], b: &[T], x: &[T], y
             acc[j] += wc[j] * xc[j / N];
         }
     }
-    // 16·N lanes halve exactly to N in four folds.
     let mut width = L;
-    while width > N {
+    while width > N && (width / 2) % N == 0 {
         width /= 2;
         for j in 0..width {
             acc[j] += acc[j + width];
         }
     }
-    // Plus the inputs past the last whole chunk.
-    for (k, ((yo, &a), &bias)) in y.iter_mut().zip(&acc).zip(b).take(N).enumerate() {
-        let mut v = a;
+    // Inputs past the last whole chunk (and any lanes a fold could not halve).
+    for (k, yo) in y.iter_mut().take(N).enumerate() {
+        let mut v = T::ZERO;
+        for j in (k..width).step_by(N) {
+            v += acc[j];
+        }
         for (&xv, row) in xs.remainder().iter().zip(ws.remainder().chunks_exact(N)) {
             v += row.get(k).copied().unwrap_or(T::ZERO) * xv;
         }
-        *yo = bias + v;
+        *yo = b.get(k).copied().unwrap_or(T::ZERO) + v;
     }
 }
 
