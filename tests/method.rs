@@ -376,6 +376,11 @@ fn trainer_refuses_bad_configuration_and_buffers() {
         batch_size: 100,
         ..TrainConfig::default()
     };
+    // The error of one `train` call on fresh buffers for `n` samples.
+    let err = |params: &mut [f32], theta: &[f32], w: &[f32], cfg: &TrainConfig, n: usize| {
+        let mut own = Owned::new(&shape, n, 100);
+        train(&shape, params, theta, w, cfg, own.buffers(), |_| true).err()
+    };
     let cases = [
         TrainConfig {
             max_epochs: 0,
@@ -403,113 +408,38 @@ fn trainer_refuses_bad_configuration_and_buffers() {
         },
     ];
     for cfg in cases {
-        let mut own = Owned::new(&shape, 1000, 100);
         assert_eq!(
-            train(&shape, &mut params, &theta, &w, &cfg, own.buffers(), |_| {
-                true
-            })
-            .err(),
+            err(&mut params, &theta, &w, &cfg, 1000),
             Some(Error::InvalidArgument),
             "{cfg:?}"
         );
     }
-    let mut own = Owned::new(&shape, 1000, 100);
+    let nan_clip = TrainConfig {
+        clip_norm: f64::NAN,
+        ..ok
+    };
     assert_eq!(
-        train(
-            &shape,
-            &mut params,
-            &theta,
-            &w,
-            &TrainConfig {
-                clip_norm: f64::NAN,
-                ..ok
-            },
-            own.buffers(),
-            |_| true
-        )
-        .err(),
+        err(&mut params, &theta, &w, &nan_clip, 1000),
         Some(Error::NonFinite)
     );
-    // Dimension mismatches.
-    assert!(matches!(
-        train(
-            &shape,
-            &mut params,
-            &theta[1..],
-            &w,
-            &ok,
-            own.buffers(),
-            |_| true
-        ),
-        Err(Error::LengthMismatch { .. })
-    ));
-    assert!(matches!(
-        train(
-            &shape,
-            &mut params[1..],
-            &theta,
-            &w,
-            &ok,
-            own.buffers(),
-            |_| true
-        ),
-        Err(Error::LengthMismatch { .. })
-    ));
-    let mut short = Owned::new(&shape, 999, 100);
-    assert!(matches!(
-        train(
-            &shape,
-            &mut params,
-            &theta,
-            &w,
-            &ok,
-            short.buffers(),
-            |_| true
-        ),
-        Err(Error::LengthMismatch { .. })
-    ));
+    // Dimension mismatches: θ, parameters, and buffers sized for 999 samples.
+    let mismatches = [
+        err(&mut params, &theta[1..], &w, &ok, 1000),
+        err(&mut params[1..], &theta, &w, &ok, 1000),
+        err(&mut params, &theta, &w, &ok, 999),
+    ];
+    for e in mismatches {
+        assert!(matches!(e, Some(Error::LengthMismatch { .. })), "{e:?}");
+    }
     // Non-finite or negative weights, all-zero weights.
-    let mut bad = w.clone();
-    bad[0] = f32::NAN;
-    assert_eq!(
-        train(
-            &shape,
-            &mut params,
-            &theta,
-            &bad,
-            &ok,
-            own.buffers(),
-            |_| true
-        )
-        .err(),
-        Some(Error::NonFinite)
-    );
-    bad[0] = -1.0;
-    assert_eq!(
-        train(
-            &shape,
-            &mut params,
-            &theta,
-            &bad,
-            &ok,
-            own.buffers(),
-            |_| true
-        )
-        .err(),
-        Some(Error::InvalidArgument)
-    );
+    for (bad_value, want) in [(f32::NAN, Error::NonFinite), (-1.0, Error::InvalidArgument)] {
+        let mut bad = w.clone();
+        bad[0] = bad_value;
+        assert_eq!(err(&mut params, &theta, &bad, &ok, 1000), Some(want));
+    }
     let zeros = vec![0.0f32; 1000];
     assert_eq!(
-        train(
-            &shape,
-            &mut params,
-            &theta,
-            &zeros,
-            &ok,
-            own.buffers(),
-            |_| true
-        )
-        .err(),
+        err(&mut params, &theta, &zeros, &ok, 1000),
         Some(Error::DegenerateWeights)
     );
 }
