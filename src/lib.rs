@@ -43,6 +43,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod base;
+pub mod diagnostics;
 pub mod error;
 pub mod flow;
 pub mod format;
