@@ -5,6 +5,9 @@
 //! - Average marginal Wasserstein-1: (1/D) Σ_d W1 of the d-th marginals of two (weighted)
 //!   empirical distributions, W1 = ∫|F_a − F_b| dx.
 //! - Bridge mass: share of q-samples where p < 10⁻³ · max p.
+//! - Tail mass (refinement suite): share of q-samples whose log p is below the 0.1 % quantile
+//!   of log p over exact posterior samples ([`Task::tail_threshold`](crate::tasks::Task::tail_threshold)).
+//! - Mode shares: share of samples nearest (Euclidean) to each component mean.
 
 use crate::error::{check_len, Error};
 
@@ -162,4 +165,67 @@ pub fn bridge_mass(log_p_at_samples: &[f64], log_peak: f64) -> Result<f64, Error
     let cut = log_peak + libm::log(BRIDGE_THRESHOLD);
     let low = log_p_at_samples.iter().filter(|&&v| !(v >= cut)).count();
     Ok(low as f64 / log_p_at_samples.len() as f64)
+}
+
+/// Tail mass: share of q-samples whose true log p is below `log_p_threshold` (NaN and −∞
+/// count as below). With the threshold at the 0.1 % quantile of log p over exact posterior
+/// samples ([`Task::tail_threshold`](crate::tasks::Task::tail_threshold)) a perfect q scores
+/// 0.1 % on every task and dimension.
+pub fn tail_mass(log_p_at_q_samples: &[f64], log_p_threshold: f64) -> Result<f64, Error> {
+    if log_p_at_q_samples.is_empty() {
+        return Err(Error::EmptyBatch);
+    }
+    if log_p_threshold.is_nan() {
+        return Err(Error::NonFinite);
+    }
+    let low = log_p_at_q_samples
+        .iter()
+        .filter(|&&v| !(v >= log_p_threshold))
+        .count();
+    Ok(low as f64 / log_p_at_q_samples.len() as f64)
+}
+
+/// Mode shares: `out[k]` = share of the samples (`n·dim`) nearest, in Euclidean distance, to
+/// mean k (`means` holds K = `out.len()` means of `dim` values). Ties go to the lower k; a
+/// sample with a non-finite coordinate is nearest to no mean (it counts in n only, so the
+/// shares then sum to less than 1). `out` is written only on success.
+pub fn mode_shares(
+    samples: &[f64],
+    dim: usize,
+    means: &[f64],
+    out: &mut [f64],
+) -> Result<(), Error> {
+    if dim == 0 || out.is_empty() {
+        return Err(Error::InvalidArgument);
+    }
+    let k = out.len();
+    check_len(means, k.checked_mul(dim).ok_or(Error::InvalidArgument)?)?;
+    let n = samples.len() / dim;
+    check_len(samples, n * dim)?;
+    if n == 0 {
+        return Err(Error::EmptyBatch);
+    }
+    if means.iter().any(|m| !m.is_finite()) {
+        return Err(Error::NonFinite);
+    }
+    out.iter_mut().for_each(|o| *o = 0.0);
+    for p in samples.chunks_exact(dim) {
+        if !p.iter().all(|v| v.is_finite()) {
+            continue;
+        }
+        let mut best = 0;
+        let mut best_d = f64::INFINITY;
+        for (j, m) in means.chunks_exact(dim).enumerate() {
+            let d2: f64 = p.iter().zip(m).map(|(a, b)| (a - b) * (a - b)).sum();
+            if d2 < best_d {
+                best = j;
+                best_d = d2;
+            }
+        }
+        if let Some(o) = out.get_mut(best) {
+            *o += 1.0;
+        }
+    }
+    out.iter_mut().for_each(|o| *o /= n as f64);
+    Ok(())
 }
