@@ -1,5 +1,5 @@
 //! The benchmark posteriors of `BENCHMARKS.md`: prior uniform on [−6, 6]^D, closed-form
-//! likelihoods, so the true posterior p(θ) = L(θ)·1[box]/Z is known exactly and can be sampled
+//! likelihoods, so the true posterior p(θ) = L(θ)·1\[box\]/Z is known exactly and can be sampled
 //! exactly. Z is the likelihood mass inside the box; the evidence is Z / 12^D.
 //!
 //! The paper-reproduction suite ([`Task::ALL`]; equal-weight mixtures):
