@@ -45,8 +45,9 @@ pub struct ImportanceSummary {
     /// Kish effective sample size (Σw)²/Σw², in [1, n].
     pub ess: f64,
     /// Pareto-smoothed importance sampling shape k̂ of the weights' upper tail
-    /// ([`pareto_k_hat`]).
-    pub k_hat: f64,
+    /// ([`pareto_k_hat`]); `None` when no tail can be fitted (fewer than 5 tail points: n < 21,
+    /// ties such as all-equal weights, or too many zero weights).
+    pub k_hat: Option<f64>,
 }
 
 /// Length of the scratch buffer [`pareto_k_hat`] and [`importance_summary`] need for `n`
@@ -90,8 +91,9 @@ pub fn pareto_k_hat(log_w: &[f64], scratch: &mut [f64]) -> Result<f64, Error> {
 }
 
 /// ln Ẑ, its standard error, the ESS and k̂ of the log-weights `log_w` in one call
-/// ([`ImportanceSummary`]). `scratch` as for [`pareto_k_hat`], whose errors this returns too
-/// (k̂ needs n ≥ 21 and at least 5 distinct non-zero weights above the tail threshold).
+/// ([`ImportanceSummary`]). `scratch` as for [`pareto_k_hat`]. Errors: those of
+/// [`pareto_k_hat`] except that a tail too short to fit gives `k_hat: None` (equal weights,
+/// the ideal case, have no tail at all) instead of `DegenerateWeights`.
 pub fn importance_summary(log_w: &[f64], scratch: &mut [f64]) -> Result<ImportanceSummary, Error> {
     let max = checked_max(log_w)?;
     check_min(scratch, scratch_len(log_w.len()))?;
@@ -115,7 +117,11 @@ pub fn importance_summary(log_w: &[f64], scratch: &mut [f64]) -> Result<Importan
     } else {
         0.0
     };
-    let k_hat = k_hat_checked(log_w, max, scratch)?;
+    let k_hat = match k_hat_checked(log_w, max, scratch) {
+        Ok(k) => Some(k),
+        Err(Error::DegenerateWeights) => None,
+        Err(e) => return Err(e),
+    };
     Ok(ImportanceSummary {
         n,
         log_z: max + libm::log(mean),

@@ -1,10 +1,15 @@
 //! The method: prior sampling, likelihood weights, the trainer, and the end-to-end fit.
 
 pub mod fit;
+pub mod refine;
 pub mod trainer;
 pub mod weights;
 
 pub use fit::{fit, BaseChoice, FitBuffers, FitConfig, FitMemory, FitReport};
+pub use refine::{
+    refine, RefineBuffers, RefineConfig, RefineMemory, RefineReport, RefineStatus, Refiner,
+    RoundReport,
+};
 pub use trainer::{
     train, EpochReport, Schedule, StopReason, TrainBuffers, TrainConfig, TrainReport,
 };

@@ -185,6 +185,15 @@ pub struct TrainReport {
     pub stop: StopReason,
 }
 
+impl TrainReport {
+    /// `true` when training ran into its epoch cap while the validation loss was still
+    /// improving (the best epoch is one of the last two): more epochs would likely help, and
+    /// a caller should not read the fit as converged.
+    pub fn still_improving(&self) -> bool {
+        self.stop == StopReason::MaxEpochs && self.epochs > 0 && self.best_epoch + 2 > self.epochs
+    }
+}
+
 /// Weighted validation loss −Σ wᵢ log q(θᵢ) / Σ wᵢ over the held-out samples
 /// `buf.order[n_train..]` (NaN when there are none or their weights are all zero).
 fn validation_loss<T: Real>(

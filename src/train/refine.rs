@@ -1,0 +1,1128 @@
+//! Adaptive refinement: the posterior and the evidence in few likelihood calls.
+//!
+//! Round 0 draws from the uniform prior on the box [lo, hi]. Every later round draws from the
+//! flow fitted at the end of the round before, and every sample θᵢ ever drawn keeps its
+//! log-likelihood ℓᵢ. All samples are weighted with the **deterministic-mixture** (balance
+//! heuristic) weights of Veach & Guibas / Owen & Zhou: with nₛ draws from proposal gₛ in round
+//! s and N = Σ nₛ,
+//!
+//! ```text
+//! Φ(θ) = Σₛ (nₛ/N) gₛ(θ),     wᵢ(β) = exp(β ℓᵢ) π(θᵢ) / Φ(θᵢ),     Ẑ = (1/N) Σᵢ wᵢ(1).
+//! ```
+//!
+//! Round 0's proposal is the prior itself, so Φ ≥ (n₀/N)π everywhere: the prior draws are the
+//! **defensive component** and every weight is bounded by L·N/n₀, whatever the flows do
+//! between modes. Each proposal is evaluated once on every sample (cheap next to a likelihood
+//! call); a running log-sum log Σₛ nₛ gₛ(θᵢ) per sample carries the mixture, and the stored
+//! proposals are only needed for the draws that come after them.
+//!
+//! **Tempering.** Where the prior's draws see the likelihood with an ESS near 1 (5-D and up),
+//! a flow cannot be fitted to the posterior directly. Each round therefore fits the tempered
+//! posterior ∝ L^β π with the largest β ∈ [β_prev, 1] whose weights keep a Kish ESS of at
+//! least `ess_fraction` × the round size (bisection; β never decreases), as adaptive SMC
+//! samplers do. Once β = 1 the rounds simply add draws from ever better fits.
+//!
+//! **Fits.** While β < 1 every round fits afresh (weighted EM for the mixture base, BIC for K,
+//! identity couplings, then training): the target moves. At β = 1 later rounds warm-start
+//! from the previous parameters and train on all samples (`warm_start`).
+//!
+//! **Stopping.** After each round at β = 1 drawn from a β = 1 fit: converged when the Kish
+//! ESS of all weights reaches `target_ess`, the PSIS k̂ of the round's own proposal against
+//! the posterior is at most `max_k_hat`, and ln Ẑ moved by at most `log_z_tol` since the
+//! previous round. The returned model is then that proposal, so its k̂ and ESS were measured
+//! on its own fresh draws. When the call budget (or the sample capacity, or the round cap)
+//! runs out first, the loop fits one last model on all samples and ends with
+//! [`RefineStatus::BudgetExhausted`] (or `MaxRounds`) and the full report: never a silent
+//! bad fit.
+//!
+//! No likelihood call is spent outside the prior box: a flow draw outside it has π = 0, is
+//! kept as a zero-weight sample of its round (the mixture stays exact) and costs no call.
+//!
+//! The loop is a state machine ([`Refiner`]): [`Refiner::ask`] hands out the θ of the next
+//! batch, [`Refiner::tell`] takes their log-likelihoods. [`refine`] drives it with a closure.
+
+use crate::diagnostics;
+use crate::error::{check_len, check_min, Error};
+use crate::flow::Flow;
+use crate::real::Real;
+use crate::shape::Shape;
+use crate::train::fit::{fit, BaseChoice, FitBuffers, FitConfig, FitMemory};
+use crate::train::trainer::{train, TrainBuffers, TrainReport};
+use crate::train::weights::NonFinitePolicy;
+use rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// Most rounds a refinement can run (round 0 included).
+pub const MAX_ROUNDS: usize = 32;
+
+/// Refinement settings. [`RefineConfig::for_dim`] gives the defaults the example uses.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RefineConfig {
+    /// Prior draws in round 0.
+    pub initial_samples: usize,
+    /// Draws per later round.
+    pub samples_per_round: usize,
+    /// Draws of a check round: the round after a fit whose β = 1 weights already reach
+    /// `target_ess`, drawn to measure that fit's k̂ (and to add to Ẑ).
+    pub check_samples: usize,
+    /// Likelihood-call budget (round 0 included).
+    pub max_calls: usize,
+    /// Round cap, round 0 included, in 2..=[`MAX_ROUNDS`].
+    pub max_rounds: usize,
+    /// Tempering step: the next β keeps the Kish ESS of all weights ≥ this × the round size.
+    pub ess_fraction: f64,
+    /// Stop when the Kish ESS of the final (β = 1) weights reaches this.
+    pub target_ess: f64,
+    /// Stop only when the PSIS k̂ of the last proposal against the posterior is at most this.
+    pub max_k_hat: f64,
+    /// Stop only when ln Ẑ changed by at most this since the previous round.
+    pub log_z_tol: f64,
+    /// Warm-start the fits at β = 1 from the previous round's parameters.
+    pub warm_start: bool,
+    /// Base, EM and trainer settings of every round's fit (`fit.base` must be an EM base or
+    /// Gaussian; the trainer's seed is varied per round).
+    pub fit: FitConfig,
+    /// What to do with a NaN or +∞ log-likelihood (−∞ is a valid zero likelihood).
+    pub policy: NonFinitePolicy,
+    /// Seed of the draws.
+    pub seed: u64,
+}
+
+impl RefineConfig {
+    /// Defaults for dimension `d`: rounds of 1,000·⌈d/2⌉ draws (2,000 in round 0 for
+    /// d ≤ 3, 4,000·⌈d/4⌉ above), a budget of 10,000 calls for d ≤ 3 and 40,000 / 60,000 above,
+    /// automatic mixture base with up to 8 components.
+    pub fn for_dim(d: usize) -> Self {
+        let (initial, per_round, budget) = match d {
+            0..=3 => (2_000, 2_000, 10_000),
+            4..=8 => (4_000, 4_000, 40_000),
+            _ => (5_000, 5_000, 60_000),
+        };
+        RefineConfig {
+            initial_samples: initial,
+            samples_per_round: per_round,
+            check_samples: per_round / 2,
+            max_calls: budget,
+            max_rounds: MAX_ROUNDS,
+            ess_fraction: 0.3,
+            target_ess: 0.5 * budget as f64,
+            max_k_hat: 0.5,
+            log_z_tol: 0.02,
+            warm_start: true,
+            fit: FitConfig {
+                base: BaseChoice::Auto(8),
+                em: crate::base::em::EmConfig::default(),
+                train: crate::train::trainer::TrainConfig {
+                    max_epochs: 30,
+                    batch_size: 256,
+                    patience: 6,
+                    ..Default::default()
+                },
+                init_seed: 0x1417,
+            },
+            policy: NonFinitePolicy::Error,
+            seed: 0,
+        }
+    }
+
+    /// Most samples the loop can hold: every call plus the draws that landed outside the box
+    /// (at most one round's worth beyond the budget is ever drawn).
+    pub fn capacity(&self) -> usize {
+        self.max_calls
+            .saturating_add(self.samples_per_round.max(self.initial_samples))
+    }
+
+    /// Checks every field (`InvalidArgument`, `NonFinite`).
+    pub fn validate(&self) -> Result<(), Error> {
+        self.fit.train.validate()?;
+        self.fit.em.validate()?;
+        let floats = [
+            self.ess_fraction,
+            self.target_ess,
+            self.max_k_hat,
+            self.log_z_tol,
+        ];
+        if floats.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite);
+        }
+        if self.initial_samples < 2
+            || self.samples_per_round < 2
+            || self.check_samples < 2
+            || self.max_calls < self.initial_samples
+            || !(2..=MAX_ROUNDS).contains(&self.max_rounds)
+            || !(self.ess_fraction > 0.0 && self.ess_fraction < 1.0)
+            || self.target_ess < 0.0
+            || self.max_k_hat < 0.0
+            || self.log_z_tol < 0.0
+            || self.fit.base.max_components() == 0
+            || matches!(self.fit.base, BaseChoice::PaperMixture(_))
+            || self.capacity() > u32::MAX as usize
+        {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(())
+    }
+}
+
+/// Why the loop ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefineStatus {
+    /// Still running: the next step is [`Refiner::ask`].
+    Running,
+    /// Every stopping target held.
+    Converged,
+    /// The call budget (or the sample capacity) ran out before the targets held.
+    BudgetExhausted,
+    /// The round cap was reached before the targets held.
+    MaxRounds,
+}
+
+/// What one round measured (after its likelihood values came back).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RoundReport {
+    /// Round number (0 = the prior draws).
+    pub round: usize,
+    /// Likelihood calls so far (all rounds).
+    pub calls: usize,
+    /// Draws so far, the zero-weight draws outside the box included.
+    pub draws: usize,
+    /// β of the fit whose draws this round made (0 for round 0).
+    pub beta: f64,
+    /// β chosen for the next fit.
+    pub next_beta: f64,
+    /// ln Ẑ = ln ∫ L π: the inverse-variance weighted mean of the rounds' own estimates
+    /// whose k̂ ≤ 0.7 (their variance estimates are reliable there), or, before any round
+    /// qualifies, the deterministic-mixture estimate over all samples.
+    pub log_z: f64,
+    /// Standard error of `log_z`.
+    pub log_z_se: f64,
+    /// Kish ESS of all samples' β = 1 weights.
+    pub ess: f64,
+    /// PSIS k̂ of this round's proposal against the posterior, from its own draws.
+    pub k_hat: f64,
+    /// ln Ẑ of this round's draws alone (importance sampling from its proposal; NaN when
+    /// no draw had a non-zero likelihood).
+    pub own_log_z: f64,
+    /// Rounds whose own estimates make up `log_z` (0: it is the mixture estimate).
+    pub evidence_rounds: usize,
+    /// Mixture components of the proposal (0 for the prior).
+    pub components: usize,
+    /// Training epochs of the proposal's fit (0 for the prior).
+    pub epochs: usize,
+    /// Epoch of the restored parameters of that fit.
+    pub best_epoch: usize,
+    /// That fit hit its epoch cap while its validation loss was still improving.
+    pub still_improving: bool,
+}
+
+/// The end of a refinement.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RefineReport {
+    /// Why it ended.
+    pub status: RefineStatus,
+    /// Rounds run.
+    pub rounds: usize,
+    /// Likelihood calls.
+    pub calls: usize,
+    /// Samples held (calls and draws outside the box).
+    pub draws: usize,
+    /// ln Ẑ = ln ∫ L π over all samples, and its standard error.
+    pub log_z: f64,
+    /// Standard error of `log_z`.
+    pub log_z_se: f64,
+    /// Kish ESS of the final weights.
+    pub ess: f64,
+    /// PSIS k̂ of the returned model against the posterior, measured on its own draws;
+    /// `None` when the returned model was fitted after the budget ran out (never drawn from).
+    pub k_hat: Option<f64>,
+    /// The returned model's shape.
+    pub shape: Shape,
+    /// The returned model's training run.
+    pub train: TrainReport,
+    /// β of the returned model's fit (1 unless the budget ran out while tempering).
+    pub beta: f64,
+}
+
+/// Element counts of the three caller slices [`RefineBuffers::split`] carves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefineMemory {
+    /// Elements of the `T` slice.
+    pub reals: usize,
+    /// Elements of the `f64` slice.
+    pub f64s: usize,
+    /// Elements of the `u32` slice.
+    pub order: usize,
+}
+
+impl RefineMemory {
+    /// Memory for refining with `cfg` on `template` (D, widths; the base comes from
+    /// `cfg.fit.base`). Saturates instead of overflowing.
+    pub fn new(template: &Shape, cfg: &RefineConfig) -> Self {
+        let cap = cfg.capacity();
+        let d = template.dim;
+        let max = cfg.fit.base.max_shape(template);
+        let fit = FitMemory::new(template, &cfg.fit, cap);
+        RefineMemory {
+            // samples, training weights, a log q column, the stored proposals, eval workspace
+            reals: cap
+                .saturating_mul(d.saturating_add(2))
+                .saturating_add(cfg.max_rounds.saturating_mul(max.param_len()))
+                .saturating_add(max.eval_workspace_len())
+                .saturating_add(fit.reals),
+            // ℓ, log Σ nₛgₛ, own-proposal log density, log-weights, sort scratch; EM
+            f64s: cap
+                .saturating_mul(4)
+                .saturating_add(diagnostics::scratch_len(cap))
+                .saturating_add(fit.em),
+            order: fit.order,
+        }
+    }
+}
+
+/// The caller's memory for a [`Refiner`], carved by [`RefineBuffers::split`].
+pub struct RefineBuffers<'b, T> {
+    theta: &'b mut [T],
+    weights: &'b mut [T],
+    log_q: &'b mut [T],
+    models: &'b mut [T],
+    eval_ws: &'b mut [T],
+    fit_reals: &'b mut [T],
+    log_l: &'b mut [f64],
+    log_mix: &'b mut [f64],
+    log_own: &'b mut [f64],
+    log_w: &'b mut [f64],
+    scratch: &'b mut [f64],
+    fit_em: &'b mut [f64],
+    order: &'b mut [u32],
+}
+
+impl<'b, T: Real> RefineBuffers<'b, T> {
+    /// Carves every buffer of a refinement out of three caller slices of at least
+    /// [`RefineMemory::new`] lengths (`BufferTooSmall` otherwise).
+    pub fn split(
+        template: &Shape,
+        cfg: &RefineConfig,
+        reals: &'b mut [T],
+        f64s: &'b mut [f64],
+        order: &'b mut [u32],
+    ) -> Result<Self, Error> {
+        cfg.validate()?;
+        let need = RefineMemory::new(template, cfg);
+        check_min(reals, need.reals)?;
+        check_min(f64s, need.f64s)?;
+        check_min(order, need.order)?;
+        let cap = cfg.capacity();
+        let d = template.dim;
+        let max = cfg.fit.base.max_shape(template);
+        let (theta, rest) = reals.split_at_mut(cap * d);
+        let (weights, rest) = rest.split_at_mut(cap);
+        let (log_q, rest) = rest.split_at_mut(cap);
+        let (models, rest) = rest.split_at_mut(cfg.max_rounds * max.param_len());
+        let (eval_ws, fit_reals) = rest.split_at_mut(max.eval_workspace_len());
+        let (log_l, rest) = f64s.split_at_mut(cap);
+        let (log_mix, rest) = rest.split_at_mut(cap);
+        let (log_own, rest) = rest.split_at_mut(cap);
+        let (log_w, rest) = rest.split_at_mut(cap);
+        let (scratch, fit_em) = rest.split_at_mut(diagnostics::scratch_len(cap));
+        Ok(RefineBuffers {
+            theta,
+            weights,
+            log_q,
+            models,
+            eval_ws,
+            fit_reals,
+            log_l,
+            log_mix,
+            log_own,
+            log_w,
+            scratch,
+            fit_em,
+            order,
+        })
+    }
+}
+
+/// One proposal: its shape, its round size and the β it was fitted at.
+#[derive(Clone, Copy, Debug)]
+struct Proposal {
+    shape: Shape,
+    draws: usize,
+    beta: f64,
+    train: Option<TrainReport>,
+    /// Kish ESS of the β = 1 weights it was fitted on (0 for a tempered fit or the prior).
+    train_ess: f64,
+}
+
+/// Everything a refinement knows between calls, apart from the per-sample buffers: plain data
+/// with no references, so a host can keep it between `ask` and `tell` (the C ABI stores it in
+/// the caller's memory) and [`Refiner::resume`] can pick it up with the same buffers.
+#[derive(Clone, Debug)]
+pub struct RefineState {
+    template: Shape,
+    cfg: RefineConfig,
+    lo: [f64; MAX_DIM],
+    hi: [f64; MAX_DIM],
+    log_prior: f64,
+    rng: Xoshiro256PlusPlus,
+    /// Samples held (the first `n` of every per-sample buffer).
+    n: usize,
+    calls: usize,
+    /// Start of the current round's samples, and how many of them are in the box (asked).
+    round_start: usize,
+    pending: usize,
+    /// A batch is outstanding (asked, not yet told).
+    asked: bool,
+    proposals: [Option<Proposal>; MAX_ROUNDS],
+    rounds: usize,
+    reports: [Option<RoundReport>; MAX_ROUNDS],
+    status: RefineStatus,
+    /// Slot of the returned model once finished.
+    final_slot: usize,
+    final_k_hat: Option<f64>,
+    last: Option<Summary>,
+    evidence: Evidence,
+}
+
+/// The refinement state machine: `ask` → evaluate → `tell`, until [`Refiner::status`] is
+/// no longer `Running`. Everything lives in the caller's [`RefineBuffers`] and a
+/// [`RefineState`].
+pub struct Refiner<'b, T: Real> {
+    st: RefineState,
+    buf: RefineBuffers<'b, T>,
+}
+
+/// The running evidence and weight figures between rounds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Summary {
+    log_z: f64,
+    log_z_se: f64,
+    ess: f64,
+}
+
+/// Below this k̂ a round's variance estimate is trusted (PSIS: min(1 − 1/log₁₀ n, 0.7)).
+const RELIABLE_K_HAT: f64 = 0.7;
+
+/// Inverse-variance weighted combination of independent per-round estimates Ẑⱼ (each
+/// unbiased given the rounds before it): Ẑ = Σ Ẑⱼ/Vⱼ / Σ 1/Vⱼ, SE = (Σ 1/Vⱼ)^(−½), with
+/// Vⱼ = (seⱼ·Ẑⱼ)², all relative to the first round's Ẑ so nothing overflows.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Evidence {
+    reference: f64,
+    sum_inv_var: f64,
+    sum_z_inv_var: f64,
+    rounds: usize,
+}
+
+impl Evidence {
+    fn add(&mut self, log_z: f64, log_z_se: f64) {
+        if !log_z.is_finite() || !log_z_se.is_finite() {
+            return;
+        }
+        if self.rounds == 0 {
+            self.reference = log_z;
+        }
+        let z = libm::exp(log_z - self.reference);
+        // A round of equal weights has se 0: floor its variance instead of dividing by 0.
+        let var = f64::max(log_z_se * z * log_z_se * z, 1e-24 * z * z);
+        if !(z.is_finite() && var.is_finite() && var > 0.0) {
+            return;
+        }
+        self.sum_inv_var += 1.0 / var;
+        self.sum_z_inv_var += z / var;
+        self.rounds += 1;
+    }
+
+    fn estimate(&self) -> Option<(f64, f64)> {
+        if self.rounds == 0 {
+            return None;
+        }
+        let z = self.sum_z_inv_var / self.sum_inv_var;
+        let se = 1.0 / libm::sqrt(self.sum_inv_var);
+        Some((self.reference + libm::log(z), se / z))
+    }
+}
+
+/// Largest dimension the refinement loop takes.
+pub const MAX_DIM: usize = 64;
+
+const LN_EPS: f64 = -745.0;
+
+/// NaN and +∞ log-likelihoods (−∞ is a valid zero likelihood).
+fn refused(v: f64) -> bool {
+    v.is_nan() || v == f64::INFINITY
+}
+
+fn log_add(a: f64, b: f64) -> f64 {
+    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
+    if hi == f64::NEG_INFINITY {
+        return hi;
+    }
+    hi + libm::log1p(libm::exp(lo - hi))
+}
+
+impl<'b, T: Real> Refiner<'b, T> {
+    /// Starts a refinement of the posterior ∝ L·π, π uniform on the box [lo, hi] (D values
+    /// each, D = `template.dim` ≤ [`MAX_DIM`]); `template` gives the flow's widths and
+    /// couplings (its base is replaced per `cfg.fit.base`).
+    ///
+    /// Errors: `InvalidShape`, `InvalidArgument` (bad config, lo ≥ hi, D mismatch),
+    /// `NonFinite` (a bound or a width that is not finite), `BufferTooSmall`.
+    pub fn new(
+        template: &Shape,
+        lo: &[f64],
+        hi: &[f64],
+        cfg: &RefineConfig,
+        buf: RefineBuffers<'b, T>,
+    ) -> Result<Self, Error> {
+        cfg.validate()?;
+        cfg.fit.base.max_shape(template).validate()?;
+        let d = template.dim;
+        if d > MAX_DIM {
+            return Err(Error::InvalidArgument);
+        }
+        check_len(lo, d)?;
+        check_len(hi, d)?;
+        let mut log_prior = 0.0;
+        let (mut l, mut h) = ([0.0; MAX_DIM], [0.0; MAX_DIM]);
+        for i in 0..d {
+            let width = hi[i] - lo[i];
+            if !lo[i].is_finite() || !hi[i].is_finite() || !width.is_finite() {
+                return Err(Error::NonFinite);
+            }
+            // The draws are in T: the box must be representable and non-empty there.
+            let (lt, ht) = (T::from_f64(lo[i]), T::from_f64(hi[i]));
+            if !(width > 0.0) || !(ht > lt) || !(ht - lt).to_f64().is_finite() {
+                return Err(Error::InvalidArgument);
+            }
+            log_prior -= libm::log(width);
+            l[i] = lo[i];
+            h[i] = hi[i];
+        }
+        let cap = cfg.capacity();
+        check_min(buf.theta, cap * d)?;
+        let st = RefineState {
+            template: *template,
+            cfg: *cfg,
+            lo: l,
+            hi: h,
+            log_prior,
+            rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed),
+            n: 0,
+            calls: 0,
+            round_start: 0,
+            pending: 0,
+            asked: false,
+            proposals: [None; MAX_ROUNDS],
+            rounds: 0,
+            reports: [None; MAX_ROUNDS],
+            status: RefineStatus::Running,
+            final_slot: 0,
+            final_k_hat: None,
+            last: None,
+            evidence: Evidence::default(),
+        };
+        Ok(Refiner { st, buf })
+    }
+
+    /// Continues a refinement from a state taken with [`state`](Self::state) (or
+    /// [`into_state`](Self::into_state)) and the same buffers, unchanged since: the buffers
+    /// hold the samples, their likelihoods and the stored proposals.
+    pub fn resume(state: RefineState, buf: RefineBuffers<'b, T>) -> Result<Self, Error> {
+        let need = state.cfg.capacity().saturating_mul(state.template.dim);
+        check_min(buf.theta, need)?;
+        Ok(Refiner { st: state, buf })
+    }
+
+    /// The state between calls.
+    pub fn state(&self) -> &RefineState {
+        &self.st
+    }
+
+    /// Gives the state back and ends the borrow of the buffers.
+    pub fn into_state(self) -> RefineState {
+        self.st
+    }
+
+    /// Where the loop stands.
+    pub fn status(&self) -> RefineStatus {
+        self.st.status
+    }
+
+    /// Likelihood calls so far.
+    pub fn calls(&self) -> usize {
+        self.st.calls
+    }
+
+    /// Reports of the rounds finished so far, in order.
+    pub fn rounds(&self) -> impl Iterator<Item = &RoundReport> {
+        self.st.reports.iter().flatten()
+    }
+
+    /// Every sample so far (`n·D`) with its log-likelihood (−∞ for draws outside the box).
+    pub fn samples(&self) -> (&[T], &[f64]) {
+        let d = self.st.template.dim;
+        (
+            &self.buf.theta[..self.st.n * d],
+            &self.buf.log_l[..self.st.n],
+        )
+    }
+
+    /// Draws the next round and returns the θ (`m·D`, all inside the box) whose
+    /// log-likelihoods [`tell`](Self::tell) expects, in this order. Calling `ask` again
+    /// before `tell` returns the same batch. `InvalidArgument` once the loop has finished.
+    pub fn ask(&mut self) -> Result<&[T], Error> {
+        if self.st.status != RefineStatus::Running {
+            return Err(Error::InvalidArgument);
+        }
+        let d = self.st.template.dim;
+        if !self.st.asked {
+            self.draw_round()?;
+            self.st.asked = true;
+        }
+        let s = self.st.round_start;
+        Ok(&self.buf.theta[s * d..(s + self.st.pending) * d])
+    }
+
+    /// Takes the log-likelihoods of the batch [`ask`](Self::ask) handed out (`m` values),
+    /// weighs every sample, and either fits the next proposal or finishes. −∞ is a valid zero
+    /// likelihood; NaN and +∞ follow `cfg.policy` (`NonFinite`, with nothing stored, or a
+    /// zero weight). `LengthMismatch` for a wrong length, `InvalidArgument` without a batch
+    /// outstanding: in both cases nothing changes and the same `tell` can be repeated.
+    pub fn tell(&mut self, log_l: &[f64]) -> Result<RoundReport, Error> {
+        if self.st.status != RefineStatus::Running || !self.st.asked {
+            return Err(Error::InvalidArgument);
+        }
+        check_len(log_l, self.st.pending)?;
+        if self.st.cfg.policy == NonFinitePolicy::Error && log_l.iter().any(|&v| refused(v)) {
+            return Err(Error::NonFinite);
+        }
+        let s = self.st.round_start;
+        self.buf.log_l[s..s + self.st.pending].copy_from_slice(log_l);
+        self.accept_batch()
+    }
+
+    /// Accepts the values in the ℓ column of the outstanding batch (NaN/+∞ per the policy)
+    /// and finishes the round.
+    fn accept_batch(&mut self) -> Result<RoundReport, Error> {
+        let (s, m) = (self.st.round_start, self.st.pending);
+        let told = &mut self.buf.log_l[s..s + m];
+        if self.st.cfg.policy == NonFinitePolicy::Error && told.iter().any(|&v| refused(v)) {
+            return Err(Error::NonFinite);
+        }
+        for v in told.iter_mut().filter(|v| refused(**v)) {
+            *v = f64::NEG_INFINITY;
+        }
+        self.st.calls += m;
+        self.st.pending = 0;
+        self.st.asked = false;
+        let round = self.st.rounds;
+        self.st.rounds += 1;
+        self.finish_round(round)
+    }
+
+    /// The returned model once finished: its shape and parameters.
+    pub fn model(&self) -> Result<(Shape, &[T]), Error> {
+        if self.st.status == RefineStatus::Running {
+            return Err(Error::InvalidArgument);
+        }
+        self.slot(self.st.final_slot)
+    }
+
+    /// The final report (`InvalidArgument` while running).
+    pub fn report(&self) -> Result<RefineReport, Error> {
+        let p = self.st.proposals[self.st.final_slot].ok_or(Error::InvalidArgument)?;
+        let s = self.st.last.ok_or(Error::InvalidArgument)?;
+        if self.st.status == RefineStatus::Running {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(RefineReport {
+            status: self.st.status,
+            rounds: self.st.rounds,
+            calls: self.st.calls,
+            draws: self.st.n,
+            log_z: s.log_z,
+            log_z_se: s.log_z_se,
+            ess: s.ess,
+            k_hat: self.st.final_k_hat,
+            shape: p.shape,
+            train: p.train.ok_or(Error::InvalidArgument)?,
+            beta: p.beta,
+        })
+    }
+
+    fn slot(&self, r: usize) -> Result<(Shape, &[T]), Error> {
+        let p = self.st.proposals[r].ok_or(Error::InvalidArgument)?;
+        let stride = self
+            .st
+            .cfg
+            .fit
+            .base
+            .max_shape(&self.st.template)
+            .param_len();
+        let params = &self.buf.models[r * stride..r * stride + p.shape.param_len()];
+        Ok((p.shape, params))
+    }
+
+    /// Draws this round's samples, moves the ones inside the box to the front and records
+    /// them as the pending batch. Round r draws from proposal r (r = 0: the prior).
+    fn draw_round(&mut self) -> Result<(), Error> {
+        let d = self.st.template.dim;
+        let r = self.st.rounds;
+        // Round 0's size is configured; later sizes were fixed when their proposal was fitted
+        // (its term in every earlier sample's mixture uses it).
+        let want = match self.st.proposals[r] {
+            Some(p) if r > 0 => p.draws,
+            _ => self.st.cfg.initial_samples,
+        };
+        let m = want
+            .min(self.st.cfg.max_calls - self.st.calls)
+            .min(self.st.cfg.capacity() - self.st.n);
+        if m == 0 {
+            return Err(Error::InvalidArgument);
+        }
+        let (s, e) = (self.st.n, self.st.n + m);
+        if r == 0 {
+            let mut draws = crate::rng::Draws::new(&mut self.st.rng);
+            for row in self.buf.theta[s * d..e * d].chunks_exact_mut(d) {
+                for (k, v) in row.iter_mut().enumerate() {
+                    let u = draws.uniform();
+                    // Rounded to T and clamped so the draw stays inside the box in T too.
+                    let x = T::from_f64(self.st.lo[k] + (self.st.hi[k] - self.st.lo[k]) * u);
+                    *v = clamp_to(x, self.st.lo[k], self.st.hi[k]);
+                }
+            }
+            self.buf.log_own[s..e].fill(self.st.log_prior);
+        } else {
+            let (shape, _) = self.slot(r)?;
+            let stride = self
+                .st
+                .cfg
+                .fit
+                .base
+                .max_shape(&self.st.template)
+                .param_len();
+            let params = &self.buf.models[r * stride..r * stride + shape.param_len()];
+            let flow = Flow::new(shape, params)?;
+            flow.sample(
+                &mut self.st.rng,
+                &mut self.buf.theta[s * d..e * d],
+                &mut self.buf.log_q[s..e],
+                self.buf.eval_ws,
+            )?;
+            for (o, &q) in self.buf.log_own[s..e].iter_mut().zip(&self.buf.log_q[s..e]) {
+                *o = q.to_f64();
+            }
+        }
+        // Inside first (order within a round does not matter to the weights).
+        let mut inside = s;
+        for i in s..e {
+            if self.in_box(&self.buf.theta[i * d..(i + 1) * d]) {
+                if i != inside {
+                    for k in 0..d {
+                        self.buf.theta.swap(inside * d + k, i * d + k);
+                    }
+                    self.buf.log_own.swap(inside, i);
+                }
+                inside += 1;
+            }
+        }
+        for v in &mut self.buf.log_l[inside..e] {
+            *v = f64::NEG_INFINITY;
+        }
+        if let Some(p) = self.st.proposals[r].as_mut() {
+            p.draws = m;
+        } else {
+            self.st.proposals[r] = Some(Proposal {
+                shape: self.st.template,
+                draws: m,
+                beta: 0.0,
+                train: None,
+                train_ess: 0.0,
+            });
+        }
+        // The new samples' mixture term: every earlier proposal and this one.
+        self.st.n = e;
+        self.st.round_start = s;
+        self.st.pending = inside - s;
+        // Nothing inside the box is possible: an empty batch is still a round, told with
+        // no values.
+        self.mixture_for_new(s, e, r)
+    }
+
+    fn in_box(&self, row: &[T]) -> bool {
+        row.iter()
+            .enumerate()
+            .all(|(k, &v)| v.to_f64() >= self.st.lo[k] && v.to_f64() <= self.st.hi[k])
+    }
+
+    /// log Σₛ nₛ gₛ(θᵢ) for the new samples s..e over proposals 0..=r (proposal r's size
+    /// is already set).
+    fn mixture_for_new(&mut self, s: usize, e: usize, r: usize) -> Result<(), Error> {
+        for i in s..e {
+            self.buf.log_mix[i] = f64::NEG_INFINITY;
+        }
+        for q in 0..=r {
+            self.add_proposal_terms(q, s, e)?;
+        }
+        Ok(())
+    }
+
+    /// Adds ln n_q + log g_q(θᵢ) to the running log-sum of samples s..e.
+    fn add_proposal_terms(&mut self, q: usize, s: usize, e: usize) -> Result<(), Error> {
+        if s == e {
+            return Ok(());
+        }
+        let d = self.st.template.dim;
+        let p = self.st.proposals[q].ok_or(Error::InvalidArgument)?;
+        let ln_n = libm::log(p.draws as f64);
+        if q == 0 {
+            for i in s..e {
+                let lp = if self.in_box(&self.buf.theta[i * d..(i + 1) * d]) {
+                    self.st.log_prior
+                } else {
+                    f64::NEG_INFINITY
+                };
+                self.buf.log_mix[i] = log_add(self.buf.log_mix[i], ln_n + lp);
+            }
+            return Ok(());
+        }
+        let stride = self
+            .st
+            .cfg
+            .fit
+            .base
+            .max_shape(&self.st.template)
+            .param_len();
+        let params = &self.buf.models[q * stride..q * stride + p.shape.param_len()];
+        let flow = Flow::new(p.shape, params)?;
+        flow.log_prob(
+            &self.buf.theta[s * d..e * d],
+            &mut self.buf.log_q[s..e],
+            self.buf.eval_ws,
+        )?;
+        for i in s..e {
+            let lq = self.buf.log_q[i].to_f64();
+            if lq.is_nan() || lq == f64::INFINITY {
+                return Err(Error::NonFinite);
+            }
+            self.buf.log_mix[i] = log_add(self.buf.log_mix[i], ln_n + lq);
+        }
+        Ok(())
+    }
+
+    /// log wᵢ(β) = β ℓᵢ + log π(θᵢ) − log Φ(θᵢ) into `log_w[..n]` (−∞ outside the box).
+    fn log_weights(&mut self, beta: f64) {
+        let ln_n = libm::log(self.st.n as f64);
+        for i in 0..self.st.n {
+            let l = self.buf.log_l[i];
+            self.buf.log_w[i] = if l == f64::NEG_INFINITY {
+                f64::NEG_INFINITY
+            } else {
+                beta * l + self.st.log_prior - self.buf.log_mix[i] + ln_n
+            };
+        }
+    }
+
+    fn kish_ess(&mut self, beta: f64) -> f64 {
+        self.log_weights(beta);
+        let w = &self.buf.log_w[..self.st.n];
+        let max = w.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        if max == f64::NEG_INFINITY {
+            return 0.0;
+        }
+        let (s, s2) = w.iter().fold((0.0, 0.0), |(a, b), &v| {
+            let e = libm::exp(v - max);
+            (a + e, b + e * e)
+        });
+        s * s / s2
+    }
+
+    /// The next β: the largest in [β_prev, 1] whose weights keep ESS ≥ target (bisection).
+    fn next_beta(&mut self, prev: f64, target: f64) -> f64 {
+        if self.kish_ess(1.0) >= target {
+            return 1.0;
+        }
+        let (mut a, mut b) = (prev, 1.0);
+        for _ in 0..50 {
+            let mid = 0.5 * (a + b);
+            if self.kish_ess(mid) >= target {
+                a = mid;
+            } else {
+                b = mid;
+            }
+        }
+        a
+    }
+
+    fn finish_round(&mut self, round: usize) -> Result<RoundReport, Error> {
+        let this = self.st.proposals[round].ok_or(Error::InvalidArgument)?;
+        // All samples' deterministic-mixture weights at β = 1: the ESS the next fit sees, and
+        // the fallback evidence estimate.
+        self.log_weights(1.0);
+        let mixture =
+            diagnostics::importance_summary(&self.buf.log_w[..self.st.n], self.buf.scratch)?;
+        // This round on its own: plain importance sampling from its proposal, which did not
+        // see these draws (unbiased), and its k̂ against the posterior.
+        let (s, e) = (self.st.round_start, self.st.n);
+        for i in s..e {
+            let l = self.buf.log_l[i];
+            self.buf.log_w[i - s] = if l == f64::NEG_INFINITY {
+                f64::NEG_INFINITY
+            } else {
+                l + self.st.log_prior - self.buf.log_own[i]
+            };
+        }
+        let own = diagnostics::importance_summary(&self.buf.log_w[..e - s], self.buf.scratch);
+        let k_hat = own.ok().and_then(|o| o.k_hat).unwrap_or(f64::INFINITY);
+        if let Ok(o) = own {
+            if k_hat <= RELIABLE_K_HAT {
+                self.st.evidence.add(o.log_z, o.log_z_se);
+            }
+        }
+        let (log_z, log_z_se) = self
+            .st
+            .evidence
+            .estimate()
+            .unwrap_or((mixture.log_z, mixture.log_z_se));
+        let summary = Summary {
+            log_z,
+            log_z_se,
+            ess: mixture.ess,
+        };
+        let prev_log_z = self.st.last.map(|l| l.log_z);
+        self.st.last = Some(summary);
+
+        let beta = this.beta;
+        let target = self.st.cfg.ess_fraction * this.draws as f64;
+        let next_beta = self.next_beta(beta, target);
+        let train = this.train;
+        let report = RoundReport {
+            round,
+            calls: self.st.calls,
+            draws: self.st.n,
+            beta,
+            next_beta,
+            log_z: summary.log_z,
+            log_z_se: summary.log_z_se,
+            ess: summary.ess,
+            k_hat,
+            own_log_z: own.map_or(f64::NAN, |o| o.log_z),
+            evidence_rounds: self.st.evidence.rounds,
+            components: if round == 0 {
+                0
+            } else {
+                this.shape.components()
+            },
+            epochs: train.map_or(0, |t| t.epochs),
+            best_epoch: train.map_or(0, |t| t.best_epoch),
+            still_improving: train.is_some_and(|t| t.still_improving()),
+        };
+        self.st.reports[round] = Some(report);
+
+        // The proposal must have been fitted at β = 1 on weights of ESS ≥ target: the
+        // returned model then saw all the data the targets ask for, and this round (a check
+        // round) measured its k̂ on fresh draws.
+        let converged = round > 0
+            && beta >= 1.0
+            && this.train_ess >= self.st.cfg.target_ess
+            && k_hat <= self.st.cfg.max_k_hat
+            && prev_log_z.is_some_and(|p| libm::fabs(summary.log_z - p) <= self.st.cfg.log_z_tol);
+        if converged {
+            self.st.status = RefineStatus::Converged;
+            self.st.final_slot = round;
+            self.st.final_k_hat = Some(k_hat);
+            return Ok(report);
+        }
+        let calls_left = self.st.cfg.max_calls - self.st.calls;
+        let room = self.st.cfg.capacity() - self.st.n;
+        let next = round + 1;
+        let out_of_budget = calls_left < self.st.cfg.samples_per_round / 4 + 1 || room == 0;
+        let out_of_rounds = next >= self.st.cfg.max_rounds;
+        self.fit_proposal(
+            next.min(self.st.cfg.max_rounds - 1),
+            round,
+            next_beta,
+            summary.ess,
+        )?;
+        if out_of_budget || out_of_rounds {
+            self.st.status = if out_of_budget {
+                RefineStatus::BudgetExhausted
+            } else {
+                RefineStatus::MaxRounds
+            };
+            self.st.final_slot = next.min(self.st.cfg.max_rounds - 1);
+            self.st.final_k_hat = None;
+            return Ok(report);
+        }
+        // The new proposal's term for every sample drawn so far; its size is the next round's:
+        // a short check round once the fit saw enough data, a full round otherwise.
+        let size = if next_beta >= 1.0 && summary.ess >= self.st.cfg.target_ess {
+            self.st.cfg.check_samples
+        } else {
+            self.st.cfg.samples_per_round
+        };
+        let m = size.min(calls_left).min(room);
+        if let Some(p) = self.st.proposals[next].as_mut() {
+            p.draws = m;
+        }
+        self.add_proposal_terms(next, 0, self.st.n)?;
+        Ok(report)
+    }
+
+    /// Fits proposal `slot` at `beta` on every sample so far: fresh while tempering, warm from
+    /// proposal `prev` at β = 1 when `warm_start` is on and `prev` was fitted at β = 1.
+    fn fit_proposal(&mut self, slot: usize, prev: usize, beta: f64, ess: f64) -> Result<(), Error> {
+        let d = self.st.template.dim;
+        let n = self.st.n;
+        self.log_weights(beta);
+        let max = self.buf.log_w[..n]
+            .iter()
+            .fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        if max == f64::NEG_INFINITY {
+            return Err(Error::DegenerateWeights);
+        }
+        let mut sum = 0.0;
+        for i in 0..n {
+            sum += libm::exp(self.buf.log_w[i] - max);
+        }
+        let scale = n as f64 / sum;
+        for i in 0..n {
+            let w = libm::exp(self.buf.log_w[i] - max) * scale;
+            // Weights below e^-745 relative are zero in f64 anyway.
+            self.buf.weights[i] = if self.buf.log_w[i] - max < LN_EPS {
+                T::ZERO
+            } else {
+                T::from_f64(w)
+            };
+        }
+        let mut cfg = self.st.cfg.fit;
+        cfg.train.seed =
+            cfg.train.seed ^ (self.st.cfg.seed.wrapping_mul(0x9e37_79b9)) ^ slot as u64;
+        cfg.em.seed ^= slot as u64;
+        cfg.init_seed ^= slot as u64;
+        let stride = cfg.base.max_shape(&self.st.template).param_len();
+        let warm = self.st.cfg.warm_start
+            && beta >= 1.0
+            && self.st.proposals[prev].is_some_and(|p| p.beta >= 1.0 && p.train.is_some());
+        let samples = &self.buf.theta[..n * d];
+        let weights = &self.buf.weights[..n];
+        let (shape, report) = if warm {
+            let prev_shape = self.st.proposals[prev]
+                .map(|p| p.shape)
+                .ok_or(Error::InvalidArgument)?;
+            let p = prev_shape.param_len();
+            self.buf
+                .models
+                .copy_within(prev * stride..prev * stride + p, slot * stride);
+            let fb = FitBuffers::split(
+                &self.st.template,
+                &cfg,
+                n,
+                self.buf.fit_reals,
+                self.buf.order,
+                self.buf.fit_em,
+            )?;
+            let t = fb.train;
+            let tb = TrainBuffers {
+                grad: &mut t.grad[..p],
+                adam_state: &mut t.adam_state[..2 * p],
+                best: &mut t.best[..p],
+                workspace: t.workspace,
+                batch_theta: t.batch_theta,
+                batch_weights: t.batch_weights,
+                batch_out: t.batch_out,
+                order: t.order,
+            };
+            let params = &mut self.buf.models[slot * stride..slot * stride + p];
+            let rep = train(
+                &prev_shape,
+                params,
+                samples,
+                weights,
+                &cfg.train,
+                tb,
+                |_| true,
+            )?;
+            (prev_shape, rep)
+        } else {
+            let fb = FitBuffers::split(
+                &self.st.template,
+                &cfg,
+                n,
+                self.buf.fit_reals,
+                self.buf.order,
+                self.buf.fit_em,
+            )?;
+            let params = &mut self.buf.models[slot * stride..(slot + 1) * stride];
+            let rep = fit(
+                &self.st.template,
+                &cfg,
+                params,
+                samples,
+                weights,
+                fb,
+                |_| true,
+            )?;
+            (rep.shape, rep.train)
+        };
+        self.st.proposals[slot] = Some(Proposal {
+            shape,
+            draws: 0,
+            beta,
+            train: Some(report),
+            train_ess: if beta >= 1.0 { ess } else { 0.0 },
+        });
+        Ok(())
+    }
+}
+
+fn clamp_to<T: Real>(x: T, lo: f64, hi: f64) -> T {
+    let v = x.to_f64();
+    if v < lo {
+        T::from_f64(lo)
+    } else if v > hi {
+        T::from_f64(hi)
+    } else {
+        x
+    }
+}
+
+/// Runs a refinement to the end with a batched likelihood: `log_likelihood(θ, out)` gets up
+/// to `batch` samples (`m·D`, all inside the box) and fills one ln L per sample, returning
+/// `false` to abort (`Error::Callback`); `on_round` sees every round's report and returns
+/// `false` to stop early (`Error::Callback`). Returns the final report; the model is
+/// [`Refiner::model`].
+pub fn refine<T: Real, L, P>(
+    refiner: &mut Refiner<'_, T>,
+    batch: usize,
+    mut log_likelihood: L,
+    mut on_round: P,
+) -> Result<RefineReport, Error>
+where
+    L: FnMut(&[T], &mut [f64]) -> bool,
+    P: FnMut(&RoundReport) -> bool,
+{
+    if batch == 0 {
+        return Err(Error::InvalidArgument);
+    }
+    let d = refiner.st.template.dim;
+    while refiner.status() == RefineStatus::Running {
+        let m = refiner.ask()?.len() / d;
+        let s = refiner.st.round_start;
+        // The values go straight into the refiner's ℓ column, then are accepted as by `tell`.
+        let buf = &mut refiner.buf;
+        for (rows, out) in buf.theta[s * d..(s + m) * d]
+            .chunks(batch * d)
+            .zip(buf.log_l[s..s + m].chunks_mut(batch))
+        {
+            if !log_likelihood(rows, out) {
+                return Err(Error::Callback);
+            }
+        }
+        let report = refiner.accept_batch()?;
+        if !on_round(&report) {
+            return Err(Error::Callback);
+        }
+    }
+    refiner.report()
+}
