@@ -3,7 +3,7 @@
 //! | offset | bytes | field |
 //! |---:|---:|---|
 //! | 0 | 4 | magic `LWFM` |
-//! | 4 | 2 | format version (u16, currently 2) |
+//! | 4 | 2 | format version (u16, currently 3; version 2 is read too) |
 //! | 6 | 1 | float width in bytes (4 or 8) |
 //! | 7 | 1 | base kind (0 standard normal, 1 Gaussian, 2 mixture) |
 //! | 8 | 4 | dim D (u32) |
@@ -12,14 +12,17 @@
 //! | 20 | 4 | coupling layers L (u32) |
 //! | 24 | 4 | base components K (u32; 1 for Gaussian bases) |
 //! | 28 | 1 | activation (0 ReLU, 1 tanh) |
-//! | 29 | 3 | reserved, zero |
+//! | 29 | 1 | outer maps (version 3): bit 0 affine standardisation, bit 1 box; other bits zero. Zero in version 2 |
+//! | 30 | 2 | reserved, zero |
 //! | 32 | 4 | soft-clamp bound (f32) |
 //! | 36 | 4 | parameter count P (u32) |
 //! | 40 | P·width | parameters, in the flat-slice order (dense weights input-major) |
 //! | 40 + P·width | 4 | CRC-32 (IEEE 802.3, as zlib's `crc32`) of every byte before it |
 //!
 //! [`load`] checks, in order: length ≥ header, magic, version, float width, total length,
-//! checksum, header fields, finiteness of every parameter; the first failure is returned as
+//! checksum, header fields, finiteness of every parameter, the outer maps' parameters (a
+//! positive diagonal of the affine map, lo < hi with a finite width for the box, in the width
+//! being loaded); the first failure is returned as
 //! [`FormatError`] and nothing is written to the output.
 
 use crate::error::{check_len, Error, FormatError};
@@ -30,9 +33,11 @@ use crate::shape::{Activation, BaseKind, Shape};
 pub const HEADER_LEN: usize = 40;
 /// Magic bytes.
 pub const MAGIC: [u8; 4] = *b"LWFM";
-/// The format version this build writes and reads. Version 1 (before 0.1 was released) stored
-/// dense weights output-major; it is refused as an unknown version.
-pub const FORMAT_VERSION: u16 = 2;
+/// The format version this build writes. It reads this one and version 2 (the same layout
+/// before the outer maps existed: its byte 29 is zero, so a version-2 file loads as the same
+/// model it always was). Version 1 (before 0.1 was released) stored dense weights
+/// output-major; it is refused as an unknown version.
+pub const FORMAT_VERSION: u16 = 3;
 
 const CRC_TABLE: [u32; 256] = {
     let mut table = [0u32; 256];
@@ -104,6 +109,7 @@ pub fn save<T: Real>(shape: &Shape, params: &[T], out: &mut [u8]) -> Result<usiz
         Activation::Relu => 0,
         Activation::Tanh => 1,
     };
+    out[29] = u8::from(shape.affine) | (u8::from(shape.bounded) << 1);
     out[32..36].copy_from_slice(&shape.clamp.to_le_bytes());
     out[36..40].copy_from_slice(&(params.len() as u32).to_le_bytes());
     let body_end = len - 4;
@@ -127,7 +133,8 @@ pub fn inspect(bytes: &[u8]) -> Result<(Shape, usize), Error> {
     if bytes[0..4] != MAGIC {
         return Err(FormatError::BadMagic.into());
     }
-    if u16::from_le_bytes([bytes[4], bytes[5]]) != FORMAT_VERSION {
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if version != FORMAT_VERSION && version != 2 {
         return Err(FormatError::UnsupportedVersion.into());
     }
     let width = bytes[6] as usize;
@@ -161,7 +168,8 @@ pub fn inspect(bytes: &[u8]) -> Result<(Shape, usize), Error> {
         1 => Activation::Tanh,
         _ => return Err(FormatError::BadHeader.into()),
     };
-    if bytes[29..32] != [0, 0, 0] {
+    let outer = bytes[29];
+    if bytes[30..32] != [0, 0] || outer & !3 != 0 || (version == 2 && outer != 0) {
         return Err(FormatError::BadHeader.into());
     }
     let shape = Shape {
@@ -172,6 +180,8 @@ pub fn inspect(bytes: &[u8]) -> Result<(Shape, usize), Error> {
         base,
         activation,
         clamp: f32::from_le_bytes([bytes[32], bytes[33], bytes[34], bytes[35]]),
+        affine: outer & 1 != 0,
+        bounded: outer & 2 != 0,
     };
     shape.validate().map_err(|_| FormatError::BadHeader)?;
     if shape.param_len() != n_params {
@@ -184,7 +194,21 @@ pub fn inspect(bytes: &[u8]) -> Result<(Shape, usize), Error> {
     {
         return Err(FormatError::NonFiniteParameter.into());
     }
+    if !outer_valid::<f64>(&shape, body, width) {
+        return Err(FormatError::BadHeader.into());
+    }
     Ok((shape, width))
+}
+
+/// The outer maps' stored parameters, read as `T`, are valid (`flow::outer::valid`).
+fn outer_valid<T: Real>(shape: &Shape, body: &[u8], width: usize) -> bool {
+    let tail = shape.flow_param_len() + shape.base_param_len();
+    crate::flow::outer::valid(shape, |i| {
+        let at = (tail + i) * width;
+        body.get(at..at + width)
+            .and_then(|c| T::read_le(c, width))
+            .unwrap_or(T::ZERO)
+    })
 }
 
 struct T64;
@@ -206,6 +230,10 @@ pub fn load<T: Real>(bytes: &[u8], params: &mut [T]) -> Result<Shape, Error> {
         .any(|c| !T::read_le(c, width).is_some_and(|v| v.is_finite()))
     {
         return Err(FormatError::NonFiniteParameter.into());
+    }
+    // The box or affine map must stay valid in T too (an f64 box may collapse in f32).
+    if !outer_valid::<T>(&shape, body, width) {
+        return Err(FormatError::BadHeader.into());
     }
     for (p, c) in params.iter_mut().zip(body.chunks_exact(width)) {
         *p = T::read_le(c, width).unwrap_or(T::ZERO);

@@ -54,6 +54,88 @@ pub fn init_params<T: Real, R: Rng>(
             *v = T::from_f64(draws.normal());
         }
     }
+    // Outer maps: the identity affine map, and the unit box [0, 1]^D as a placeholder for
+    // `set_box`.
+    let d = shape.dim;
+    let tail = shape.flow_param_len() + shape.base_param_len();
+    let (affine, bounds) = params[tail..].split_at_mut(shape.affine_param_len());
+    if shape.affine {
+        for i in 0..d {
+            affine[d + i * (i + 1) / 2 + i] = T::ONE;
+        }
+    }
+    if shape.bounded {
+        bounds[d..].iter_mut().for_each(|v| *v = T::ONE);
+    }
+    Ok(())
+}
+
+/// Sets the affine standardisation y = shift + L·u of a shape with [`Shape::affine`]:
+/// `shift` (D) and the lower-triangular `chol` packed row by row (D(D+1)/2 values, a
+/// positive diagonal). `InvalidArgument` without the map or for a diagonal entry ≤ 0 (also
+/// after rounding to `T`), `NonFinite` for NaN/∞; nothing is written on error.
+pub fn set_affine<T: Real>(
+    shape: &Shape,
+    params: &mut [T],
+    shift: &[f64],
+    chol: &[f64],
+) -> Result<(), Error> {
+    shape.validate()?;
+    check_len(params, shape.param_len())?;
+    if !shape.affine {
+        return Err(Error::InvalidArgument);
+    }
+    let d = shape.dim;
+    check_len(shift, d)?;
+    check_len(chol, d * (d + 1) / 2)?;
+    if !all_finite(shift) || !all_finite(chol) {
+        return Err(Error::NonFinite);
+    }
+    let vals = |i: usize| T::from_f64(if i < d { shift[i] } else { chol[i - d] });
+    if (0..d + chol.len()).any(|i| !vals(i).is_finite())
+        || !crate::flow::outer::valid(&shape.with_bounded(false), vals)
+    {
+        return Err(Error::InvalidArgument);
+    }
+    let tail = shape.flow_param_len() + shape.base_param_len();
+    for (i, p) in params[tail..tail + d + chol.len()].iter_mut().enumerate() {
+        *p = vals(i);
+    }
+    Ok(())
+}
+
+/// Sets the box [lo, hi] of a shape with [`Shape::bounded`]. `InvalidArgument` without a box,
+/// for lo ≥ hi or a width that overflows (also after rounding to `T`), `NonFinite` for
+/// NaN/∞ bounds; nothing is written on error.
+pub fn set_box<T: Real>(
+    shape: &Shape,
+    params: &mut [T],
+    lo: &[f64],
+    hi: &[f64],
+) -> Result<(), Error> {
+    shape.validate()?;
+    check_len(params, shape.param_len())?;
+    if !shape.bounded {
+        return Err(Error::InvalidArgument);
+    }
+    let d = shape.dim;
+    check_len(lo, d)?;
+    check_len(hi, d)?;
+    if !all_finite(lo) || !all_finite(hi) {
+        return Err(Error::NonFinite);
+    }
+    let vals = |i: usize| T::from_f64(if i < d { lo[i] } else { hi[i - d] });
+    let only_box = Shape {
+        affine: false,
+        ..*shape
+    };
+    if (0..2 * d).any(|i| !vals(i).is_finite()) || !crate::flow::outer::valid(&only_box, vals) {
+        return Err(Error::InvalidArgument);
+    }
+    let at = shape.param_len() - 2 * d;
+    for (i, p) in params[at..].iter_mut().enumerate() {
+        *p = vals(i);
+    }
     Ok(())
 }
 

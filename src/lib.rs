@@ -59,7 +59,9 @@ pub mod train;
 
 pub use error::{Error, FormatError, ShapeError};
 pub use flow::Flow;
-pub use init::{init_params, latent_index, set_gaussian_base, set_mixture_base};
+pub use init::{
+    init_params, latent_index, set_affine, set_box, set_gaussian_base, set_mixture_base,
+};
 pub use optim::adam::Adam;
 pub use rand_core;
 pub use real::Real;

@@ -73,6 +73,15 @@ pub struct Shape {
     pub activation: Activation,
     /// Soft-clamp bound of the log-scale (0 = off, exact normflows behaviour).
     pub clamp: f32,
+    /// An affine standardisation y = μ + L·u, L lower-triangular with a positive diagonal,
+    /// between the couplings' output u and θ (or the box map): a correlated or far-off
+    /// posterior starts as a whitened one. Parameters μ\[D\], then L packed row by row
+    /// (D(D+1)/2 values), after the base's; never trained.
+    pub affine: bool,
+    /// The flow lives on a box \[lo, hi\]: the outermost bijection maps each coordinate of R
+    /// onto (lo_d, hi_d) by a scaled logistic, θ = lo + (hi − lo)·σ(y), so q has support
+    /// exactly the box. Parameters lo\[D\], then hi\[D\], last; never trained.
+    pub bounded: bool,
 }
 
 impl Shape {
@@ -87,7 +96,27 @@ impl Shape {
             base: BaseKind::Gaussian,
             activation: Activation::Relu,
             clamp: 3.0,
+            affine: false,
+            bounded: false,
         }
+    }
+
+    /// The same shape with (or without) the affine standardisation.
+    pub const fn with_affine(mut self, affine: bool) -> Self {
+        self.affine = affine;
+        self
+    }
+
+    /// The same shape with (or without) the bounded support on a box.
+    pub const fn with_bounded(mut self, bounded: bool) -> Self {
+        self.bounded = bounded;
+        self
+    }
+
+    /// The same shape without the outer maps (affine and box): the couplings and base alone,
+    /// whose parameters are a prefix of this shape's.
+    pub const fn inner(self) -> Self {
+        self.with_affine(false).with_bounded(false)
     }
 
     /// The same shape with another base.
@@ -221,9 +250,32 @@ impl Shape {
         }
     }
 
-    /// Length of the flat parameter slice (flow, then base).
+    /// Parameters of the affine standardisation: μ\[D\] and the packed L (0 without it).
+    pub const fn affine_param_len(&self) -> usize {
+        if self.affine {
+            let tri = self.dim.saturating_mul(self.dim.saturating_add(1)) / 2;
+            self.dim.saturating_add(tri)
+        } else {
+            0
+        }
+    }
+
+    /// Parameters of the box: lo\[D\] and hi\[D\] (0 when unbounded).
+    pub const fn box_param_len(&self) -> usize {
+        if self.bounded {
+            self.dim.saturating_mul(2)
+        } else {
+            0
+        }
+    }
+
+    /// Length of the flat parameter slice: couplings, base, then the affine map and the box
+    /// (the last two only when present; they are never trained).
     pub const fn param_len(&self) -> usize {
-        self.flow_param_len().saturating_add(self.base_param_len())
+        self.flow_param_len()
+            .saturating_add(self.base_param_len())
+            .saturating_add(self.affine_param_len())
+            .saturating_add(self.box_param_len())
     }
 
     /// Length of the Adam state (first and second moments).

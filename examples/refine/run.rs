@@ -65,6 +65,12 @@ pub fn config(task: Task, seed: u64) -> RefineConfig {
     if let Some(v) = env("T_BUDGET") {
         c.max_calls = v as usize;
     }
+    if let Some(v) = env("T_BOUNDED") {
+        c.bounded = v > 0.0;
+    }
+    if let Some(v) = env("T_AFFINE") {
+        c.affine = v > 0.0;
+    }
     if let Some(v) = env("T_WARM") {
         c.warm_start = v > 0.0;
     }

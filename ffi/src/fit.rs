@@ -369,6 +369,9 @@ unsafe fn carve<'a>(work: *mut c_void, wl: &WorkLayout) -> Result<Work<'a>, LwfS
             em_means,
             em_sds,
             em_scratch,
+            // The C ABI's shapes have no outer maps (yet).
+            outer_samples: &mut [],
+            cov: &mut [],
         },
         weights,
         log_l,

@@ -369,6 +369,7 @@ pub unsafe extern "C" fn lwf_model_load(
         // SAFETY: forwarded contract.
         let bytes = unsafe { input(bytes, bytes_len) }?;
         let (shape, _) = lwflow::format::inspect(bytes)?;
+        LwfShape::from_file(&shape)?;
         // SAFETY: forwarded contract.
         let (mem, layout) = unsafe { prepare_memory(mem, mem_len, &shape, out_model) }?;
         // `bytes` is only read, and `mem` is not yet viewed as a slice: check before writing.

@@ -85,11 +85,23 @@ impl LwfShape {
             base,
             activation,
             clamp,
+            affine: false,
+            bounded: false,
         };
         shape.validate().map_err(|_| LWF_INVALID_SHAPE)?;
         // The model layout adds to the core's sizes; it must not overflow either.
         layout(&shape)?;
         Ok(shape)
+    }
+
+    /// The C mirror of a core shape read from a model file, or `LWF_BAD_FORMAT` for a shape
+    /// the C ABI cannot hold yet: models with the outer maps of format version 3 (affine
+    /// standardisation, box support) are refused rather than loaded without them.
+    pub(crate) fn from_file(shape: &Shape) -> Result<LwfShape, LwfStatus> {
+        if shape.affine || shape.bounded {
+            return Err(LWF_BAD_FORMAT);
+        }
+        Ok(LwfShape::from_core(shape))
     }
 
     /// The C mirror of a (valid) core shape.

@@ -7,6 +7,7 @@
 //! row-major `[n][D]` slices. Each coupling layer is followed by a swap permutation.
 
 pub(crate) mod coupling;
+pub(crate) mod outer;
 
 use crate::base;
 use crate::error::{check_len, check_min, Error};
@@ -14,6 +15,7 @@ use crate::real::{all_finite, Real};
 use crate::rng::{Draws, RngRef};
 use crate::shape::{Shape, TILE};
 use coupling::{Clamp, GradScratch};
+use outer::Outer;
 use rand_core::Rng;
 
 /// A flow: shape plus a borrowed flat parameter slice (flow parameters, then base parameters).
@@ -54,14 +56,26 @@ fn take_lane<'w, T: Real>(ws: &mut &'w mut [T]) -> Result<&'w mut [T; TILE], Err
 }
 
 impl<'p, T: Real> Flow<'p, T> {
-    /// Validates the shape, the parameter length and that every parameter is finite.
+    /// Validates the shape, the parameter length, that every parameter is finite, and the
+    /// outer maps (a positive diagonal of the affine map's L; lo < hi with a finite width for
+    /// the box: `InvalidArgument` otherwise).
     pub fn new(shape: Shape, params: &'p [T]) -> Result<Self, Error> {
         shape.validate()?;
         check_len(params, shape.param_len())?;
         if !all_finite(params) {
             return Err(Error::NonFinite);
         }
+        let tail = shape.flow_param_len() + shape.base_param_len();
+        if !outer::valid(&shape, |i| params[tail + i]) {
+            return Err(Error::InvalidArgument);
+        }
         Ok(Flow { shape, params })
+    }
+
+    /// The outer maps (affine standardisation and box) over the parameter tail.
+    fn outer(&self) -> Outer<'p, T> {
+        let tail = self.shape.flow_param_len() + self.shape.base_param_len();
+        Outer::new(&self.shape, self.params.get(tail..).unwrap_or(&[]))
     }
 
     /// The shape.
@@ -80,8 +94,9 @@ impl<'p, T: Real> Flow<'p, T> {
     }
 
     fn base_params(&self) -> &'p [T] {
+        let at = self.shape.flow_param_len();
         self.params
-            .get(self.shape.flow_param_len()..)
+            .get(at..at + self.shape.base_param_len())
             .unwrap_or(&[])
     }
 
@@ -168,6 +183,9 @@ impl<'p, T: Real> Flow<'p, T> {
     /// `BufferTooSmall` if `ws` is shorter than [`Shape::eval_workspace_len`], `NonFinite` if
     /// θ has NaN/∞. `out` is written only on success.
     ///
+    /// With a box ([`Shape::bounded`]) a θ on the boundary or outside the box has density 0:
+    /// its `out` is −∞.
+    ///
     /// A single sample takes a dedicated path (matrix–vector products vectorised over each
     /// layer's inputs) instead of a padded tile; it agrees with the batch path to rounding.
     pub fn log_prob(&self, theta: &[T], out: &mut [T], ws: &mut [T]) -> Result<(), Error> {
@@ -178,11 +196,16 @@ impl<'p, T: Real> Flow<'p, T> {
             *single = self.log_prob_one(theta, w);
             return Ok(());
         }
+        let outer = self.outer();
         for (rows, outs) in theta
             .chunks(TILE * self.shape.dim)
             .zip(out.chunks_mut(TILE))
         {
             gather(rows, self.shape.dim, w.state);
+            let (mut outer_ld, mut outside) = ([T::ZERO; TILE], [false; TILE]);
+            if !outer.is_identity() {
+                outer.inverse(w.state, TILE, outs.len(), &mut outer_ld, &mut outside);
+            }
             self.inverse_tile(w.state, w.log_det, w.slot);
             base::log_prob_tile(
                 &self.shape,
@@ -191,8 +214,12 @@ impl<'p, T: Real> Flow<'p, T> {
                 w.lane,
                 w.base_scratch,
             );
-            for ((o, &b), &ld) in outs.iter_mut().zip(w.lane.iter()).zip(w.log_det.iter()) {
-                *o = b + ld;
+            for (i, o) in outs.iter_mut().enumerate() {
+                *o = if outside[i] {
+                    T::from_f64(f64::NEG_INFINITY)
+                } else {
+                    w.lane[i] + w.log_det[i] + outer_ld[i]
+                };
             }
         }
         Ok(())
@@ -205,7 +232,15 @@ impl<'p, T: Real> Flow<'p, T> {
         let mut rest = &mut *w.slot;
         let z = take(&mut rest, s.dim);
         z.copy_from_slice(&theta[..s.dim.min(theta.len())]);
-        let mut log_det = T::ZERO;
+        let (mut outer_ld, mut outside) = ([T::ZERO], [false]);
+        let outer = self.outer();
+        if !outer.is_identity() {
+            outer.inverse(z, 1, 1, &mut outer_ld, &mut outside);
+            if outside[0] {
+                return T::from_f64(f64::NEG_INFINITY);
+            }
+        }
+        let mut log_det = outer_ld[0];
         for l in (0..s.couplings).rev() {
             if let [a, b] = z {
                 // D = 2: the rotation is a swap (`rotate_left` calls memmove).
@@ -218,7 +253,9 @@ impl<'p, T: Real> Flow<'p, T> {
         base::log_prob_one(s, self.base_params(), z) + log_det
     }
 
-    /// The density-direction map: z = f⁻¹(θ) (`n·D`) and its log-det `log|det ∂f⁻¹/∂θ|` (`n`).
+    /// The density-direction map: z = f⁻¹(θ) (`n·D`) and its log-det `log|det ∂f⁻¹/∂θ|` (`n`),
+    /// the outer maps included. With a box, a θ outside the open box has no preimage:
+    /// `InvalidArgument`.
     pub fn inverse(
         &self,
         theta: &[T],
@@ -226,7 +263,29 @@ impl<'p, T: Real> Flow<'p, T> {
         log_det: &mut [T],
         ws: &mut [T],
     ) -> Result<(), Error> {
-        self.map(theta, z, log_det, ws, Self::inverse_tile)
+        self.check_inside(theta)?;
+        let outer = self.outer();
+        self.map(theta, z, log_det, ws, |flow, state, ld, slot| {
+            let (mut outer_ld, mut outside) = ([T::ZERO; TILE], [false; TILE]);
+            if !outer.is_identity() {
+                outer.inverse(state, TILE, TILE, &mut outer_ld, &mut outside);
+            }
+            flow.inverse_tile(state, ld, slot);
+            for (l, &o) in ld.iter_mut().zip(outer_ld.iter()) {
+                *l += o;
+            }
+        })
+    }
+
+    /// `InvalidArgument` if a row of `theta` lies outside the open box (never without one).
+    fn check_inside(&self, theta: &[T]) -> Result<(), Error> {
+        let outer = self.outer();
+        let d = self.shape.dim.max(1);
+        if theta.chunks(d).all(|row| outer.inside(row)) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument)
+        }
     }
 
     /// The sampling-direction map: θ = f(z) (`n·D`) and its log-det `log|det ∂f/∂z|` (`n`).
@@ -237,9 +296,13 @@ impl<'p, T: Real> Flow<'p, T> {
         log_det: &mut [T],
         ws: &mut [T],
     ) -> Result<(), Error> {
+        let outer = self.outer();
         self.map(z, theta, log_det, ws, |flow, state, ld, slot| {
             *ld = [T::ZERO; TILE];
-            flow.forward_tile(state, ld, slot)
+            flow.forward_tile(state, ld, slot);
+            if !outer.is_identity() {
+                outer.forward(state, TILE, TILE, ld);
+            }
         })
     }
 
@@ -289,6 +352,7 @@ impl<'p, T: Real> Flow<'p, T> {
         check_min(ws, self.shape.eval_workspace_len())?;
         let d = self.shape.dim;
         let w = self.split_eval(ws)?;
+        let outer = self.outer();
         let mut rng_dyn = RngRef(rng);
         let mut draws = Draws::new(&mut rng_dyn);
         for (xs, lqs) in theta.chunks_mut(TILE * d).zip(log_q.chunks_mut(TILE)) {
@@ -305,6 +369,9 @@ impl<'p, T: Real> Flow<'p, T> {
             );
             *w.log_det = [T::ZERO; TILE];
             self.forward_tile(w.state, w.log_det, w.slot);
+            if !outer.is_identity() {
+                outer.forward(w.state, TILE, lqs.len(), w.log_det);
+            }
             scatter(w.state, d, xs);
             for ((o, &b), &ld) in lqs.iter_mut().zip(w.lane.iter()).zip(w.log_det.iter()) {
                 *o = b - ld;
@@ -391,6 +458,7 @@ impl<'p, T: Real> Flow<'p, T> {
         if weights.iter().any(|&w| w < T::ZERO) {
             return Err(Error::InvalidArgument);
         }
+        self.check_inside(theta)?;
         check_min(ws, ws_needed)
     }
 
@@ -451,10 +519,17 @@ impl<'p, T: Real> Flow<'p, T> {
         let coef = take_lane(&mut rest)?;
         let gy_t = take(&mut rest, TILE * TILE);
 
-        let (flow_grad, base_grad) = grad.split_at_mut(s.flow_param_len());
+        let (flow_grad, rest_grad) = grad.split_at_mut(s.flow_param_len());
+        // The outer maps are never trained: their gradient entries stay 0.
+        let base_grad = &mut rest_grad[..s.base_param_len()];
+        let outer = self.outer();
         let mut total = T::ZERO;
         for (rows, ws_) in theta.chunks(TILE * d).zip(weights.chunks(TILE)) {
             gather(rows, d, w.state);
+            let (mut outer_ld, mut outside) = ([T::ZERO; TILE], [false; TILE]);
+            if !outer.is_identity() {
+                outer.inverse(w.state, TILE, rows.len() / d, &mut outer_ld, &mut outside);
+            }
             *coef = [T::ZERO; TILE];
             for (c, &wt) in coef.iter_mut().zip(ws_) {
                 *c = -scale * wt;
@@ -484,13 +559,14 @@ impl<'p, T: Real> Flow<'p, T> {
             }
             base::log_prob_tile(s, self.base_params(), w.state, w.lane, w.base_scratch);
             let mut contrib = [T::ZERO; TILE];
-            for (((c, &b), &ld), &k) in contrib
+            for ((((c, &b), &ld), &k), &o) in contrib
                 .iter_mut()
                 .zip(w.lane.iter())
                 .zip(w.log_det.iter())
                 .zip(coef.iter())
+                .zip(outer_ld.iter())
             {
-                *c = k * (b + ld);
+                *c = k * (b + ld + o);
             }
             total += crate::nn::dense::lane_sum(&contrib);
             // Backward.

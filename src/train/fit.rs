@@ -7,7 +7,7 @@
 //! the components (and early stopping keeps the mixture if bending does not help).
 
 use crate::base::em::{self, EmConfig, MixtureFit};
-use crate::error::{check_min, Error};
+use crate::error::{check_len, check_min, Error};
 use crate::init::{init_params, set_mixture_base};
 use crate::real::Real;
 use crate::shape::{BaseKind, Shape};
@@ -86,6 +86,12 @@ pub struct FitBuffers<'b, T> {
     pub em_sds: &'b mut [f64],
     /// EM scratch.
     pub em_scratch: &'b mut [f64],
+    /// The samples in the standardised, unbounded coordinates u of a template with outer maps
+    /// (`n·D`; empty otherwise).
+    pub outer_samples: &'b mut [T],
+    /// Covariance and Cholesky factor of the affine standardisation (`2·D·D + D`; empty
+    /// without it).
+    pub cov: &'b mut [f64],
 }
 
 /// Lengths of the three caller slices that [`FitBuffers::split`] carves into every buffer
@@ -111,15 +117,18 @@ impl FitMemory {
         let batch = cfg.train.batch_size.min(n);
         let (k, d) = (cfg.base.max_components(), template.dim);
         let kd = k.saturating_mul(d);
+        let outer = template.affine || template.bounded;
         FitMemory {
             reals: p
                 .saturating_mul(4)
                 .saturating_add(max.workspace_len())
-                .saturating_add(batch.saturating_mul(d.saturating_add(2))),
+                .saturating_add(batch.saturating_mul(d.saturating_add(2)))
+                .saturating_add(if outer { n.saturating_mul(d) } else { 0 }),
             order: n,
             em: k
                 .saturating_add(kd.saturating_mul(2))
-                .saturating_add(em::scratch_len(k, d)),
+                .saturating_add(em::scratch_len(k, d))
+                .saturating_add(if template.affine { cov_len(d) } else { 0 }),
         }
     }
 }
@@ -149,10 +158,14 @@ impl<'b, T: Real> FitBuffers<'b, T> {
         let (workspace, rest) = rest.split_at_mut(max.workspace_len());
         let (batch_theta, rest) = rest.split_at_mut(batch * d);
         let (batch_weights, rest) = rest.split_at_mut(batch);
-        let batch_out = &mut rest[..batch];
+        let (batch_out, rest) = rest.split_at_mut(batch);
+        let outer = template.affine || template.bounded;
+        let outer_samples = &mut rest[..if outer { n * d } else { 0 }];
         let (em_weights, rest) = em.split_at_mut(k);
         let (em_means, rest) = rest.split_at_mut(k * d);
-        let (em_sds, em_scratch) = rest.split_at_mut(k * d);
+        let (em_sds, rest) = rest.split_at_mut(k * d);
+        let (em_scratch, rest) = rest.split_at_mut(em::scratch_len(k, d));
+        let cov = &mut rest[..if template.affine { cov_len(d) } else { 0 }];
         Ok(FitBuffers {
             train: TrainBuffers {
                 grad,
@@ -168,6 +181,8 @@ impl<'b, T: Real> FitBuffers<'b, T> {
             em_means,
             em_sds,
             em_scratch,
+            outer_samples,
+            cov,
         })
     }
 }
@@ -176,9 +191,58 @@ impl<'b, T: Real> FitBuffers<'b, T> {
 /// replaced per `cfg.base`) to weighted samples. `params` must hold at least
 /// `cfg.base.max_shape(template).param_len()` values; the fitted model is written to its
 /// first `report.shape.param_len()` entries.
+///
+/// A template with outer maps needs [`fit_in_box`] when it is bounded; with only the affine
+/// standardisation ([`Shape::affine`]) this fits it too (see [`fit_in_box`]).
 pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
     template: &Shape,
     cfg: &FitConfig,
+    params: &mut [T],
+    samples: &[T],
+    weights: &[T],
+    buf: FitBuffers<'_, T>,
+    on_epoch: F,
+) -> Result<FitReport, Error> {
+    fit_impl(template, cfg, None, params, samples, weights, buf, on_epoch)
+}
+
+/// [`fit`] for a template with outer maps, the box given as `lo`, `hi` (D values each, for a
+/// [`Shape::bounded`] template; ignored otherwise). Every sample of non-zero weight must lie
+/// inside the open box (`InvalidArgument` otherwise; boxes with lo ≥ hi or an overflowing
+/// width are refused the same way); zero-weight samples may lie anywhere. The fit runs in the unbounded, standardised coordinates u: each θ is mapped
+/// through the logit of the box, then (with [`Shape::affine`]) whitened by the weighted mean
+/// and the Cholesky factor of the weighted covariance; the EM base is fitted and the couplings
+/// trained on u, with the same weights (the change of variables adds a constant per sample
+/// to log q, so the weighted objective's gradient is unchanged; the reported losses are in u).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_in_box<T: Real, F: FnMut(&EpochReport) -> bool>(
+    template: &Shape,
+    cfg: &FitConfig,
+    lo: &[f64],
+    hi: &[f64],
+    params: &mut [T],
+    samples: &[T],
+    weights: &[T],
+    buf: FitBuffers<'_, T>,
+    on_epoch: F,
+) -> Result<FitReport, Error> {
+    fit_impl(
+        template,
+        cfg,
+        Some((lo, hi)),
+        params,
+        samples,
+        weights,
+        buf,
+        on_epoch,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
+    template: &Shape,
+    cfg: &FitConfig,
+    bounds: Option<(&[f64], &[f64])>,
     params: &mut [T],
     samples: &[T],
     weights: &[T],
@@ -198,6 +262,25 @@ pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
     check_min(buf.train.grad, max_shape.param_len())?;
     check_min(buf.train.best, max_shape.param_len())?;
     check_min(buf.train.adam_state, max_shape.optimizer_len())?;
+    if template.bounded && bounds.is_none() {
+        return Err(Error::InvalidArgument);
+    }
+    let n = weights.len();
+    check_len(samples, n.saturating_mul(d))?;
+
+    // The outer maps: set on the final parameters first (so `Flow` can map the samples), then
+    // every sample goes to u. Their parameters sit after the base's and survive the
+    // re-initialisation below (which writes placeholders there).
+    let outer = template.affine || template.bounded;
+    let samples_u: &[T] = if outer {
+        check_min(buf.outer_samples, n.saturating_mul(d))?;
+        let u = &mut buf.outer_samples[..n * d];
+        u.copy_from_slice(samples);
+        to_unbounded(template, bounds, u, weights, buf.cov)?;
+        u
+    } else {
+        samples
+    };
 
     let mixture = match cfg.base {
         BaseChoice::Mixture(k) | BaseChoice::Auto(k) => {
@@ -210,9 +293,9 @@ pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
                 &mut buf.em_sds[..k * d],
             );
             Some(if let BaseChoice::Auto(_) = cfg.base {
-                em::select_components(samples, weights, d, k, &cfg.em, w, m, s, buf.em_scratch)?
+                em::select_components(samples_u, weights, d, k, &cfg.em, w, m, s, buf.em_scratch)?
             } else {
-                em::fit_mixture(samples, weights, d, k, &cfg.em, w, m, s, buf.em_scratch)?
+                em::fit_mixture(samples_u, weights, d, k, &cfg.em, w, m, s, buf.em_scratch)?
             })
         }
         _ => None,
@@ -223,10 +306,18 @@ pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
         (_, Some(fit)) => template.with_base(BaseKind::Mixture(fit.components)),
         (_, None) => return Err(Error::NotConverged),
     };
+    let inner = shape.inner();
     let p = shape.param_len();
     let params = &mut params[..p];
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.init_seed);
     init_params(&shape, params, &mut rng)?;
+    if let Some((lo, hi)) = bounds.filter(|_| shape.bounded) {
+        crate::init::set_box(&shape, params, lo, hi)?;
+    }
+    if shape.affine {
+        let (mu, chol) = buf.cov[d * d..].split_at(d);
+        crate::init::set_affine(&shape, params, mu, &chol[..d * (d + 1) / 2])?;
+    }
     if let Some(fit) = mixture {
         let k = fit.components;
         set_mixture_base(
@@ -237,11 +328,13 @@ pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
             &buf.em_sds[..k * d],
         )?;
     }
+    // Train the couplings and base (a prefix of the parameters) on u.
+    let pi = inner.param_len();
     let t = buf.train;
     let train_buf = TrainBuffers {
-        grad: &mut t.grad[..p],
-        adam_state: &mut t.adam_state[..2 * p],
-        best: &mut t.best[..p],
+        grad: &mut t.grad[..pi],
+        adam_state: &mut t.adam_state[..2 * pi],
+        best: &mut t.best[..pi],
         workspace: t.workspace,
         batch_theta: t.batch_theta,
         batch_weights: t.batch_weights,
@@ -249,11 +342,140 @@ pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
         order: t.order,
     };
     let report = train(
-        &shape, params, samples, weights, &cfg.train, train_buf, on_epoch,
+        &inner,
+        &mut params[..pi],
+        samples_u,
+        weights,
+        &cfg.train,
+        train_buf,
+        on_epoch,
     )?;
     Ok(FitReport {
         shape,
         mixture,
         train: report,
     })
+}
+
+/// Maps the samples `u` (in θ on entry) to the unbounded, standardised coordinates of
+/// `template`'s outer maps, in place. On return with [`Shape::affine`], `cov[D·D..]` holds the
+/// weighted mean μ (D) followed by the packed Cholesky factor of the weighted covariance
+/// (D(D+1)/2), the affine map's parameters.
+fn to_unbounded<T: Real>(
+    template: &Shape,
+    bounds: Option<(&[f64], &[f64])>,
+    u: &mut [T],
+    weights: &[T],
+    cov: &mut [f64],
+) -> Result<(), Error> {
+    let d = template.dim;
+    if template.bounded {
+        let (lo, hi) = bounds.ok_or(Error::InvalidArgument)?;
+        check_len(lo, d)?;
+        check_len(hi, d)?;
+        if !crate::real::all_finite(lo) || !crate::real::all_finite(hi) {
+            return Err(Error::NonFinite);
+        }
+        if lo
+            .iter()
+            .zip(hi)
+            .any(|(&a, &b)| !(b > a && (b - a).is_finite()))
+        {
+            return Err(Error::InvalidArgument);
+        }
+        for (row, &w) in u.chunks_exact_mut(d).zip(weights) {
+            for ((v, &a), &b) in row.iter_mut().zip(lo).zip(hi) {
+                *v = if let Some((y, _)) = crate::flow::outer::box_inverse(v.to_f64(), a, b) {
+                    T::from_f64(y)
+                } else if w == T::ZERO {
+                    // A zero-weight sample plays no part: park it at the centre.
+                    T::from_f64(0.5 * (a + b))
+                } else {
+                    return Err(Error::InvalidArgument);
+                };
+            }
+        }
+    }
+    if !template.affine {
+        return Ok(());
+    }
+    check_min(cov, cov_len(d))?;
+    // Weighted mean and covariance (f64), then the Cholesky factor in place.
+    let (square, out) = cov.split_at_mut(d * d);
+    let (mu, packed) = out.split_at_mut(d);
+    mu.iter_mut().for_each(|m| *m = 0.0);
+    let mut wsum = 0.0;
+    for (row, &w) in u.chunks_exact(d).zip(weights) {
+        let w = w.to_f64();
+        wsum += w;
+        for (m, &v) in mu.iter_mut().zip(row) {
+            *m += w * v.to_f64();
+        }
+    }
+    if !(wsum > 0.0) {
+        return Err(Error::DegenerateWeights);
+    }
+    mu.iter_mut().for_each(|m| *m /= wsum);
+    square.iter_mut().for_each(|v| *v = 0.0);
+    for (row, &w) in u.chunks_exact(d).zip(weights) {
+        let w = w.to_f64() / wsum;
+        for i in 0..d {
+            let di = row[i].to_f64() - mu[i];
+            for j in 0..=i {
+                square[i * d + j] += w * di * (row[j].to_f64() - mu[j]);
+            }
+        }
+    }
+    cholesky_lower(square, d)?;
+    let mut at = 0;
+    for i in 0..d {
+        packed[at..at + i + 1].copy_from_slice(&square[i * d..i * d + i + 1]);
+        at += i + 1;
+    }
+    // Map every sample: u = L⁻¹ (y − μ).
+    for row in u.chunks_exact_mut(d) {
+        let mut off = 0;
+        for i in 0..d {
+            let mut r = row[i].to_f64() - mu[i];
+            for j in 0..i {
+                r -= packed[off + j] * row[j].to_f64();
+            }
+            row[i] = T::from_f64(r / packed[off + i]);
+            off += i + 1;
+        }
+    }
+    Ok(())
+}
+
+/// f64 elements of the affine standardisation's scratch: the D×D covariance, then μ and the
+/// packed factor.
+const fn cov_len(d: usize) -> usize {
+    d.saturating_mul(d).saturating_mul(2).saturating_add(d)
+}
+
+/// In-place Cholesky factor of the symmetric matrix whose lower triangle is in `c` (row-major
+/// D×D). A diagonal that is not safely positive (a degenerate direction) is floored at 1e-12
+/// of the largest variance, so the map stays invertible.
+fn cholesky_lower(c: &mut [f64], d: usize) -> Result<(), Error> {
+    let scale = (0..d).map(|i| c[i * d + i]).fold(0.0f64, f64::max);
+    if !(scale > 0.0 && scale.is_finite()) {
+        return Err(Error::DegenerateWeights);
+    }
+    let floor = 1e-12 * scale;
+    for j in 0..d {
+        let mut s = c[j * d + j];
+        for k in 0..j {
+            s -= c[j * d + k] * c[j * d + k];
+        }
+        let ljj = libm::sqrt(s.max(floor));
+        c[j * d + j] = ljj;
+        for i in j + 1..d {
+            let mut s = c[i * d + j];
+            for k in 0..j {
+                s -= c[i * d + k] * c[j * d + k];
+            }
+            c[i * d + j] = s / ljj;
+        }
+    }
+    Ok(())
 }

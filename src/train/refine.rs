@@ -46,7 +46,7 @@ use crate::error::{check_len, check_min, Error};
 use crate::flow::Flow;
 use crate::real::Real;
 use crate::shape::Shape;
-use crate::train::fit::{fit, BaseChoice, FitBuffers, FitConfig, FitMemory};
+use crate::train::fit::{fit_in_box, BaseChoice, FitBuffers, FitConfig, FitMemory};
 use crate::train::trainer::{train, TrainBuffers, TrainReport};
 use crate::train::weights::NonFinitePolicy;
 use rand_core::SeedableRng;
@@ -79,6 +79,12 @@ pub struct RefineConfig {
     pub log_z_tol: f64,
     /// Warm-start the fits at β = 1 from the previous round's parameters.
     pub warm_start: bool,
+    /// Fit flows that live on the prior box ([`Shape::bounded`]): no draw of a proposal and
+    /// no sample of the returned model falls outside the box.
+    pub bounded: bool,
+    /// Fit flows with the affine standardisation ([`Shape::affine`]) set from each fit's
+    /// weighted mean and covariance: a correlated posterior starts as a whitened one.
+    pub affine: bool,
     /// Base, EM and trainer settings of every round's fit (`fit.base` must be an EM base or
     /// Gaussian; the trainer's seed is varied per round).
     pub fit: FitConfig,
@@ -109,6 +115,8 @@ impl RefineConfig {
             max_k_hat: 0.5,
             log_z_tol: 0.02,
             warm_start: true,
+            bounded: true,
+            affine: true,
             fit: FitConfig {
                 base: BaseChoice::Auto(8),
                 em: crate::base::em::EmConfig::default(),
@@ -123,6 +131,11 @@ impl RefineConfig {
             policy: NonFinitePolicy::Error,
             seed: 0,
         }
+    }
+
+    /// The shape of every fitted proposal: `template` with this configuration's outer maps.
+    pub fn proposal_template(&self, template: &Shape) -> Shape {
+        template.with_bounded(self.bounded).with_affine(self.affine)
     }
 
     /// Most samples the loop can hold: every call plus the draws that landed outside the box
@@ -258,6 +271,7 @@ impl RefineMemory {
     /// Memory for refining with `cfg` on `template` (D, widths; the base comes from
     /// `cfg.fit.base`). Saturates instead of overflowing.
     pub fn new(template: &Shape, cfg: &RefineConfig) -> Self {
+        let template = &cfg.proposal_template(template);
         let cap = cfg.capacity();
         let d = template.dim;
         let max = cfg.fit.base.max_shape(template);
@@ -308,6 +322,7 @@ impl<'b, T: Real> RefineBuffers<'b, T> {
     ) -> Result<Self, Error> {
         cfg.validate()?;
         let need = RefineMemory::new(template, cfg);
+        let template = &cfg.proposal_template(template);
         check_min(reals, need.reals)?;
         check_min(f64s, need.f64s)?;
         check_min(order, need.order)?;
@@ -501,7 +516,7 @@ impl<'b, T: Real> Refiner<'b, T> {
         let cap = cfg.capacity();
         check_min(buf.theta, cap * d)?;
         let st = RefineState {
-            template: *template,
+            template: cfg.proposal_template(template),
             cfg: *cfg,
             lo: l,
             hi: h,
@@ -685,10 +700,17 @@ impl<'b, T: Real> Refiner<'b, T> {
             let mut draws = crate::rng::Draws::new(&mut self.st.rng);
             for row in self.buf.theta[s * d..e * d].chunks_exact_mut(d) {
                 for (k, v) in row.iter_mut().enumerate() {
-                    let u = draws.uniform();
-                    // Rounded to T and clamped so the draw stays inside the box in T too.
-                    let x = T::from_f64(self.st.lo[k] + (self.st.hi[k] - self.st.lo[k]) * u);
-                    *v = clamp_to(x, self.st.lo[k], self.st.hi[k]);
+                    let (a, b) = (self.st.lo[k], self.st.hi[k]);
+                    // Uniform on the open box in T: a draw that rounds onto an edge is
+                    // redrawn (the redraws are bounded; the midpoint is a last resort).
+                    *v = T::from_f64(0.5 * (a + b));
+                    for _ in 0..64 {
+                        let x = T::from_f64(a + (b - a) * draws.uniform()).to_f64();
+                        if x > a && x < b {
+                            *v = T::from_f64(x);
+                            break;
+                        }
+                    }
                 }
             }
             self.buf.log_own[s..e].fill(self.st.log_prior);
@@ -749,10 +771,18 @@ impl<'b, T: Real> Refiner<'b, T> {
         self.mixture_for_new(s, e, r)
     }
 
+    /// Inside the prior box: the closed box, or the open one for bounded proposals (whose
+    /// density is 0 on the boundary, where a draw can land only by rounding).
     fn in_box(&self, row: &[T]) -> bool {
-        row.iter()
-            .enumerate()
-            .all(|(k, &v)| v.to_f64() >= self.st.lo[k] && v.to_f64() <= self.st.hi[k])
+        let open = self.st.template.bounded;
+        row.iter().enumerate().all(|(k, &v)| {
+            let (v, a, b) = (v.to_f64(), self.st.lo[k], self.st.hi[k]);
+            if open {
+                v > a && v < b
+            } else {
+                v >= a && v <= b
+            }
+        })
     }
 
     /// log Σₛ nₛ gₛ(θᵢ) for the new samples s..e over proposals 0..=r (proposal r's size
@@ -1054,9 +1084,12 @@ impl<'b, T: Real> Refiner<'b, T> {
                 self.buf.fit_em,
             )?;
             let params = &mut self.buf.models[slot * stride..(slot + 1) * stride];
-            let rep = fit(
+            let (lo, hi) = (&self.st.lo[..d], &self.st.hi[..d]);
+            let rep = fit_in_box(
                 &self.st.template,
                 &cfg,
+                lo,
+                hi,
                 params,
                 samples,
                 weights,
@@ -1073,17 +1106,6 @@ impl<'b, T: Real> Refiner<'b, T> {
             train_ess: if beta >= 1.0 { ess } else { 0.0 },
         });
         Ok(())
-    }
-}
-
-fn clamp_to<T: Real>(x: T, lo: f64, hi: f64) -> T {
-    let v = x.to_f64();
-    if v < lo {
-        T::from_f64(lo)
-    } else if v > hi {
-        T::from_f64(hi)
-    } else {
-        x
     }
 }
 
