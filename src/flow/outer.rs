@@ -71,6 +71,7 @@ fn erfc_inv(r: f64) -> f64 {
 
 /// The box map's inverse for one coordinate: y and log|dy/dθ| for θ inside the open
 /// interval (lo, hi), `None` on or outside it (module docs for the map).
+#[inline(never)]
 pub(crate) fn box_inverse(t: f64, lo: f64, hi: f64) -> Option<(f64, f64)> {
     let (below, above) = (t - lo, hi - t);
     if !(below > 0.0 && above > 0.0) {
@@ -89,6 +90,7 @@ pub(crate) fn box_inverse(t: f64, lo: f64, hi: f64) -> Option<(f64, f64)> {
 }
 
 /// The box map for one coordinate: θ (clamped to [lo, hi]) and log|dθ/dy|.
+#[inline(never)]
 pub(crate) fn box_forward(y: f64, lo: f64, hi: f64) -> (f64, f64) {
     let (m, scale) = margin(lo, hi);
     let (t, ld) = if y < lo + m {
@@ -112,6 +114,9 @@ const fn tri(i: usize, j: usize) -> usize {
 /// by `shape`) describe valid maps in `T`: a positive finite diagonal of L, and lo < hi with
 /// a finite width. `get(i)` reads tail element i.
 pub(crate) fn valid<T: Real>(shape: &Shape, get: impl Fn(usize) -> T) -> bool {
+    if !cfg!(feature = "outer-maps") {
+        return !(shape.affine || shape.bounded);
+    }
     let d = shape.dim;
     if shape.affine {
         for i in 0..d {
@@ -165,13 +170,18 @@ impl<'p, T: Real> Outer<'p, T> {
         }
     }
 
-    /// `true` when there is no outer map (θ is the couplings' output).
+    /// `true` when there is no outer map (θ is the couplings' output). Always without the
+    /// `outer-maps` feature (such shapes are refused at the door), so the maps' code is
+    /// compiled out.
     pub(crate) fn is_identity(&self) -> bool {
-        self.affine.is_none() && self.bounds.is_none()
+        !cfg!(feature = "outer-maps") || (self.affine.is_none() && self.bounds.is_none())
     }
 
     /// `true` when θ (one row of D values) lies inside the open box (always, without a box).
     pub(crate) fn inside(&self, row: &[T]) -> bool {
+        if self.is_identity() {
+            return true;
+        }
         match self.bounds {
             None => true,
             Some((lo, hi)) => row
@@ -184,6 +194,7 @@ impl<'p, T: Real> Outer<'p, T> {
     /// θ → u in place on lanes `0..lanes` of a feature-major block (`state[i·stride + lane]`),
     /// adding log|det ∂u/∂θ| to `log_det[lane]`. A lane outside the open box is marked in
     /// `outside` and mapped from y = 0 (its density is −∞; the caller overrides it).
+    #[inline(never)]
     pub(crate) fn inverse(
         &self,
         state: &mut [T],
@@ -229,6 +240,7 @@ impl<'p, T: Real> Outer<'p, T> {
     }
 
     /// u → θ in place (the layout of [`inverse`](Self::inverse)), adding log|det ∂θ/∂u|.
+    #[inline(never)]
     pub(crate) fn forward(&self, state: &mut [T], stride: usize, lanes: usize, log_det: &mut [T]) {
         let d = self.dim;
         for lane in 0..lanes.min(log_det.len()) {

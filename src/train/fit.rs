@@ -272,7 +272,10 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
     // every sample goes to u. Their parameters sit after the base's and survive the
     // re-initialisation below (which writes placeholders there).
     let outer = template.affine || template.bounded;
-    let samples_u: &[T] = if outer {
+    if outer && !cfg!(feature = "outer-maps") {
+        return Err(Error::InvalidArgument);
+    }
+    let samples_u: &[T] = if cfg!(feature = "outer-maps") && outer {
         check_min(buf.outer_samples, n.saturating_mul(d))?;
         let u = &mut buf.outer_samples[..n * d];
         u.copy_from_slice(samples);

@@ -351,6 +351,9 @@ pub fn run(
         em_means: &mut buf.em_means,
         em_sds: &mut buf.em_sds,
         em_scratch: &mut buf.em_scratch,
+        // No outer maps on the firmware's template.
+        outer_samples: &mut [],
+        cov: &mut [],
     };
     let fitted = fit(
         &template,
