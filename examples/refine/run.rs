@@ -71,6 +71,12 @@ pub fn config(task: Task, seed: u64) -> RefineConfig {
     if let Some(v) = env("T_AFFINE") {
         c.affine = v > 0.0;
     }
+    if let Some(v) = env("T_EMR") {
+        c.fit.em.restarts = v as usize;
+    }
+    if let Some(v) = env("T_EMI") {
+        c.fit.em.max_iter = v as usize;
+    }
     if let Some(v) = env("T_WARM") {
         c.warm_start = v > 0.0;
     }

@@ -275,33 +275,30 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
     if outer && !cfg!(feature = "outer-maps") {
         return Err(Error::InvalidArgument);
     }
-    let samples_u: &[T] = if cfg!(feature = "outer-maps") && outer {
+    let mut whiten = false;
+    let (samples_u, mixture): (&[T], Option<MixtureFit>) = if cfg!(feature = "outer-maps") && outer {
         check_min(buf.outer_samples, n.saturating_mul(d))?;
         let u = &mut buf.outer_samples[..n * d];
         u.copy_from_slice(samples);
-        to_unbounded(template, bounds, u, weights, buf.cov)?;
-        u
-    } else {
-        samples
-    };
-
-    let mixture = match cfg.base {
-        BaseChoice::Mixture(k) | BaseChoice::Auto(k) => {
-            check_min(buf.em_weights, k)?;
-            check_min(buf.em_means, k.saturating_mul(d))?;
-            check_min(buf.em_sds, k.saturating_mul(d))?;
-            let (w, m, s) = (
-                &mut buf.em_weights[..k],
-                &mut buf.em_means[..k * d],
-                &mut buf.em_sds[..k * d],
-            );
-            Some(if let BaseChoice::Auto(_) = cfg.base {
-                em::select_components(samples_u, weights, d, k, &cfg.em, w, m, s, buf.em_scratch)?
-            } else {
-                em::fit_mixture(samples_u, weights, d, k, &cfg.em, w, m, s, buf.em_scratch)?
-            })
+        if template.bounded {
+            into_box_coordinates(bounds, u, weights, d)?;
         }
-        _ => None,
+        let mut mixture = em_base(cfg, u, weights, d, &mut buf.em_weights[..], &mut buf.em_means[..], &mut buf.em_sds[..], &mut buf.em_scratch[..])?;
+        if template.affine {
+            // One full-covariance Gaussian against the diagonal mixture, by BIC: whitening
+            // helps a correlated posterior, and would tilt the axis-aligned components of a
+            // mixture (so it is then left as the identity).
+            let bic_full = full_gaussian(u, weights, d, buf.cov)?;
+            whiten = mixture.is_none_or(|m| bic_full < m.bic);
+            if whiten {
+                whiten_in_place(u, d, buf.cov);
+                mixture = em_base(cfg, u, weights, d, &mut buf.em_weights[..], &mut buf.em_means[..], &mut buf.em_sds[..], &mut buf.em_scratch[..])?;
+            }
+        }
+        (u, mixture)
+    } else {
+        let mixture = em_base(cfg, samples, weights, d, &mut buf.em_weights[..], &mut buf.em_means[..], &mut buf.em_sds[..], &mut buf.em_scratch[..])?;
+        (samples, mixture)
     };
     let shape = match (cfg.base, mixture) {
         (BaseChoice::Gaussian, _) => template.with_base(BaseKind::Gaussian),
@@ -317,7 +314,7 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
     if let Some((lo, hi)) = bounds.filter(|_| shape.bounded) {
         crate::init::set_box(&shape, params, lo, hi)?;
     }
-    if shape.affine {
+    if shape.affine && whiten {
         let (mu, chol) = buf.cov[d * d..].split_at(d);
         crate::init::set_affine(&shape, params, mu, &chol[..d * (d + 1) / 2])?;
     }
@@ -360,57 +357,88 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
     })
 }
 
-/// Maps the samples `u` (in θ on entry) to the unbounded, standardised coordinates of
-/// `template`'s outer maps, in place. On return with [`Shape::affine`], `cov[D·D..]` holds the
-/// weighted mean μ (D) followed by the packed Cholesky factor of the weighted covariance
-/// (D(D+1)/2), the affine map's parameters.
-fn to_unbounded<T: Real>(
-    template: &Shape,
+/// The EM base of `cfg.base` fitted to (`samples`, `weights`), or `None` for the bases that
+/// are not fitted by EM.
+#[allow(clippy::too_many_arguments)]
+fn em_base<T: Real>(
+    cfg: &FitConfig,
+    samples: &[T],
+    weights: &[T],
+    d: usize,
+    em_weights: &mut [f64],
+    em_means: &mut [f64],
+    em_sds: &mut [f64],
+    scratch: &mut [f64],
+) -> Result<Option<MixtureFit>, Error> {
+    let k = match cfg.base {
+        BaseChoice::Mixture(k) | BaseChoice::Auto(k) => k,
+        _ => return Ok(None),
+    };
+    check_min(em_weights, k)?;
+    check_min(em_means, k.saturating_mul(d))?;
+    check_min(em_sds, k.saturating_mul(d))?;
+    let (w, m, s) = (
+        &mut em_weights[..k],
+        &mut em_means[..k * d],
+        &mut em_sds[..k * d],
+    );
+    Ok(Some(if let BaseChoice::Auto(_) = cfg.base {
+        em::select_components(samples, weights, d, k, &cfg.em, w, m, s, scratch)?
+    } else {
+        em::fit_mixture(samples, weights, d, k, &cfg.em, w, m, s, scratch)?
+    }))
+}
+
+/// Maps the samples (θ on entry, `n·D`) through the inverse of the box map, in place. Every
+/// sample of non-zero weight must lie inside the open box; a zero-weight one outside is
+/// parked at the centre (it plays no part).
+fn into_box_coordinates<T: Real>(
     bounds: Option<(&[f64], &[f64])>,
     u: &mut [T],
     weights: &[T],
-    cov: &mut [f64],
+    d: usize,
 ) -> Result<(), Error> {
-    let d = template.dim;
-    if template.bounded {
-        let (lo, hi) = bounds.ok_or(Error::InvalidArgument)?;
-        check_len(lo, d)?;
-        check_len(hi, d)?;
-        if !crate::real::all_finite(lo) || !crate::real::all_finite(hi) {
-            return Err(Error::NonFinite);
-        }
-        if lo
-            .iter()
-            .zip(hi)
-            .any(|(&a, &b)| !(b > a && (b - a).is_finite()))
-        {
-            return Err(Error::InvalidArgument);
-        }
-        for (row, &w) in u.chunks_exact_mut(d).zip(weights) {
-            for ((v, &a), &b) in row.iter_mut().zip(lo).zip(hi) {
-                *v = if let Some((y, _)) = crate::flow::outer::box_inverse(v.to_f64(), a, b) {
-                    T::from_f64(y)
-                } else if w == T::ZERO {
-                    // A zero-weight sample plays no part: park it at the centre.
-                    T::from_f64(0.5 * (a + b))
-                } else {
-                    return Err(Error::InvalidArgument);
-                };
-            }
+    let (lo, hi) = bounds.ok_or(Error::InvalidArgument)?;
+    check_len(lo, d)?;
+    check_len(hi, d)?;
+    if !crate::real::all_finite(lo) || !crate::real::all_finite(hi) {
+        return Err(Error::NonFinite);
+    }
+    if lo
+        .iter()
+        .zip(hi)
+        .any(|(&a, &b)| !(b > a && (b - a).is_finite()))
+    {
+        return Err(Error::InvalidArgument);
+    }
+    for (row, &w) in u.chunks_exact_mut(d).zip(weights) {
+        for ((v, &a), &b) in row.iter_mut().zip(lo).zip(hi) {
+            *v = if let Some((y, _)) = crate::flow::outer::box_inverse(v.to_f64(), a, b) {
+                T::from_f64(y)
+            } else if w == T::ZERO {
+                T::from_f64(0.5 * (a + b))
+            } else {
+                return Err(Error::InvalidArgument);
+            };
         }
     }
-    if !template.affine {
-        return Ok(());
-    }
+    Ok(())
+}
+
+/// Fits one full-covariance Gaussian to the weighted samples and returns its BIC on the
+/// scale of [`em`]'s (ESS as the sample size, D + D(D+1)/2 parameters). `cov[D·D..]` then
+/// holds the weighted mean μ (D) followed by the packed Cholesky factor L of the weighted
+/// covariance (D(D+1)/2): the affine map's parameters.
+fn full_gaussian<T: Real>(u: &[T], weights: &[T], d: usize, cov: &mut [f64]) -> Result<f64, Error> {
     check_min(cov, cov_len(d))?;
-    // Weighted mean and covariance (f64), then the Cholesky factor in place.
     let (square, out) = cov.split_at_mut(d * d);
     let (mu, packed) = out.split_at_mut(d);
     mu.iter_mut().for_each(|m| *m = 0.0);
-    let mut wsum = 0.0;
+    let (mut wsum, mut w2sum) = (0.0, 0.0);
     for (row, &w) in u.chunks_exact(d).zip(weights) {
         let w = w.to_f64();
         wsum += w;
+        w2sum += w * w;
         for (m, &v) in mu.iter_mut().zip(row) {
             *m += w * v.to_f64();
         }
@@ -431,11 +459,23 @@ fn to_unbounded<T: Real>(
     }
     cholesky_lower(square, d)?;
     let mut at = 0;
+    let mut log_det = 0.0;
     for i in 0..d {
         packed[at..at + i + 1].copy_from_slice(&square[i * d..i * d + i + 1]);
+        log_det += 2.0 * libm::log(square[i * d + i]);
         at += i + 1;
     }
-    // Map every sample: u = L⁻¹ (y − μ).
+    // The weighted MLE's mean log-density: −½(D ln 2π + ln det Σ + D).
+    let df = d as f64;
+    let mean_ll = -0.5 * (df * 1.837_877_066_409_345_3 + log_det + df);
+    let ess = wsum * wsum / w2sum;
+    let params = df + df * (df + 1.0) / 2.0;
+    Ok(-2.0 * ess * mean_ll + params * libm::log(ess))
+}
+
+/// u = L⁻¹(y − μ) for every sample, with μ and the packed L of [`full_gaussian`].
+fn whiten_in_place<T: Real>(u: &mut [T], d: usize, cov: &[f64]) {
+    let (mu, packed) = cov[d * d..].split_at(d);
     for row in u.chunks_exact_mut(d) {
         let mut off = 0;
         for i in 0..d {
@@ -447,7 +487,6 @@ fn to_unbounded<T: Real>(
             off += i + 1;
         }
     }
-    Ok(())
 }
 
 /// f64 elements of the affine standardisation's scratch: the D×D covariance, then μ and the

@@ -95,14 +95,17 @@ pub struct RefineConfig {
 }
 
 impl RefineConfig {
-    /// Defaults for dimension `d`: rounds of 1,000·⌈d/2⌉ draws (2,000 in round 0 for
-    /// d ≤ 3, 4,000·⌈d/4⌉ above), a budget of 10,000 calls for d ≤ 3 and 40,000 / 60,000 above,
-    /// automatic mixture base with up to 8 components.
+    /// Defaults for dimension `d`, tuned on the public suite (README): for d ≤ 3, 2,000 prior
+    /// draws, rounds of 2,000, an ESS target of 5,000 and a budget of 10,000 calls; above,
+    /// 4,000 (5,000 beyond 8-D) prior draws, rounds of 2,500, an ESS target of 10,000 and a
+    /// budget of 40,000 (60,000 beyond 8-D). Check rounds are half a round. Automatic mixture
+    /// base with up to 8 components (one EM start, at most 100 iterations: the refinement
+    /// refits every round), at most 30 epochs with patience 4.
     pub fn for_dim(d: usize) -> Self {
-        let (initial, per_round, budget) = match d {
-            0..=3 => (2_000, 2_000, 10_000),
-            4..=8 => (4_000, 4_000, 40_000),
-            _ => (5_000, 5_000, 60_000),
+        let (initial, per_round, target, budget) = match d {
+            0..=3 => (2_000, 2_000, 5_000.0, 10_000),
+            4..=8 => (4_000, 2_500, 10_000.0, 40_000),
+            _ => (5_000, 2_500, 10_000.0, 60_000),
         };
         RefineConfig {
             initial_samples: initial,
@@ -110,8 +113,8 @@ impl RefineConfig {
             check_samples: per_round / 2,
             max_calls: budget,
             max_rounds: MAX_ROUNDS,
-            ess_fraction: 0.3,
-            target_ess: 0.5 * budget as f64,
+            ess_fraction: 0.2,
+            target_ess: target,
             max_k_hat: 0.5,
             log_z_tol: 0.02,
             warm_start: true,
@@ -119,11 +122,15 @@ impl RefineConfig {
             affine: true,
             fit: FitConfig {
                 base: BaseChoice::Auto(8),
-                em: crate::base::em::EmConfig::default(),
+                em: crate::base::em::EmConfig {
+                    restarts: 1,
+                    max_iter: 100,
+                    ..Default::default()
+                },
                 train: crate::train::trainer::TrainConfig {
                     max_epochs: 30,
                     batch_size: 256,
-                    patience: 6,
+                    patience: 4,
                     ..Default::default()
                 },
                 init_seed: 0x1417,
