@@ -276,14 +276,24 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
         return Err(Error::InvalidArgument);
     }
     let mut whiten = false;
-    let (samples_u, mixture): (&[T], Option<MixtureFit>) = if cfg!(feature = "outer-maps") && outer {
+    let (samples_u, mixture): (&[T], Option<MixtureFit>) = if cfg!(feature = "outer-maps") && outer
+    {
         check_min(buf.outer_samples, n.saturating_mul(d))?;
         let u = &mut buf.outer_samples[..n * d];
         u.copy_from_slice(samples);
         if template.bounded {
             into_box_coordinates(bounds, u, weights, d)?;
         }
-        let mut mixture = em_base(cfg, u, weights, d, &mut buf.em_weights[..], &mut buf.em_means[..], &mut buf.em_sds[..], &mut buf.em_scratch[..])?;
+        let mut mixture = em_base(
+            cfg,
+            u,
+            weights,
+            d,
+            &mut buf.em_weights[..],
+            &mut buf.em_means[..],
+            &mut buf.em_sds[..],
+            &mut buf.em_scratch[..],
+        )?;
         if template.affine {
             // One full-covariance Gaussian against the diagonal mixture, by BIC: whitening
             // helps a correlated posterior, and would tilt the axis-aligned components of a
@@ -292,12 +302,30 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
             whiten = mixture.is_none_or(|m| bic_full < m.bic);
             if whiten {
                 whiten_in_place(u, d, buf.cov);
-                mixture = em_base(cfg, u, weights, d, &mut buf.em_weights[..], &mut buf.em_means[..], &mut buf.em_sds[..], &mut buf.em_scratch[..])?;
+                mixture = em_base(
+                    cfg,
+                    u,
+                    weights,
+                    d,
+                    &mut buf.em_weights[..],
+                    &mut buf.em_means[..],
+                    &mut buf.em_sds[..],
+                    &mut buf.em_scratch[..],
+                )?;
             }
         }
         (u, mixture)
     } else {
-        let mixture = em_base(cfg, samples, weights, d, &mut buf.em_weights[..], &mut buf.em_means[..], &mut buf.em_sds[..], &mut buf.em_scratch[..])?;
+        let mixture = em_base(
+            cfg,
+            samples,
+            weights,
+            d,
+            &mut buf.em_weights[..],
+            &mut buf.em_means[..],
+            &mut buf.em_sds[..],
+            &mut buf.em_scratch[..],
+        )?;
         (samples, mixture)
     };
     let shape = match (cfg.base, mixture) {

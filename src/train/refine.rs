@@ -95,7 +95,7 @@ pub struct RefineConfig {
 }
 
 impl RefineConfig {
-    /// Defaults for dimension `d`, tuned on the public suite (README): for d ≤ 3, 2,000 prior
+    /// Defaults for dimension `d`, tuned on the public suite (README): for d ≤ 3, 1,000 prior
     /// draws, rounds of 2,000, an ESS target of 5,000 and a budget of 10,000 calls; above,
     /// 4,000 (5,000 beyond 8-D) prior draws, rounds of 2,500, an ESS target of 10,000 and a
     /// budget of 40,000 (60,000 beyond 8-D). Check rounds are half a round. Automatic mixture
@@ -103,7 +103,7 @@ impl RefineConfig {
     /// refits every round), at most 30 epochs with patience 4.
     pub fn for_dim(d: usize) -> Self {
         let (initial, per_round, target, budget) = match d {
-            0..=3 => (2_000, 2_000, 5_000.0, 10_000),
+            0..=3 => (1_000, 2_000, 5_000.0, 10_000),
             4..=8 => (4_000, 2_500, 10_000.0, 40_000),
             _ => (5_000, 2_500, 10_000.0, 60_000),
         };
@@ -385,7 +385,6 @@ pub struct RefineState {
     lo: [f64; MAX_DIM],
     hi: [f64; MAX_DIM],
     log_prior: f64,
-    rng: Xoshiro256PlusPlus,
     /// Samples held (the first `n` of every per-sample buffer).
     n: usize,
     calls: usize,
@@ -469,6 +468,12 @@ pub const MAX_DIM: usize = 64;
 
 const LN_EPS: f64 = -745.0;
 
+/// The generator of round `r`'s draws: seeded from the configured seed and the round alone,
+/// so the state between calls holds no generator (a resumed loop draws the same points).
+fn round_rng(seed: u64, r: usize) -> Xoshiro256PlusPlus {
+    Xoshiro256PlusPlus::seed_from_u64(seed ^ (r as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
 /// NaN and +∞ log-likelihoods (−∞ is a valid zero likelihood).
 fn refused(v: f64) -> bool {
     v.is_nan() || v == f64::INFINITY
@@ -528,7 +533,6 @@ impl<'b, T: Real> Refiner<'b, T> {
             lo: l,
             hi: h,
             log_prior,
-            rng: Xoshiro256PlusPlus::seed_from_u64(cfg.seed),
             n: 0,
             calls: 0,
             round_start: 0,
@@ -704,7 +708,8 @@ impl<'b, T: Real> Refiner<'b, T> {
         }
         let (s, e) = (self.st.n, self.st.n + m);
         if r == 0 {
-            let mut draws = crate::rng::Draws::new(&mut self.st.rng);
+            let mut rng = round_rng(self.st.cfg.seed, r);
+            let mut draws = crate::rng::Draws::new(&mut rng);
             for row in self.buf.theta[s * d..e * d].chunks_exact_mut(d) {
                 for (k, v) in row.iter_mut().enumerate() {
                     let (a, b) = (self.st.lo[k], self.st.hi[k]);
@@ -733,7 +738,7 @@ impl<'b, T: Real> Refiner<'b, T> {
             let params = &self.buf.models[r * stride..r * stride + shape.param_len()];
             let flow = Flow::new(shape, params)?;
             flow.sample(
-                &mut self.st.rng,
+                &mut round_rng(self.st.cfg.seed, r),
                 &mut self.buf.theta[s * d..e * d],
                 &mut self.buf.log_q[s..e],
                 self.buf.eval_ws,
