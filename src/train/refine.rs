@@ -378,7 +378,7 @@ struct Proposal {
 /// Everything a refinement knows between calls, apart from the per-sample buffers: plain data
 /// with no references, so a host can keep it between `ask` and `tell` (the C ABI stores it in
 /// the caller's memory) and [`Refiner::resume`] can pick it up with the same buffers.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct RefineState {
     template: Shape,
     cfg: RefineConfig,
