@@ -20,67 +20,15 @@ pub const TAIL_N: usize = 1_000_000;
 
 /// The flow every refinement run fits: the paper example's widths.
 pub fn template(task: Task) -> Shape {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
-    Shape::new(
-        task.dim(),
-        env("T_H").unwrap_or(32),
-        env("T_L").unwrap_or(6),
-    )
+    Shape::new(task.dim(), 32, 6)
 }
 
 /// The settings the example uses for a task (the core's defaults for its dimension).
 pub fn config(task: Task, seed: u64) -> RefineConfig {
-    let mut c = RefineConfig {
+    RefineConfig {
         seed,
         ..RefineConfig::for_dim(task.dim())
-    };
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
-    if let Some(v) = env("T_EPOCHS") {
-        c.fit.train.max_epochs = v as usize;
     }
-    if let Some(v) = env("T_PAT") {
-        c.fit.train.patience = v as usize;
-    }
-    if let Some(v) = env("T_BATCH") {
-        c.fit.train.batch_size = v as usize;
-    }
-    if let Some(v) = env("T_LR") {
-        c.fit.train.adam.lr = v;
-    }
-    if let Some(v) = env("T_ESS") {
-        c.target_ess = v;
-    }
-    if let Some(v) = env("T_INIT") {
-        c.initial_samples = v as usize;
-    }
-    if let Some(v) = env("T_ROUND") {
-        c.samples_per_round = v as usize;
-    }
-    if let Some(v) = env("T_CHECK") {
-        c.check_samples = v as usize;
-    }
-    if let Some(v) = env("T_FRAC") {
-        c.ess_fraction = v;
-    }
-    if let Some(v) = env("T_BUDGET") {
-        c.max_calls = v as usize;
-    }
-    if let Some(v) = env("T_BOUNDED") {
-        c.bounded = v > 0.0;
-    }
-    if let Some(v) = env("T_AFFINE") {
-        c.affine = v > 0.0;
-    }
-    if let Some(v) = env("T_EMR") {
-        c.fit.em.restarts = v as usize;
-    }
-    if let Some(v) = env("T_EMI") {
-        c.fit.em.max_iter = v as usize;
-    }
-    if let Some(v) = env("T_WARM") {
-        c.warm_start = v > 0.0;
-    }
-    c
 }
 
 /// What one run measured.
@@ -295,7 +243,8 @@ impl RunOutcome {
     }
 }
 
-/// The markdown table of a set of runs: one row per run, then medians and worst per task.
+/// The markdown table of a set of runs (one row per run), then a second table with the
+/// median and the worst run of every task.
 pub fn table(results: &[RunOutcome]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "| task | seed | status | calls | KL(p‖q) | W1 / floor | tail mass | mode err | ln Ẑ − ln Z | ± se | k̂ | ESS | K | s |");
@@ -306,9 +255,53 @@ pub fn table(results: &[RunOutcome]) -> String {
     for r in results {
         let _ = writeln!(
             s,
-            "| {} | {} | {:?} | {} | {:.4} | {:.2} | {:.2} % | {:.3} | {:+.3} | {:.3} | {:.2} | {:.0} | {} | {:.1} |",
+            "| {} | {} | {:?} | {} | {:.4} | {:.2} | {:.2} % | {:.3} | {:+.3} | {:.3} | {} | {:.0} | {} | {:.1} |",
             r.task.name(), r.seed, r.status, r.calls, r.kl, r.w1 / r.w1_floor, 100.0 * r.tail_mass,
-            r.mode_error(), r.log_z - r.log_z_true, r.log_z_se, r.k_hat, r.ess, r.components, r.seconds
+            r.mode_error(), r.log_z - r.log_z_true, r.log_z_se,
+            if r.k_hat.is_finite() { format!("{:.2}", r.k_hat) } else { "–".into() },
+            r.ess, r.components, r.seconds
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "| task | runs | converged | calls | KL(p‖q) | W1 / floor | tail mass | mode err | abs(ln Ẑ − ln Z) | k̂ | s |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut tasks: Vec<Task> = results.iter().map(|r| r.task).collect();
+    tasks.dedup();
+    for task in tasks {
+        let runs: Vec<&RunOutcome> = results.iter().filter(|r| r.task == task).collect();
+        // "median / worst" of a figure where larger is worse.
+        let mw = |f: &dyn Fn(&RunOutcome) -> f64, digits: usize| {
+            let mut v: Vec<f64> = runs.iter().map(|r| f(r)).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            let med = v[v.len() / 2];
+            let worst = v[v.len() - 1];
+            format!("{med:.digits$} / {worst:.digits$}")
+        };
+        let converged = runs
+            .iter()
+            .filter(|r| r.status == RefineStatus::Converged)
+            .count();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} % | {} | {} | {} | {} |",
+            task.name(),
+            runs.len(),
+            converged,
+            mw(&|r| r.calls as f64, 0),
+            mw(&|r| r.kl, 4),
+            mw(&|r| r.w1 / r.w1_floor, 2),
+            mw(&|r| 100.0 * r.tail_mass, 2),
+            mw(&|r| r.mode_error(), 3),
+            mw(&|r| (r.log_z - r.log_z_true).abs(), 3),
+            mw(
+                &|r| if r.k_hat.is_finite() {
+                    r.k_hat
+                } else {
+                    f64::INFINITY
+                },
+                2
+            ),
+            mw(&|r| r.seconds, 1),
         );
     }
     s

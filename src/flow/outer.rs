@@ -269,3 +269,64 @@ impl<'p, T: Real> Outer<'p, T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erfc_inv_inverts_erfc() {
+        for &r in &[1.0, 0.999, 0.7, 0.3, 1e-3, 1e-9, 1e-20, 1e-100, 1e-300] {
+            let x = erfc_inv(r);
+            let back = libm::erfc(x);
+            assert!((back - r).abs() <= 1e-13 * r, "r {r}: erfc({x}) = {back}");
+        }
+    }
+
+    /// Round trip, continuity at the margins' joins, and log|dθ/dy| against central
+    /// differences of the map itself.
+    #[test]
+    fn box_map_round_trip_and_log_det() {
+        let (lo, hi) = (-2.0, 6.0);
+        let m = 1.0;
+        // Out to five erfc scales beyond each join (θ then lies ≈ 1e-12·m from the edge).
+        let reach = 5.0 * 2.0 * m / core::f64::consts::PI.sqrt();
+        let mut y = lo + m - reach;
+        while y < hi - m + reach {
+            let (t, ld) = box_forward(y, lo, hi);
+            assert!(t > lo && t < hi, "y {y}: θ {t}");
+            let (back, ild) = box_inverse(t, lo, hi).unwrap();
+            // θ → y → θ is well conditioned everywhere; y → θ → y only while θ keeps many
+            // digits of its distance to the edge (within three erfc scales of a join).
+            let (t2, _) = box_forward(back, lo, hi);
+            assert!(
+                (t2 - t).abs() <= 4.0 * f64::EPSILON * t.abs().max(1.0),
+                "y {y}"
+            );
+            if y > lo + m - 0.6 * reach && y < hi - m + 0.6 * reach {
+                assert!((back - y).abs() < 1e-9 * y.abs().max(1.0), "y {y}: {back}");
+                assert!((ld + ild).abs() < 1e-9, "y {y}: {ld} {ild}");
+                let h = 1e-6;
+                let fd = (box_forward(y + h, lo, hi).0 - box_forward(y - h, lo, hi).0) / (2.0 * h);
+                assert!(
+                    (libm::log(fd) - ld).abs() < 1e-5,
+                    "y {y}: {} vs {ld}",
+                    libm::log(fd)
+                );
+            }
+            y += 0.0137;
+        }
+        // The joins: identity on [lo + m, hi − m], slope 1 on both sides.
+        for join in [lo + m, hi - m] {
+            for dy in [-1e-7, 1e-7] {
+                let (t, ld) = box_forward(join + dy, lo, hi);
+                assert!((t - join - dy).abs() < 1e-12 && ld.abs() < 1e-12);
+            }
+        }
+        assert_eq!(box_inverse(lo, lo, hi), None);
+        assert_eq!(box_inverse(hi, lo, hi), None);
+        assert_eq!(box_inverse(f64::NAN, lo, hi), None);
+        assert_eq!(box_forward(-1e6, lo, hi).0, lo);
+        assert_eq!(box_forward(1e6, lo, hi).0, hi);
+    }
+}

@@ -5,7 +5,7 @@ pub mod refine;
 pub mod trainer;
 pub mod weights;
 
-pub use fit::{fit, BaseChoice, FitBuffers, FitConfig, FitMemory, FitReport};
+pub use fit::{fit, fit_in_box, BaseChoice, FitBuffers, FitConfig, FitMemory, FitReport};
 pub use refine::{
     refine, RefineBuffers, RefineConfig, RefineMemory, RefineReport, RefineStatus, Refiner,
     RoundReport,

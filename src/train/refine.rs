@@ -220,8 +220,8 @@ pub struct RoundReport {
     pub ess: f64,
     /// PSIS k̂ of this round's proposal against the posterior, from its own draws.
     pub k_hat: f64,
-    /// ln Ẑ of this round's draws alone (importance sampling from its proposal; NaN when
-    /// no draw had a non-zero likelihood).
+    /// ln Ẑ of this round's draws alone (importance sampling from its proposal, which had
+    /// not seen them; NaN when no draw had a non-zero likelihood).
     pub own_log_z: f64,
     /// Rounds whose own estimates make up `log_z` (0: it is the mixture estimate).
     pub evidence_rounds: usize,
