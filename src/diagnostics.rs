@@ -44,6 +44,11 @@ pub struct ImportanceSummary {
     pub log_z_se: f64,
     /// Kish effective sample size (Σw)²/Σw², in [1, n].
     pub ess: f64,
+    /// Σ w̃ᵢ (ln wᵢ − ln Ẑ) with the self-normalised weights w̃: when the proposal g is the
+    /// density being checked (its own fresh draws), an estimate of KL(p‖g), the share of
+    /// information g loses about the posterior. Unlike k̂, which sees only where g is too
+    /// thin, it also sees mass that g spends where p has none (bridges between modes).
+    pub kl: f64,
     /// Pareto-smoothed importance sampling shape k̂ of the weights' upper tail
     /// ([`pareto_k_hat`]); `None` when no tail can be fitted (fewer than 5 tail points: n < 21,
     /// ties such as all-equal weights, or too many zero weights).
@@ -107,11 +112,17 @@ pub fn importance_summary(log_w: &[f64], scratch: &mut [f64]) -> Result<Importan
         sum2 += e * e;
     }
     let mean = sum / nf;
-    let mut ss = 0.0;
+    let (mut ss, mut kl) = (0.0, 0.0);
+    let log_mean = libm::log(mean);
     for &v in log_w {
-        let d = libm::exp(v - max) - mean;
+        let e = libm::exp(v - max);
+        let d = e - mean;
         ss += d * d;
+        if e > 0.0 {
+            kl += e * (v - max - log_mean);
+        }
     }
+    kl /= sum;
     let sd = if n > 1 {
         libm::sqrt(ss / (nf - 1.0))
     } else {
@@ -127,6 +138,7 @@ pub fn importance_summary(log_w: &[f64], scratch: &mut [f64]) -> Result<Importan
         log_z: max + libm::log(mean),
         log_z_se: sd / (libm::sqrt(nf) * mean),
         ess: sum * sum / sum2,
+        kl,
         k_hat,
     })
 }

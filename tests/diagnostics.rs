@@ -337,3 +337,29 @@ fn bad_input_is_refused_with_typed_errors() {
         "input is checked before the scratch length"
     );
 }
+
+/// `kl` estimates KL(p‖g) from draws of g: g = N(0, 1), p = N(μ, s²) has
+/// KL(p‖g) = −ln s + (s² + μ²)/2 − ½ in closed form.
+#[test]
+fn kl_estimate_matches_the_closed_form() {
+    let mut r = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(21);
+    let mut draws = Draws::new(&mut r);
+    let n = 200_000;
+    for (mu, s) in [(0.3, 1.0), (0.5, 0.8), (0.0, 0.9)] {
+        let log_w: Vec<f64> = (0..n)
+            .map(|_| {
+                let x = draws.normal();
+                let lp = -0.5 * ((x - mu) / s) * ((x - mu) / s) - f64::ln(s);
+                let lg = -0.5 * x * x;
+                lp - lg
+            })
+            .collect();
+        let mut scratch = vec![0.0; n];
+        let got = importance_summary(&log_w, &mut scratch).unwrap().kl;
+        let want = -f64::ln(s) + (s * s + mu * mu) / 2.0 - 0.5;
+        assert!(
+            (got - want).abs() < 0.05 * want + 2e-3,
+            "μ {mu} s {s}: {got} vs {want}"
+        );
+    }
+}

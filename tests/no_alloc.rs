@@ -1,20 +1,27 @@
 //! The core never allocates: a counting global allocator sees zero allocations during
 //! log_prob (batch and single sample), sample, forward, inverse, gradient (stored and
-//! recompute mode), Adam, save and load.
+//! recompute mode), Adam, save and load, and a whole refinement.
 
 mod common;
 use common::*;
 use lwflow::{format, Adam, BaseKind, Flow, Shape};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 struct Counting;
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+// Per thread: the test harness runs the tests on parallel threads.
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+fn bump() {
+    ALLOCATIONS.with(|c| c.set(c.get() + 1));
+}
 
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        bump();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -23,7 +30,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        bump();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -33,9 +40,9 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn count<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = ALLOCATIONS.with(Cell::get);
     let r = f();
-    (r, ALLOCATIONS.load(Ordering::SeqCst) - before)
+    (r, ALLOCATIONS.with(Cell::get) - before)
 }
 
 fn check_paths<T: lwflow::Real>(shape: Shape) {
@@ -81,4 +88,40 @@ fn hot_paths_do_not_allocate() {
     check_paths::<f64>(Shape::new(3, 16, 4).with_base(BaseKind::Mixture(2)));
     check_paths::<f32>(Shape::new(2, 64, 8));
     check_paths::<f32>(Shape::new(5, 8, 3).with_base(BaseKind::StandardNormal));
+}
+
+/// A whole refinement (prior draws, tempered EM fits, training, flow proposals with both outer
+/// maps, deterministic-mixture weights, diagnostics) allocates nothing once its buffers exist.
+#[test]
+fn refinement_does_not_allocate() {
+    use lwflow::train::{RefineBuffers, RefineConfig, RefineMemory, RefineStatus, Refiner};
+    let task = lwflow::tasks::Task::T2D2;
+    let shape = Shape::new(2, 8, 2);
+    let cfg = RefineConfig {
+        max_calls: 6_000,
+        ..RefineConfig::for_dim(2)
+    };
+    let need = RefineMemory::new(&shape, &cfg);
+    let mut reals = vec![0.0f32; need.reals];
+    let mut f64s = vec![0.0f64; need.f64s];
+    let mut order = vec![0u32; need.order];
+    let mut out = vec![0.0f64; cfg.capacity()];
+    let (res, allocs) = count(|| {
+        let buf = RefineBuffers::split(&shape, &cfg, &mut reals, &mut f64s, &mut order)?;
+        let mut r = Refiner::new(&shape, &[-6.0; 2], &[6.0; 2], &cfg, buf)?;
+        while r.status() == RefineStatus::Running {
+            let theta = r.ask()?;
+            let m = theta.len() / 2;
+            for (o, t) in out.iter_mut().zip(theta.chunks(2)) {
+                *o = task.log_likelihood(&[t[0] as f64, t[1] as f64]);
+            }
+            r.tell(&out[..m])?;
+        }
+        r.report().map(|rep| rep.calls)
+    });
+    assert!(res.unwrap() > 0);
+    assert_eq!(allocs, 0, "{allocs} allocations");
+    // The counter does see this thread's allocations.
+    let (v, seen) = count(|| vec![1u8; 10]);
+    assert_eq!((v.len(), seen), (10, 1));
 }

@@ -50,6 +50,8 @@ pub struct RunOutcome {
     pub log_z_se: f64,
     pub log_z_true: f64,
     pub k_hat: f64,
+    /// KL(p‖q) the loop estimated from q's own draws (NaN when not measured).
+    pub kl_hat: f64,
     pub ess: f64,
     pub components: usize,
     /// Seconds outside the likelihood (the loop's own work).
@@ -133,10 +135,10 @@ pub fn refine_with(
         |r: &RoundReport| {
             if verbose {
                 println!(
-                    "    {} seed {}: round {} calls {} β {:.3}→{:.3} K {} epochs {} ({}{}) ESS {:.0} k̂ {:.2} ln Z {:.4} ± {:.4} own {:.4}",
+                    "    {} seed {}: round {} calls {} β {:.3}→{:.3} K {} epochs {} ({}{}) ESS {:.0} k̂ {:.2} KL̂ {:.4} ln Z {:.4} ± {:.4} own {:.4}",
                     task.name(), cfg.seed, r.round, r.calls, r.beta, r.next_beta, r.components,
                     r.epochs, r.best_epoch, if r.still_improving { ", still improving" } else { "" },
-                    r.ess, r.k_hat, r.log_z, r.log_z_se, r.own_log_z
+                    r.ess, r.k_hat, r.kl, r.log_z, r.log_z_se, r.own_log_z
                 );
             }
             rounds.push(*r);
@@ -203,6 +205,7 @@ pub fn refine_with(
         log_z_se: report.log_z_se,
         log_z_true: task.log_evidence_with_prior(),
         k_hat: report.k_hat.unwrap_or(f64::NAN),
+        kl_hat: report.kl.unwrap_or(f64::NAN),
         ess: report.ess,
         components: shape.components(),
         seconds,
@@ -225,11 +228,11 @@ impl RunOutcome {
             format!("[{}]", items.join(", "))
         };
         format!(
-            "{{\"task\": \"{}\", \"seed\": {}, \"status\": \"{:?}\", \"calls\": {}, \"rounds\": {}, \"kl\": {}, \"kl_se\": {}, \"w1\": {}, \"w1_floor\": {}, \"tail_mass\": {}, \"mode_shares\": {}, \"mode_weights\": {}, \"log_z\": {}, \"log_z_se\": {}, \"log_z_true\": {}, \"k_hat\": {}, \"ess\": {}, \"components\": {}, \"seconds\": {}, \"outside_box\": {}}}",
+            "{{\"task\": \"{}\", \"seed\": {}, \"status\": \"{:?}\", \"calls\": {}, \"rounds\": {}, \"kl\": {}, \"kl_se\": {}, \"w1\": {}, \"w1_floor\": {}, \"tail_mass\": {}, \"mode_shares\": {}, \"mode_weights\": {}, \"log_z\": {}, \"log_z_se\": {}, \"log_z_true\": {}, \"k_hat\": {}, \"kl_hat\": {}, \"ess\": {}, \"components\": {}, \"seconds\": {}, \"outside_box\": {}}}",
             self.task.name(), self.seed, self.status, self.calls, self.rounds.len(), num(self.kl), num(self.kl_se),
             num(self.w1), num(self.w1_floor), num(self.tail_mass), list(&self.mode_shares),
             list(&self.mode_weights), num(self.log_z), num(self.log_z_se), num(self.log_z_true),
-            num(self.k_hat), num(self.ess), self.components, num(self.seconds), self.outside_box
+            num(self.k_hat), num(self.kl_hat), num(self.ess), self.components, num(self.seconds), self.outside_box
         )
     }
 

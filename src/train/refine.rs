@@ -75,6 +75,9 @@ pub struct RefineConfig {
     pub target_ess: f64,
     /// Stop only when the PSIS k̂ of the last proposal against the posterior is at most this.
     pub max_k_hat: f64,
+    /// Stop only when the KL(p‖q) of the last proposal, estimated from its own draws, is at
+    /// most this (k̂ does not see mass a proposal wastes between modes; this does).
+    pub max_kl: f64,
     /// Stop only when ln Ẑ changed by at most this since the previous round.
     pub log_z_tol: f64,
     /// Warm-start the fits at β = 1 from the previous round's parameters.
@@ -99,7 +102,8 @@ impl RefineConfig {
     /// draws, rounds of 2,000, an ESS target of 5,000 and a budget of 10,000 calls; above,
     /// 4,000 (5,000 beyond 8-D) prior draws, rounds of 2,500, an ESS target of 10,000 and a
     /// budget of 40,000 (60,000 beyond 8-D). Check rounds are half a round. Tempering keeps an
-    /// ESS of 0.2 × the round size up to 3-D and 0.5 × above. Automatic mixture base with up
+    /// ESS of 0.2 × the round size up to 3-D and 0.5 × above. A fit is accepted at k̂ ≤ 0.5 and an
+    /// estimated KL(p‖q) ≤ 0.005 up to 3-D (0.02 above). Automatic mixture base with up
     /// to 8 components (one EM start, at most 100 iterations: the refinement refits every
     /// round), at most 30 epochs with patience 4 (3 above 3-D).
     pub fn for_dim(d: usize) -> Self {
@@ -120,6 +124,7 @@ impl RefineConfig {
             ess_fraction,
             target_ess: target,
             max_k_hat: 0.5,
+            max_kl: if d <= 3 { 0.005 } else { 0.02 },
             log_z_tol: 0.02,
             warm_start: true,
             bounded: true,
@@ -164,6 +169,7 @@ impl RefineConfig {
             self.ess_fraction,
             self.target_ess,
             self.max_k_hat,
+            self.max_kl,
             self.log_z_tol,
         ];
         if floats.iter().any(|v| !v.is_finite()) {
@@ -177,6 +183,7 @@ impl RefineConfig {
             || !(self.ess_fraction > 0.0 && self.ess_fraction < 1.0)
             || self.target_ess < 0.0
             || self.max_k_hat < 0.0
+            || self.max_kl < 0.0
             || self.log_z_tol < 0.0
             || self.fit.base.max_components() == 0
             || matches!(self.fit.base, BaseChoice::PaperMixture(_))
@@ -224,6 +231,10 @@ pub struct RoundReport {
     pub ess: f64,
     /// PSIS k̂ of this round's proposal against the posterior, from its own draws.
     pub k_hat: f64,
+    /// KL(p‖g) of this round's proposal g estimated from its own draws
+    /// ([`ImportanceSummary::kl`](crate::diagnostics::ImportanceSummary::kl); +∞ when no draw
+    /// had a non-zero likelihood).
+    pub kl: f64,
     /// ln Ẑ of this round's draws alone (importance sampling from its proposal, which had
     /// not seen them; NaN when no draw had a non-zero likelihood).
     pub own_log_z: f64,
@@ -259,6 +270,8 @@ pub struct RefineReport {
     /// PSIS k̂ of the returned model against the posterior, measured on its own draws;
     /// `None` when the returned model was fitted after the budget ran out (never drawn from).
     pub k_hat: Option<f64>,
+    /// KL(p‖q) of the returned model estimated from its own draws (`None` as for `k_hat`).
+    pub kl: Option<f64>,
     /// The returned model's shape.
     pub shape: Shape,
     /// The returned model's training run.
@@ -404,6 +417,7 @@ pub struct RefineState {
     /// Slot of the returned model once finished.
     final_slot: usize,
     final_k_hat: Option<f64>,
+    final_kl: Option<f64>,
     last: Option<Summary>,
     evidence: Evidence,
 }
@@ -548,6 +562,7 @@ impl<'b, T: Real> Refiner<'b, T> {
             status: RefineStatus::Running,
             final_slot: 0,
             final_k_hat: None,
+            final_kl: None,
             last: None,
             evidence: Evidence::default(),
         };
@@ -674,6 +689,7 @@ impl<'b, T: Real> Refiner<'b, T> {
             log_z_se: s.log_z_se,
             ess: s.ess,
             k_hat: self.st.final_k_hat,
+            kl: self.st.final_kl,
             shape: p.shape,
             train: p.train.ok_or(Error::InvalidArgument)?,
             beta: p.beta,
@@ -920,6 +936,7 @@ impl<'b, T: Real> Refiner<'b, T> {
         }
         let own = diagnostics::importance_summary(&self.buf.log_w[..e - s], self.buf.scratch);
         let k_hat = own.ok().and_then(|o| o.k_hat).unwrap_or(f64::INFINITY);
+        let kl = own.map_or(f64::INFINITY, |o| o.kl);
         if let Ok(o) = own {
             if k_hat <= RELIABLE_K_HAT {
                 self.st.evidence.add(o.log_z, o.log_z_se);
@@ -953,6 +970,7 @@ impl<'b, T: Real> Refiner<'b, T> {
             ess: summary.ess,
             k_hat,
             own_log_z: own.map_or(f64::NAN, |o| o.log_z),
+            kl,
             evidence_rounds: self.st.evidence.rounds,
             components: if round == 0 {
                 0
@@ -972,11 +990,13 @@ impl<'b, T: Real> Refiner<'b, T> {
             && beta >= 1.0
             && this.train_ess >= self.st.cfg.target_ess
             && k_hat <= self.st.cfg.max_k_hat
+            && kl <= self.st.cfg.max_kl
             && prev_log_z.is_some_and(|p| libm::fabs(summary.log_z - p) <= self.st.cfg.log_z_tol);
         if converged {
             self.st.status = RefineStatus::Converged;
             self.st.final_slot = round;
             self.st.final_k_hat = Some(k_hat);
+            self.st.final_kl = Some(kl);
             return Ok(report);
         }
         let calls_left = self.st.cfg.max_calls - self.st.calls;
@@ -998,6 +1018,7 @@ impl<'b, T: Real> Refiner<'b, T> {
             };
             self.st.final_slot = next.min(self.st.cfg.max_rounds - 1);
             self.st.final_k_hat = None;
+            self.st.final_kl = None;
             return Ok(report);
         }
         // The new proposal's term for every sample drawn so far; its size is the next round's:
