@@ -246,6 +246,21 @@ impl RunOutcome {
     }
 }
 
+/// "median / worst" k̂ over the runs that measured it ("–" where none did: the budget ran
+/// out before a check round).
+fn k_hat_summary(runs: &[&RunOutcome]) -> String {
+    let mut v: Vec<f64> = runs
+        .iter()
+        .map(|r| r.k_hat)
+        .filter(|k| k.is_finite())
+        .collect();
+    if v.is_empty() {
+        return "–".into();
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    format!("{:.2} / {:.2}", v[v.len() / 2], v[v.len() - 1])
+}
+
 /// The markdown table of a set of runs (one row per run), then a second table with the
 /// median and the worst run of every task.
 pub fn table(results: &[RunOutcome]) -> String {
@@ -296,14 +311,7 @@ pub fn table(results: &[RunOutcome]) -> String {
             mw(&|r| 100.0 * r.tail_mass, 2),
             mw(&|r| r.mode_error(), 3),
             mw(&|r| (r.log_z - r.log_z_true).abs(), 3),
-            mw(
-                &|r| if r.k_hat.is_finite() {
-                    r.k_hat
-                } else {
-                    f64::INFINITY
-                },
-                2
-            ),
+            k_hat_summary(&runs),
             mw(&|r| r.seconds, 1),
         );
     }

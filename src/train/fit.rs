@@ -276,56 +276,44 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
         return Err(Error::InvalidArgument);
     }
     let mut whiten = false;
+    let FitBuffers {
+        train: train_buffers,
+        em_weights,
+        em_means,
+        em_sds,
+        em_scratch,
+        outer_samples,
+        cov,
+    } = buf;
+    let mut em = EmParts {
+        weights: em_weights,
+        means: em_means,
+        sds: em_sds,
+        scratch: em_scratch,
+    };
     let (samples_u, mixture): (&[T], Option<MixtureFit>) = if cfg!(feature = "outer-maps") && outer
     {
-        check_min(buf.outer_samples, n.saturating_mul(d))?;
-        let u = &mut buf.outer_samples[..n * d];
+        check_min(outer_samples, n.saturating_mul(d))?;
+        let u = &mut outer_samples[..n * d];
         u.copy_from_slice(samples);
         if template.bounded {
             into_box_coordinates(bounds, u, weights, d)?;
         }
-        let mut mixture = em_base(
-            cfg,
-            u,
-            weights,
-            d,
-            &mut buf.em_weights[..],
-            &mut buf.em_means[..],
-            &mut buf.em_sds[..],
-            &mut buf.em_scratch[..],
-        )?;
+        let mut mixture = em_base(cfg, u, weights, d, &mut em)?;
         if template.affine {
             // One full-covariance Gaussian against the diagonal mixture, by BIC: whitening
             // helps a correlated posterior, and would tilt the axis-aligned components of a
             // mixture (so it is then left as the identity).
-            let bic_full = full_gaussian(u, weights, d, buf.cov)?;
+            let bic_full = full_gaussian(u, weights, d, cov)?;
             whiten = mixture.is_none_or(|m| bic_full < m.bic);
             if whiten {
-                whiten_in_place(u, d, buf.cov);
-                mixture = em_base(
-                    cfg,
-                    u,
-                    weights,
-                    d,
-                    &mut buf.em_weights[..],
-                    &mut buf.em_means[..],
-                    &mut buf.em_sds[..],
-                    &mut buf.em_scratch[..],
-                )?;
+                whiten_in_place(u, d, cov);
+                mixture = em_base(cfg, u, weights, d, &mut em)?;
             }
         }
         (u, mixture)
     } else {
-        let mixture = em_base(
-            cfg,
-            samples,
-            weights,
-            d,
-            &mut buf.em_weights[..],
-            &mut buf.em_means[..],
-            &mut buf.em_sds[..],
-            &mut buf.em_scratch[..],
-        )?;
+        let mixture = em_base(cfg, samples, weights, d, &mut em)?;
         (samples, mixture)
     };
     let shape = match (cfg.base, mixture) {
@@ -343,7 +331,7 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
         crate::init::set_box(&shape, params, lo, hi)?;
     }
     if shape.affine && whiten {
-        let (mu, chol) = buf.cov[d * d..].split_at(d);
+        let (mu, chol) = cov[d * d..].split_at(d);
         crate::init::set_affine(&shape, params, mu, &chol[..d * (d + 1) / 2])?;
     }
     if let Some(fit) = mixture {
@@ -351,14 +339,14 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
         set_mixture_base(
             &shape,
             params,
-            &buf.em_weights[..k],
-            &buf.em_means[..k * d],
-            &buf.em_sds[..k * d],
+            &em.weights[..k],
+            &em.means[..k * d],
+            &em.sds[..k * d],
         )?;
     }
     // Train the couplings and base (a prefix of the parameters) on u.
     let pi = inner.param_len();
-    let t = buf.train;
+    let t = train_buffers;
     let train_buf = TrainBuffers {
         grad: &mut t.grad[..pi],
         adam_state: &mut t.adam_state[..2 * pi],
@@ -385,19 +373,21 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
     })
 }
 
-/// The EM base of `cfg.base` fitted to (`samples`, `weights`), or `None` for the bases that
-/// are not fitted by EM.
-#[allow(clippy::too_many_arguments)]
+/// The EM base of `cfg.base` fitted to (`samples`, `weights`) into the EM outputs of `buf`,
+/// or `None` for the bases that are not fitted by EM.
 fn em_base<T: Real>(
     cfg: &FitConfig,
     samples: &[T],
     weights: &[T],
     d: usize,
-    em_weights: &mut [f64],
-    em_means: &mut [f64],
-    em_sds: &mut [f64],
-    scratch: &mut [f64],
+    buf: &mut EmParts<'_>,
 ) -> Result<Option<MixtureFit>, Error> {
+    let EmParts {
+        weights: em_weights,
+        means: em_means,
+        sds: em_sds,
+        scratch,
+    } = buf;
     let k = match cfg.base {
         BaseChoice::Mixture(k) | BaseChoice::Auto(k) => k,
         _ => return Ok(None),
@@ -415,6 +405,14 @@ fn em_base<T: Real>(
     } else {
         em::fit_mixture(samples, weights, d, k, &cfg.em, w, m, s, scratch)?
     }))
+}
+
+/// The EM regions of [`FitBuffers`], borrowed apart from the others.
+struct EmParts<'a> {
+    weights: &'a mut [f64],
+    means: &'a mut [f64],
+    sds: &'a mut [f64],
+    scratch: &'a mut [f64],
 }
 
 /// Maps the samples (θ on entry, `n·D`) through the inverse of the box map, in place. Every

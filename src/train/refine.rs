@@ -502,6 +502,22 @@ pub const MAX_DIM: usize = 64;
 
 const LN_EPS: f64 = -745.0;
 
+/// Parameter slots per stored proposal: the largest shape the base choice can produce.
+fn slot_len(st: &RefineState) -> usize {
+    st.cfg.fit.base.max_shape(&st.template).param_len()
+}
+
+/// Proposal `r` as a flow over its slot of `models`.
+fn proposal<'m, T: Real>(
+    st: &RefineState,
+    models: &'m [T],
+    r: usize,
+) -> Result<Flow<'m, T>, Error> {
+    let p = st.proposals[r].ok_or(Error::InvalidArgument)?;
+    let at = r * slot_len(st);
+    Flow::new(p.shape, &models[at..at + p.shape.param_len()])
+}
+
 /// The generator of round `r`'s draws: seeded from the configured seed and the round alone,
 /// so the state between calls holds no generator (a resumed loop draws the same points).
 fn round_rng(seed: u64, r: usize) -> Xoshiro256PlusPlus {
@@ -713,16 +729,7 @@ impl<'b, T: Real> Refiner<'b, T> {
     }
 
     fn slot(&self, r: usize) -> Result<(Shape, &[T]), Error> {
-        let p = self.st.proposals[r].ok_or(Error::InvalidArgument)?;
-        let stride = self
-            .st
-            .cfg
-            .fit
-            .base
-            .max_shape(&self.st.template)
-            .param_len();
-        let params = &self.buf.models[r * stride..r * stride + p.shape.param_len()];
-        Ok((p.shape, params))
+        proposal(&self.st, self.buf.models, r).map(|f| (*f.shape(), f.params()))
     }
 
     /// Draws this round's samples, moves the ones inside the box to the front and records
@@ -763,17 +770,7 @@ impl<'b, T: Real> Refiner<'b, T> {
             }
             self.buf.log_own[s..e].fill(self.st.log_prior);
         } else {
-            let (shape, _) = self.slot(r)?;
-            let stride = self
-                .st
-                .cfg
-                .fit
-                .base
-                .max_shape(&self.st.template)
-                .param_len();
-            let params = &self.buf.models[r * stride..r * stride + shape.param_len()];
-            let flow = Flow::new(shape, params)?;
-            flow.sample(
+            proposal(&self.st, self.buf.models, r)?.sample(
                 &mut round_rng(self.st.cfg.seed, r),
                 &mut self.buf.theta[s * d..e * d],
                 &mut self.buf.log_q[s..e],
@@ -864,16 +861,7 @@ impl<'b, T: Real> Refiner<'b, T> {
             }
             return Ok(());
         }
-        let stride = self
-            .st
-            .cfg
-            .fit
-            .base
-            .max_shape(&self.st.template)
-            .param_len();
-        let params = &self.buf.models[q * stride..q * stride + p.shape.param_len()];
-        let flow = Flow::new(p.shape, params)?;
-        flow.log_prob(
+        proposal(&self.st, self.buf.models, q)?.log_prob(
             &self.buf.theta[s * d..e * d],
             &mut self.buf.log_q[s..e],
             self.buf.eval_ws,
@@ -1083,7 +1071,7 @@ impl<'b, T: Real> Refiner<'b, T> {
             cfg.train.seed ^ (self.st.cfg.seed.wrapping_mul(0x9e37_79b9)) ^ slot as u64;
         cfg.em.seed ^= slot as u64;
         cfg.init_seed ^= slot as u64;
-        let stride = cfg.base.max_shape(&self.st.template).param_len();
+        let stride = slot_len(&self.st);
         let warm = self.st.cfg.warm_start
             && beta >= 1.0
             && self.st.proposals[prev].is_some_and(|p| p.beta >= 1.0 && p.train.is_some());
