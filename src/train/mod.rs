@@ -7,8 +7,8 @@ pub mod weights;
 
 pub use fit::{fit, fit_in_box, BaseChoice, FitBuffers, FitConfig, FitMemory, FitReport};
 pub use refine::{
-    refine, RefineBuffers, RefineConfig, RefineMemory, RefineReport, RefineStatus, Refiner,
-    RoundReport,
+    refine, RefineBuffers, RefineConfig, RefineMemory, RefineReport, RefineState, RefineStatus,
+    Refiner, RoundReport, STATE_BYTES,
 };
 pub use trainer::{
     train, EpochReport, Schedule, StopReason, TrainBuffers, TrainConfig, TrainReport,

@@ -68,6 +68,9 @@ use crate::train::weights::NonFinitePolicy;
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+mod bytes;
+pub use bytes::STATE_BYTES;
+
 /// Most rounds a refinement can run (round 0 included).
 pub const MAX_ROUNDS: usize = 32;
 
