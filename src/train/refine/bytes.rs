@@ -51,10 +51,10 @@ const SHAPE_LEN: usize = 4 * 8 + 1 + 8 + 1 + 4 + 1 + 1;
 const EM_LEN: usize = 6 * 8;
 const TRAIN_CONFIG_LEN: usize = 2 * 8 + 5 * 8 + 1 + 8 + 8 + 3 * 8 + 8;
 const FIT_LEN: usize = 1 + 8 + EM_LEN + TRAIN_CONFIG_LEN + 8;
-const CONFIG_LEN: usize = 5 * 8 + 4 * 8 + 3 + FIT_LEN + 1 + 8;
+const CONFIG_LEN: usize = 5 * 8 + 5 * 8 + 3 + FIT_LEN + 1 + 8;
 const TRAIN_REPORT_LEN: usize = 4 * 8 + 2 * 8 + 1;
 const PROPOSAL_LEN: usize = 1 + SHAPE_LEN + 8 + 8 + 1 + TRAIN_REPORT_LEN + 8;
-const ROUND_LEN: usize = 1 + 3 * 8 + 7 * 8 + 4 * 8 + 1;
+const ROUND_LEN: usize = 1 + 3 * 8 + 8 * 8 + 4 * 8 + 1;
 const SUMMARY_LEN: usize = 1 + 3 * 8;
 const EVIDENCE_LEN: usize = 3 * 8 + 8;
 const BODY_MAX: usize = SHAPE_LEN
@@ -70,7 +70,7 @@ const BODY_MAX: usize = SHAPE_LEN
     + MAX_ROUNDS * ROUND_LEN
     + 1
     + 8
-    + (1 + 8)
+    + 2 * (1 + 8)
     + SUMMARY_LEN
     + EVIDENCE_LEN;
 
@@ -154,6 +154,7 @@ impl Writer<'_> {
         self.f64(c.ess_fraction);
         self.f64(c.target_ess);
         self.f64(c.max_k_hat);
+        self.f64(c.max_kl);
         self.f64(c.log_z_tol);
         self.bool(c.warm_start);
         self.bool(c.bounded);
@@ -245,6 +246,7 @@ impl Writer<'_> {
             r.log_z_se,
             r.ess,
             r.k_hat,
+            r.kl,
             r.own_log_z,
         ] {
             self.f64(v);
@@ -355,6 +357,7 @@ impl Reader<'_> {
         let ess_fraction = self.finite()?;
         let target_ess = self.finite()?;
         let max_k_hat = self.finite()?;
+        let max_kl = self.finite()?;
         let log_z_tol = self.finite()?;
         let warm_start = self.bool()?;
         let bounded = self.bool()?;
@@ -419,6 +422,7 @@ impl Reader<'_> {
             ess_fraction,
             target_ess,
             max_k_hat,
+            max_kl,
             log_z_tol,
             warm_start,
             bounded,
@@ -502,6 +506,7 @@ impl Reader<'_> {
             log_z_se: self.f64()?,
             ess: self.f64()?,
             k_hat: self.f64()?,
+            kl: self.f64()?,
             own_log_z: self.f64()?,
             evidence_rounds: self.usize()?,
             components: self.usize()?,
@@ -568,6 +573,7 @@ impl RefineState {
         w.u8(status_code(self.status));
         w.usize(self.final_slot);
         w.opt_f64(self.final_k_hat);
+        w.opt_f64(self.final_kl);
         w.bool(self.last.is_some());
         if let Some(s) = &self.last {
             w.f64(s.log_z);
@@ -671,6 +677,7 @@ impl RefineState {
         };
         let final_slot = r.usize()?;
         let final_k_hat = r.opt_f64()?;
+        let final_kl = r.opt_f64()?;
         let last = if r.bool()? {
             Some(Summary {
                 log_z: r.f64()?,
@@ -703,6 +710,7 @@ impl RefineState {
             status,
             final_slot,
             final_k_hat,
+            final_kl,
             last,
             evidence,
         })
@@ -793,7 +801,7 @@ impl RefineState {
         if !running {
             fail(self.proposals[self.final_slot].is_some_and(|p| p.train.is_some()))?;
         }
-        if let Some(k) = self.final_k_hat {
+        for k in [self.final_k_hat, self.final_kl].into_iter().flatten() {
             fail(k.is_finite() && self.status == RefineStatus::Converged)?;
         }
         fail(self.evidence.rounds <= MAX_ROUNDS)?;
@@ -876,6 +884,7 @@ impl RefineState {
             log_z_se: s.log_z_se,
             ess: s.ess,
             k_hat: self.final_k_hat,
+            kl: self.final_kl,
             shape: p.shape,
             train: p.train.ok_or(Error::InvalidArgument)?,
             beta: p.beta,
@@ -962,6 +971,7 @@ mod tests {
                 log_z_se: 0.1,
                 ess: 3.0,
                 k_hat: f64::INFINITY,
+                kl: f64::INFINITY,
                 own_log_z: f64::NAN,
                 evidence_rounds: 1,
                 components: 2,
@@ -987,6 +997,7 @@ mod tests {
             status: RefineStatus::Converged,
             final_slot: 5,
             final_k_hat: Some(0.3),
+            final_kl: Some(0.004),
             last: Some(Summary {
                 log_z: -1.0,
                 log_z_se: 0.01,
