@@ -625,12 +625,12 @@ impl<'b, T: Real> Refiner<'b, T> {
 
     /// Where the loop stands.
     pub fn status(&self) -> RefineStatus {
-        self.st.status
+        self.st.status()
     }
 
     /// Likelihood calls so far.
     pub fn calls(&self) -> usize {
-        self.st.calls
+        self.st.calls()
     }
 
     /// Reports of the rounds finished so far, in order.
@@ -710,25 +710,7 @@ impl<'b, T: Real> Refiner<'b, T> {
 
     /// The final report (`InvalidArgument` while running).
     pub fn report(&self) -> Result<RefineReport, Error> {
-        let p = self.st.proposals[self.st.final_slot].ok_or(Error::InvalidArgument)?;
-        let s = self.st.last.ok_or(Error::InvalidArgument)?;
-        if self.st.status == RefineStatus::Running {
-            return Err(Error::InvalidArgument);
-        }
-        Ok(RefineReport {
-            status: self.st.status,
-            rounds: self.st.rounds,
-            calls: self.st.calls,
-            draws: self.st.n,
-            log_z: s.log_z,
-            log_z_se: s.log_z_se,
-            ess: s.ess,
-            k_hat: self.st.final_k_hat,
-            kl: self.st.final_kl,
-            shape: p.shape,
-            train: p.train.ok_or(Error::InvalidArgument)?,
-            beta: p.beta,
-        })
+        self.st.report()
     }
 
     fn slot(&self, r: usize) -> Result<(Shape, &[T]), Error> {
