@@ -123,6 +123,43 @@ pub fn posterior_samples(task: Task, n: usize, seed: u64) -> Vec<f64> {
     out
 }
 
+/// As many draws of q as there are exact samples in `post` (`n·D`), with their log q, and the
+/// average marginal W1 between the two sets.
+pub struct QSamples {
+    pub theta32: Vec<f32>,
+    pub theta: Vec<f64>,
+    pub log_q: Vec<f32>,
+    pub w1: f64,
+}
+
+/// Draws [`QSamples`] from `flow` with generator seed `seed`.
+pub fn q_samples(
+    flow: &Flow<'_, f32>,
+    post: &[f64],
+    seed: u64,
+    ws: &mut [f32],
+) -> Result<QSamples, Error> {
+    let d = flow.shape().dim;
+    let n = post.len() / d;
+    let mut theta32 = vec![0.0f32; n * d];
+    let mut log_q = vec![0.0f32; n];
+    flow.sample(
+        &mut Xoshiro256PlusPlus::seed_from_u64(seed),
+        &mut theta32,
+        &mut log_q,
+        ws,
+    )?;
+    let theta: Vec<f64> = theta32.iter().map(|&v| v as f64).collect();
+    let (mut sa, mut sb) = (vec![(0.0, 0.0); n], vec![(0.0, 0.0); n]);
+    let w1 = metrics::average_marginal_w1(&theta, None, post, None, d, &mut sa, &mut sb)?;
+    Ok(QSamples {
+        theta32,
+        theta,
+        log_q,
+        w1,
+    })
+}
+
 /// Fits and evaluates; `on_epoch` sees every epoch.
 pub fn run(
     task: Task,
@@ -176,19 +213,11 @@ pub fn run(
     let kl = metrics::kl_from_posterior_samples(&log_p, &log_q64)?;
 
     // q samples: W1 against the exact samples, and bridge mass.
-    let mut qs = vec![0.0f32; n * d];
-    let mut q_log_q = vec![0.0f32; n];
-    flow.sample(
-        &mut Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0xca11),
-        &mut qs,
-        &mut q_log_q,
-        &mut eval_ws,
-    )?;
-    let qs64: Vec<f64> = qs.iter().map(|&v| v as f64).collect();
-    let (mut sa, mut sb) = (vec![(0.0, 0.0); n], vec![(0.0, 0.0); n]);
-    let w1 = metrics::average_marginal_w1(&qs64, None, &post, None, d, &mut sa, &mut sb)?;
+    let q = q_samples(&flow, &post, cfg.seed ^ 0xca11, &mut eval_ws)?;
+    let (qs64, w1) = (&q.theta, q.w1);
     let log_p_q: Vec<f64> = qs64.chunks(d).map(|t| task.log_posterior(t)).collect();
     let bridge = metrics::bridge_mass(&log_p_q, task.log_peak())?;
+    let (qs, q_log_q) = (&q.theta32, &q.log_q);
 
     let all_finite = params.iter().all(|v| v.is_finite())
         && log_q.iter().all(|v| v.is_finite())

@@ -11,6 +11,8 @@
 //! ```
 
 mod run;
+#[path = "../paper/suite.rs"]
+mod suite;
 
 use lwflow::tasks::Task;
 use run::{refine_task, RunOutcome};

@@ -1,5 +1,6 @@
 //! One refinement run on a benchmark task and its scores against the truth. Shared by the
-//! refine example and the CI accuracy test (`tests/refine.rs` includes this file).
+//! refine example and the CI accuracy test (`tests/refine.rs` includes this file); both also
+//! include the paper example's `suite.rs` as `suite` (exact samples, q samples and W1).
 #![allow(dead_code)]
 
 use lwflow::rand_core::SeedableRng;
@@ -76,18 +77,6 @@ pub fn w1_floor(task: Task) -> f64 {
     }
 }
 
-/// Exact posterior samples (f64, `n·D`).
-pub fn posterior_samples(task: Task, n: usize, seed: u64) -> Vec<f64> {
-    let d = task.dim();
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let mut draws = Draws::new(&mut rng);
-    let mut out = vec![0.0; n * d];
-    for row in out.chunks_mut(d) {
-        task.sample_posterior(&mut draws, row);
-    }
-    out
-}
-
 /// The task's tail threshold: the 0.1 % quantile of log p over `TAIL_N` exact samples.
 pub fn tail_threshold(task: Task) -> f64 {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(0x7a11);
@@ -153,7 +142,7 @@ pub fn refine_with(
 
     // KL(p‖q) on exact posterior samples, with its standard error.
     let n = EVAL_N;
-    let post = posterior_samples(task, n, cfg.seed ^ 0xbeef);
+    let post = crate::suite::posterior_samples(task, n, cfg.seed ^ 0xbeef);
     let post32: Vec<f32> = post.iter().map(|&v| v as f32).collect();
     let mut log_q = vec![0.0f32; n];
     flow.log_prob(&post32, &mut log_q, &mut ws)?;
@@ -166,18 +155,9 @@ pub fn refine_with(
     let var = diffs.iter().map(|v| (v - kl) * (v - kl)).sum::<f64>() / (n - 1) as f64;
     let kl_se = (var / n as f64).sqrt();
 
-    // q samples: W1 against a second exact set, tail mass, mode shares, box leaks.
-    let mut qs = vec![0.0f32; n * d];
-    let mut q_log_q = vec![0.0f32; n];
-    flow.sample(
-        &mut Xoshiro256PlusPlus::seed_from_u64(cfg.seed ^ 0xca11),
-        &mut qs,
-        &mut q_log_q,
-        &mut ws,
-    )?;
-    let qs64: Vec<f64> = qs.iter().map(|&v| v as f64).collect();
-    let (mut sa, mut sb) = (vec![(0.0, 0.0); n], vec![(0.0, 0.0); n]);
-    let w1 = metrics::average_marginal_w1(&qs64, None, &post, None, d, &mut sa, &mut sb)?;
+    // q samples: W1 against the exact set, tail mass, mode shares, box leaks.
+    let q = crate::suite::q_samples(&flow, &post, cfg.seed ^ 0xca11, &mut ws)?;
+    let (qs64, w1) = (&q.theta, q.w1);
     let log_p_q: Vec<f64> = qs64.chunks(d).map(|t| task.log_posterior(t)).collect();
     let tail_mass = metrics::tail_mass(&log_p_q, tail_threshold(task))?;
     let k = task.modes();
@@ -186,7 +166,7 @@ pub fn refine_with(
         task.mode_mean(j, m);
     }
     let mut mode_shares = vec![0.0; k];
-    metrics::mode_shares(&qs64, d, &means, &mut mode_shares)?;
+    metrics::mode_shares(qs64, d, &means, &mut mode_shares)?;
     let outside_box = qs64.chunks(d).filter(|t| !task.in_box(t)).count();
     Ok(RunOutcome {
         task,

@@ -346,17 +346,7 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
     }
     // Train the couplings and base (a prefix of the parameters) on u.
     let pi = inner.param_len();
-    let t = train_buffers;
-    let train_buf = TrainBuffers {
-        grad: &mut t.grad[..pi],
-        adam_state: &mut t.adam_state[..2 * pi],
-        best: &mut t.best[..pi],
-        workspace: t.workspace,
-        batch_theta: t.batch_theta,
-        batch_weights: t.batch_weights,
-        batch_out: t.batch_out,
-        order: t.order,
-    };
+    let train_buf = train_buffers.prefix(pi);
     let report = train(
         &inner,
         &mut params[..pi],

@@ -63,7 +63,7 @@ use crate::flow::Flow;
 use crate::real::Real;
 use crate::shape::Shape;
 use crate::train::fit::{fit_in_box, BaseChoice, FitBuffers, FitConfig, FitMemory};
-use crate::train::trainer::{train, TrainBuffers, TrainReport};
+use crate::train::trainer::{train, TrainReport};
 use crate::train::weights::NonFinitePolicy;
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -1062,6 +1062,14 @@ impl<'b, T: Real> Refiner<'b, T> {
             && self.st.proposals[prev].is_some_and(|p| p.beta >= 1.0 && p.train.is_some());
         let samples = &self.buf.theta[..n * d];
         let weights = &self.buf.weights[..n];
+        let fb = FitBuffers::split(
+            &self.st.template,
+            &cfg,
+            n,
+            self.buf.fit_reals,
+            self.buf.order,
+            self.buf.fit_em,
+        )?;
         let (shape, report) = if warm {
             let prev_shape = self.st.proposals[prev]
                 .map(|p| p.shape)
@@ -1070,25 +1078,7 @@ impl<'b, T: Real> Refiner<'b, T> {
             self.buf
                 .models
                 .copy_within(prev * stride..prev * stride + p, slot * stride);
-            let fb = FitBuffers::split(
-                &self.st.template,
-                &cfg,
-                n,
-                self.buf.fit_reals,
-                self.buf.order,
-                self.buf.fit_em,
-            )?;
-            let t = fb.train;
-            let tb = TrainBuffers {
-                grad: &mut t.grad[..p],
-                adam_state: &mut t.adam_state[..2 * p],
-                best: &mut t.best[..p],
-                workspace: t.workspace,
-                batch_theta: t.batch_theta,
-                batch_weights: t.batch_weights,
-                batch_out: t.batch_out,
-                order: t.order,
-            };
+            let tb = fb.train.prefix(p);
             let params = &mut self.buf.models[slot * stride..slot * stride + p];
             let rep = train(
                 &prev_shape,
@@ -1101,14 +1091,6 @@ impl<'b, T: Real> Refiner<'b, T> {
             )?;
             (prev_shape, rep)
         } else {
-            let fb = FitBuffers::split(
-                &self.st.template,
-                &cfg,
-                n,
-                self.buf.fit_reals,
-                self.buf.order,
-                self.buf.fit_em,
-            )?;
             let params = &mut self.buf.models[slot * stride..(slot + 1) * stride];
             let (lo, hi) = (&self.st.lo[..d], &self.st.hi[..d]);
             let rep = fit_in_box(

@@ -135,6 +135,24 @@ pub struct TrainBuffers<'b, T> {
     pub order: &'b mut [u32],
 }
 
+impl<'b, T> TrainBuffers<'b, T> {
+    /// The same buffers with the parameter-sized ones (`grad`, `adam_state`, `best`) cut to a
+    /// model of `p` parameters (they are sized for the largest model a fit can produce).
+    /// Panic-free: a buffer shorter than asked keeps its length (`train` then refuses it).
+    pub fn prefix(self, p: usize) -> Self {
+        let cut = |b: &'b mut [T], len: usize| {
+            let len = len.min(b.len());
+            &mut b[..len]
+        };
+        TrainBuffers {
+            grad: cut(self.grad, p),
+            adam_state: cut(self.adam_state, p.saturating_mul(2)),
+            best: cut(self.best, p),
+            ..self
+        }
+    }
+}
+
 /// What one epoch reports to the callback.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EpochReport {
