@@ -78,9 +78,9 @@ fn main() {
                 let r = refine_task(task, seed, verbose);
                 match &r {
                     Ok(o) => println!(
-                        "{} seed {}: {:?}, {} calls, KL {:.4}, W1 {:.4}, tail {:.2} %, ln Z {:.3} ± {:.3} (true {:.3}), k̂ {:.2}, {:.1} s",
+                        "{} seed {}: {:?}, {} calls, KL {:.4}, W1 {:.4}, tail {:.2} %, ln Z {:.3} ± {:.3} (true {:.3}), k̂ {:.2}, {} of 10⁶ q draws outside the box, {:.1} s",
                         task.name(), seed, o.status, o.calls, o.kl, o.w1, 100.0 * o.tail_mass,
-                        o.log_z, o.log_z_se, o.log_z_true, o.k_hat, o.seconds
+                        o.log_z, o.log_z_se, o.log_z_true, o.k_hat, o.outside_box, o.seconds
                     ),
                     Err(e) => println!("{} seed {seed}: FAILED: {e}", task.name()),
                 }
