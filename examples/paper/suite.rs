@@ -7,7 +7,7 @@ use lwflow::rand_core::SeedableRng;
 use lwflow::rng::Draws;
 use lwflow::tasks::{Task, BOX};
 use lwflow::train::{
-    fit, normalise_log_weights, sample_box, BaseChoice, EpochReport, FitBuffers, FitConfig,
+    fit_in_box, normalise_log_weights, sample_box, BaseChoice, EpochReport, FitBuffers, FitConfig,
     FitMemory, FitReport, NonFinitePolicy, TrainConfig,
 };
 use lwflow::{metrics, Error, Flow, Shape};
@@ -31,6 +31,8 @@ pub struct RunConfig {
     pub eval_n: usize,
     /// Refuse weight sets whose ESS is below this.
     pub min_ess: f64,
+    /// Fit flows that live on the prior box (`Shape::bounded`).
+    pub bounded: bool,
 }
 
 impl RunConfig {
@@ -57,6 +59,7 @@ impl RunConfig {
             seed,
             eval_n: 20_000,
             min_ess: 100.0,
+            bounded: true,
         }
     }
 }
@@ -172,7 +175,7 @@ pub fn run(
     let mut weights = vec![0.0f32; cfg.n_prior];
     let stats = normalise_log_weights(&log_l, NonFinitePolicy::Error, cfg.min_ess, &mut weights)?;
 
-    let template = Shape::new(d, cfg.hidden, cfg.couplings);
+    let template = Shape::new(d, cfg.hidden, cfg.couplings).with_bounded(cfg.bounded);
     let fit_cfg = FitConfig {
         base: cfg.base,
         em: cfg.em,
@@ -188,9 +191,11 @@ pub fn run(
         vec![0.0; need.em],
     );
     let buffers = FitBuffers::split(&template, &fit_cfg, n, &mut reals, &mut order, &mut em)?;
-    let report = fit(
+    let report = fit_in_box(
         &template,
         &fit_cfg,
+        &vec![-BOX; d],
+        &vec![BOX; d],
         &mut params,
         &theta,
         &weights,

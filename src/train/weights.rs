@@ -32,7 +32,7 @@ pub struct WeightStats {
     pub log_mean_weight: f64,
 }
 
-/// Fills `theta` (`n·D` with `D = lo.len()`) with uniform draws on the box [lo, hi].
+/// Fills `theta` (`n·D` with `D = lo.len()`) with uniform draws on the open box (lo, hi).
 pub fn sample_box<T: Real, R: Rng + ?Sized>(
     lo: &[T],
     hi: &[T],
@@ -62,8 +62,17 @@ pub fn sample_box<T: Real, R: Rng + ?Sized>(
     let mut draws = Draws::new(&mut adapter);
     for row in theta.chunks_exact_mut(lo.len()) {
         for ((v, &a), &b) in row.iter_mut().zip(lo).zip(hi) {
-            let u = T::from_f64(draws.uniform());
-            *v = a + (b - a) * u;
+            // Inside the open box: a draw that rounds onto an edge in T is drawn again (at
+            // most 64 times; the midpoint is a last resort), so every draw has a finite
+            // density under a flow that lives on the box.
+            *v = a + (b - a) * T::HALF;
+            for _ in 0..64 {
+                let x = a + (b - a) * T::from_f64(draws.uniform());
+                if x > a && x < b {
+                    *v = x;
+                    break;
+                }
+            }
         }
     }
     Ok(())
