@@ -73,6 +73,8 @@ module lwflow
       real(c_double) :: clamp
       integer(c_int32_t) :: base
       integer(c_int32_t) :: activation
+      integer(c_int32_t) :: affine
+      integer(c_int32_t) :: bounded
    end type lwf_shape
 
    !> LwfAdam: fill with lwf_adam_default.
@@ -184,6 +186,7 @@ module lwflow
    public :: lwf_model_log_prob, lwf_model_log_prob_ws, lwf_model_loss_grad
    public :: lwf_model_loss_grad_accumulate, lwf_model_sample, lwf_model_sample_ws
    public :: lwf_model_save, lwf_model_set_gaussian_base, lwf_model_set_mixture_base
+   public :: lwf_model_set_affine, lwf_model_set_box
    public :: lwf_model_set_params, lwf_model_shape, lwf_rng_init, lwf_rng_jump
    public :: lwf_shape_default, lwf_shape_model_size, lwf_shape_param_count
    public :: lwf_shape_serialized_size, lwf_shape_validate, lwf_shape_workspace_count
@@ -448,6 +451,27 @@ module lwflow
          integer(c_size_t), intent(inout) :: out_written
          integer(c_int) :: status
       end function lwf_model_save
+
+      function lwf_model_set_affine(model, shift, dim, chol_packed, chol_len) &
+         result(status) bind(c, name="lwf_model_set_affine")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(in) :: shift(*)
+         integer(c_size_t), value :: dim
+         real(c_double), intent(in) :: chol_packed(*)
+         integer(c_size_t), value :: chol_len
+         integer(c_int) :: status
+      end function lwf_model_set_affine
+
+      function lwf_model_set_box(model, lo, hi, dim) result(status) &
+         bind(c, name="lwf_model_set_box")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: model
+         real(c_double), intent(in) :: lo(*)
+         real(c_double), intent(in) :: hi(*)
+         integer(c_size_t), value :: dim
+         integer(c_int) :: status
+      end function lwf_model_set_box
 
       function lwf_model_set_gaussian_base(model, loc, loc_len, scale, scale_len) &
          result(status) bind(c, name="lwf_model_set_gaussian_base")

@@ -407,8 +407,12 @@ typedef struct LwfFitConfig {
  *
  * Each of the `couplings` layers is an affine coupling whose conditioner is an MLP
  * `[ceil(dim/2), hidden (x hidden_layers), 2*floor(dim/2)]`, followed by a swap permutation.
- * The enum-valued fields are plain `int32_t` so that any value a caller writes is a defined
- * value; unknown codes give `LWF_INVALID_SHAPE`.
+ * Two optional outer maps sit between the couplings' output and theta, both never trained:
+ * an affine standardisation y = shift + L u (`affine`) and a box support (`bounded`: every
+ * sample and all density lie inside [lo, hi]); their parameters follow the base's in the
+ * flat parameter vector and are set with `lwf_model_set_affine` and `lwf_model_set_box`.
+ * The enum-valued and flag fields are plain `int32_t` so that any value a caller writes is a
+ * defined value; unknown codes give `LWF_INVALID_SHAPE`.
  */
 typedef struct LwfShape {
     /**
@@ -444,6 +448,18 @@ typedef struct LwfShape {
      * An `LwfActivation` code (default `LWF_ACTIVATION_RELU`).
      */
     int32_t activation;
+    /**
+     * 1: the affine standardisation y = shift + L u after the couplings (D + D(D+1)/2 more
+     * parameters: shift, then the lower-triangular L packed row by row; identity after
+     * `lwf_model_init`). 0 (the default): none.
+     */
+    int32_t affine;
+    /**
+     * 1: the flow lives on a box [lo, hi] (2D more parameters, lo then hi, last; the unit
+     * box after `lwf_model_init`): log q is -inf outside the open box and every sample lies
+     * inside it. 0 (the default): unbounded.
+     */
+    int32_t bounded;
 } LwfShape;
 
 /**
@@ -701,7 +717,9 @@ size_t lwf_model_align(void);
  *    report into `*out_report` (may be NULL) and the handle into `*out_model`.
  *
  * The shape gives dim, hidden width, layers, activation and clamp; its `base` and
- * `components` are replaced per the config (the fitted shape is `lwf_model_shape`). The same
+ * `components` are replaced per the config (the fitted shape is `lwf_model_shape`); it must
+ * not ask for outer maps (`affine` and `bounded` 0: the refinement, `lwf_refine_init`, fits
+ * those; `LWF_INVALID_ARGUMENT` otherwise, also from the size queries). The same
  * inputs give bit-identical models. `work` (`work_len` bytes, at least `lwf_fit_work_size`,
  * 8-byte aligned) is scratch. Every argument is checked before the first callback.
  *
@@ -712,7 +730,7 @@ size_t lwf_model_align(void);
  *
  * Errors: `LWF_NULL_POINTER` (`log_likelihood`, `mem`, `shape`, `config`, `lo`, `hi`, `work`,
  * `out_model`), `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT` (a config
- * field, lo >= hi, `n_samples > UINT32_MAX`), `LWF_LENGTH_MISMATCH` (`lo_len`, `hi_len`),
+ * field, outer maps in the shape, lo >= hi, `n_samples > UINT32_MAX`), `LWF_LENGTH_MISMATCH` (`lo_len`, `hi_len`),
  * `LWF_NON_FINITE` (NaN/inf in lo or hi), `LWF_EMPTY_BATCH` (`n_samples == 0`),
  * `LWF_BUFFER_TOO_SMALL` (`mem_len`, `work_len`), `LWF_OVERLAPPING_BUFFERS` (model memory,
  * work, report or handle overlapping each other or an input), `LWF_CALLBACK_FAILED` (the
@@ -811,7 +829,9 @@ enum LwfStatus lwf_model_get_params(const struct LwfModel *model,
  * Initialises a model of `*shape` in the caller's memory `mem` (`mem_len` bytes, at least
  * `lwf_shape_model_size`, aligned to `lwf_model_align()`), with parameters drawn from `seed`
  * (hidden layers uniform on +-1/sqrt(fan_in), last layers zero so the flow starts as the
- * identity; base N(0, I), or for a mixture equal weights, unit scales and N(0, 1) means).
+ * identity; base N(0, I), or for a mixture equal weights, unit scales and N(0, 1) means;
+ * outer maps: the identity affine map and the unit box [0, 1]^dim, to be set with
+ * `lwf_model_set_affine` and `lwf_model_set_box`).
  * The same shape and seed give bit-identical parameters. Writes the handle, which points into
  * `mem`, to `*out_model`. The library allocates nothing and keeps no reference elsewhere.
  *
@@ -1019,9 +1039,43 @@ enum LwfStatus lwf_model_save(const struct LwfModel *model,
                               size_t *out_written);
 
 /**
+ * Sets the affine standardisation y = shift + L u of a model whose shape has `affine = 1`:
+ * `shift` (`dim` values) and the lower-triangular L packed row by row (`chol_len ==
+ * dim * (dim + 1) / 2` values: L[0][0], L[1][0], L[1][1], L[2][0], ...) with a positive
+ * diagonal, e.g. the Cholesky factor of the posterior's covariance. `LWF_INVALID_ARGUMENT`
+ * for a model without the map or a diagonal entry <= 0, `LWF_NON_FINITE` for NaN/inf,
+ * `LWF_LENGTH_MISMATCH` for a wrong length; nothing changes on error.
+ *
+ * # Safety
+ * `model` NULL or a valid handle; `shift` NULL or readable for `dim` doubles;
+ * `chol_packed` NULL or readable for `chol_len` doubles.
+ */
+enum LwfStatus lwf_model_set_affine(struct LwfModel *model,
+                                    const double *shift,
+                                    size_t dim,
+                                    const double *chol_packed,
+                                    size_t chol_len);
+
+/**
+ * Sets the box [lo, hi] (`dim` values each, finite, lo < hi with a finite width) of a model
+ * whose shape has `bounded = 1`: its density is then zero outside the open box and every
+ * sample lies inside it. `LWF_INVALID_ARGUMENT` for a model without a box or lo >= hi,
+ * `LWF_NON_FINITE` for NaN/inf bounds, `LWF_LENGTH_MISMATCH` for `dim` other than the
+ * model's; nothing changes on error.
+ *
+ * # Safety
+ * `model` NULL or a valid handle; `lo`, `hi` NULL or readable for `dim` doubles each.
+ */
+enum LwfStatus lwf_model_set_box(struct LwfModel *model,
+                                 const double *lo,
+                                 const double *hi,
+                                 size_t dim);
+
+/**
  * Sets a `LWF_BASE_GAUSSIAN` base: means `loc` (`dim`) and standard deviations `scale`
  * (`dim`, > 0), given in data space (theta coordinates): while the couplings are the identity
  * (as after `lwf_model_init`) the flow's density is exactly N(loc, diag(scale^2)) in theta.
+ * (With outer maps the base lives in the coordinates before them: the couplings' output.)
  * `LWF_INVALID_ARGUMENT` for another base kind or a scale <= 0.
  *
  * # Safety
@@ -1054,7 +1108,9 @@ enum LwfStatus lwf_model_set_mixture_base(struct LwfModel *model,
 /**
  * Replaces the flat parameter vector (e.g. broadcast from rank 0). `params_len` must equal
  * `lwf_shape_param_count`; every value must be finite (`LWF_NON_FINITE` otherwise, and
- * nothing changes). Adam state is kept; call `lwf_model_adam_reset` to restart it.
+ * nothing changes), and the outer maps' values valid (a positive diagonal of the affine
+ * map's L, lo < hi with a finite width for the box; `LWF_INVALID_ARGUMENT` otherwise). Adam
+ * state is kept; call `lwf_model_adam_reset` to restart it.
  *
  * # Safety
  * `model` NULL or a valid handle; `params` NULL or readable for `params_len` doubles.
@@ -1091,8 +1147,8 @@ enum LwfStatus lwf_rng_jump(struct LwfRng *rng);
 
 /**
  * Writes the default shape for `dim`, `hidden` and `couplings` into `*out_shape`: two hidden
- * layers per conditioner, a trainable Gaussian base, ReLU and soft clamp 3 (as
- * `lwflow::Shape::new`).
+ * layers per conditioner, a trainable Gaussian base, ReLU, soft clamp 3 and no outer maps
+ * (as `lwflow::Shape::new`).
  *
  * Returns `LWF_NULL_POINTER`, `LWF_MISALIGNED`, or `LWF_INVALID_SHAPE` if the result is not a
  * valid shape (e.g. `dim < 2`).

@@ -122,6 +122,9 @@ struct shape : LwfShape {
     shape &relu() { return activation = LWF_ACTIVATION_RELU, *this; }
     shape &with_clamp(double c) { return clamp = c, *this; }
     shape &with_hidden_layers(std::size_t n) { return hidden_layers = n, *this; }
+    /// Outer maps (set their values with model::set_affine / model::set_box).
+    shape &with_affine(bool on = true) { return affine = on ? 1 : 0, *this; }
+    shape &with_bounded(bool on = true) { return bounded = on ? 1 : 0, *this; }
 
     void validate() const { check(lwf_shape_validate(this), "lwf_shape_validate"); }
     std::size_t param_count() const {
@@ -252,6 +255,17 @@ public:
         check(lwf_model_set_mixture_base(handle_, weights.data(), weights.size(), means.data(),
                                          means.size(), scales.data(), scales.size()),
               "lwf_model_set_mixture_base");
+    }
+    /// The box [lo, hi] of a bounded model (lo and hi of dim values each).
+    void set_box(span<const double> lo, span<const double> hi) {
+        if (lo.size() != hi.size()) throw error(LWF_LENGTH_MISMATCH, "lwf_model_set_box");
+        check(lwf_model_set_box(handle_, lo.data(), hi.data(), lo.size()), "lwf_model_set_box");
+    }
+    /// The affine map y = shift + L u of a model with `affine` (L packed row by row).
+    void set_affine(span<const double> shift, span<const double> chol_packed) {
+        check(lwf_model_set_affine(handle_, shift.data(), shift.size(), chol_packed.data(),
+                                   chol_packed.size()),
+              "lwf_model_set_affine");
     }
 
     /// log q of the rows of theta (row-major [n][dim]) into out (n).

@@ -266,6 +266,94 @@ int main(void) {
         free(mem3);
     }
 
+    {
+        /* Outer maps: a bounded model with the affine standardisation. Its density is zero
+         * outside the open box and its samples lie inside; the maps survive save / load. */
+        LwfShape ob, obgot, obins;
+        size_t oblen, obp, obsaved, obw, untouched_size = 777;
+        OK(lwf_shape_default(2, 8, 2, &ob));
+        TRUE(ob.affine == 0 && ob.bounded == 0);
+        ob.affine = 1;
+        ob.bounded = 1;
+        OK(lwf_shape_validate(&ob));
+        OK(lwf_shape_param_count(&ob, &obp));
+        /* couplings 2 x (1*8+8 + 8*8+8 + 8*2+2) = 212, Gaussian base 4, affine 2 + 3, box 4 */
+        TRUE(obp == 212 + 4 + 5 + 4);
+        OK(lwf_shape_model_size(&ob, &oblen));
+        OK(lwf_shape_serialized_size(&ob, &obsaved));
+        void *obmem = malloc(oblen), *obmem2 = malloc(oblen);
+        double *obparams = malloc(obp * sizeof(double));
+        uint8_t *obbytes = malloc(obsaved);
+        LwfModel *obm = NULL, *obm2 = NULL;
+        if (!obmem || !obmem2 || !obparams || !obbytes) return 1;
+        OK(lwf_model_init(obmem, oblen, &ob, 3, &obm));
+        OK(lwf_model_shape(obm, &obgot));
+        TRUE(memcmp(&obgot, &ob, sizeof ob) == 0);
+        const double blo[2] = {-1.0, 0.0}, bhi[2] = {3.0, 2.0};
+        const double shift[2] = {1.0, 1.0}, chol[3] = {0.5, 0.1, 0.4};
+        OK(lwf_model_set_box(obm, blo, bhi, 2));
+        OK(lwf_model_set_affine(obm, shift, 2, chol, 3));
+        const double bad_chol[3] = {0.5, 0.1, -0.4}, nan_shift[2] = {NAN, 0.0};
+        OK(lwf_model_get_params(obm, obparams, obp));
+        BAD(LWF_INVALID_ARGUMENT, lwf_model_set_box(obm, bhi, blo, 2)); /* lo > hi */
+        BAD(LWF_LENGTH_MISMATCH, lwf_model_set_box(obm, blo, bhi, 3));
+        BAD(LWF_NULL_POINTER, lwf_model_set_box(obm, NULL, bhi, 2));
+        BAD(LWF_NULL_POINTER, lwf_model_set_box(NULL, blo, bhi, 2));
+        BAD(LWF_INVALID_ARGUMENT, lwf_model_set_affine(obm, shift, 2, bad_chol, 3));
+        BAD(LWF_NON_FINITE, lwf_model_set_affine(obm, nan_shift, 2, chol, 3));
+        BAD(LWF_LENGTH_MISMATCH, lwf_model_set_affine(obm, shift, 2, chol, 2));
+        BAD(LWF_INVALID_ARGUMENT, lwf_model_set_box(model, blo, bhi, 2)); /* no box */
+        BAD(LWF_INVALID_ARGUMENT, lwf_model_set_affine(model, shift, 2, chol, 3));
+        {
+            double after[300];
+            OK(lwf_model_get_params(obm, after, obp));
+            TRUE(same_doubles(after, obparams, obp)); /* refused calls changed nothing */
+        }
+        /* The box is the last 2 * dim parameters: lo, then hi. */
+        TRUE(obparams[obp - 4] == -1.0 && obparams[obp - 3] == 0.0);
+        TRUE(obparams[obp - 2] == 3.0 && obparams[obp - 1] == 2.0);
+        const double pts[6] = {1.0, 1.0, 4.0, 1.0, -1.0, 1.0}; /* inside, outside, boundary */
+        double lqs[3], lqs2[3];
+        OK(lwf_model_log_prob(obm, pts, 6, lqs, 3));
+        TRUE(isfinite(lqs[0]) && lqs[1] == -INFINITY && lqs[2] == -INFINITY);
+        LwfRng orng;
+        OK(lwf_rng_init(&orng, 4));
+        double os[400], olq[200];
+        OK(lwf_model_sample(obm, &orng, os, 400, olq, 200));
+        int inside = 1;
+        for (int i = 0; i < 200; i++)
+            if (!(os[2 * i] >= -1.0 && os[2 * i] <= 3.0 && os[2 * i + 1] >= 0.0 &&
+                  os[2 * i + 1] <= 2.0))
+                inside = 0;
+        TRUE(inside);
+        /* set_params refuses an invalid box (lo > hi) and keeps the model */
+        obparams[obp - 4] = 5.0;
+        BAD(LWF_INVALID_ARGUMENT, lwf_model_set_params(obm, obparams, obp));
+        obparams[obp - 4] = -1.0;
+        OK(lwf_model_set_params(obm, obparams, obp));
+        OK(lwf_model_save(obm, obbytes, obsaved, &obw));
+        TRUE(obw == obsaved);
+        OK(lwf_model_inspect(obbytes, obw, &obins));
+        TRUE(memcmp(&obins, &ob, sizeof ob) == 0);
+        OK(lwf_model_load(obmem2, oblen, obbytes, obw, &obm2));
+        OK(lwf_model_log_prob(obm2, pts, 6, lqs2, 3));
+        TRUE(memcmp(lqs, lqs2, sizeof lqs) == 0);
+        /* flags are 0 or 1; the one-call fit does not fit outer maps */
+        LwfShape flag = ob;
+        flag.affine = 2;
+        BAD(LWF_INVALID_SHAPE, lwf_shape_validate(&flag));
+        flag = ob, flag.bounded = -1;
+        BAD(LWF_INVALID_SHAPE, lwf_shape_model_size(&flag, &untouched_size));
+        LwfFitConfig ocfg;
+        OK(lwf_fit_config_default(&ocfg));
+        BAD(LWF_INVALID_ARGUMENT, lwf_fit_model_size(&ob, &ocfg, &untouched_size));
+        TRUE(untouched_size == 777);
+        free(obmem);
+        free(obmem2);
+        free(obparams);
+        free(obbytes);
+    }
+
     /* ---- log_prob on a batch, with the model's workspace and with our own ---- */
     enum { N = 40 };
     double theta[N * 2], log_q[N], log_q_ws[N], sentinel[N];

@@ -46,7 +46,8 @@ module LwFlow
 export LwfShape, LwfAdam, Rng, Model, LwflowError, shape_default, with_mixture, validate,
        param_count, workspace_count, model_size, serialized_size, adam_default, log_prob,
        log_prob!, sample, forward, inverse, loss_grad!, loss_grad_accumulate!, adam_step!,
-       adam_reset!, params, set_params!, set_gaussian_base!, set_mixture_base!, save, load,
+       adam_reset!, params, set_params!, set_gaussian_base!, set_mixture_base!, set_box!,
+       set_affine!, save, load,
        inspect, jump!, version, status_message, model_shape, model_align, LwfFitConfig,
        LwfEpochReport, LwfFitReport, fit_config_default, fit_model_size, fit_work_size,
        fit_prior_box, fit_samples
@@ -109,6 +110,8 @@ struct LwfShape
     clamp::Cdouble
     base::Int32
     activation::Int32
+    affine::Int32
+    bounded::Int32
 end
 
 "The LwfAdam struct."
@@ -209,7 +212,8 @@ function shape_default(dim::Integer, hidden::Integer, couplings::Integer)
     s[]
 end
 with_mixture(s::LwfShape, k::Integer) =
-    LwfShape(s.dim, s.hidden, s.hidden_layers, s.couplings, k, s.clamp, LWF_BASE_MIXTURE, s.activation)
+    LwfShape(s.dim, s.hidden, s.hidden_layers, s.couplings, k, s.clamp, LWF_BASE_MIXTURE, s.activation,
+             s.affine, s.bounded)
 
 validate(s::LwfShape) =
     check(ccall((:lwf_shape_validate, LIB), Cint, (Ref{LwfShape},), s), :lwf_shape_validate)
@@ -315,6 +319,24 @@ function set_gaussian_base!(m::Model, loc::Vector{Float64}, scale::Vector{Float6
     GC.@preserve m check(ccall((:lwf_model_set_gaussian_base, LIB), Cint,
                                (Ptr{Cvoid}, Ptr{Cdouble}, Csize_t, Ptr{Cdouble}, Csize_t),
                                m.handle, loc, length(loc), scale, length(scale)), :lwf_model_set_gaussian_base)
+    m
+end
+
+"Box support [lo, hi] of a model whose shape has `bounded = 1`."
+function set_box!(m::Model, lo::Vector{Float64}, hi::Vector{Float64})
+    length(lo) == length(hi) || throw(DimensionMismatch("lo and hi differ in length"))
+    GC.@preserve m check(ccall((:lwf_model_set_box, LIB), Cint,
+                               (Ptr{Cvoid}, Ptr{Cdouble}, Ptr{Cdouble}, Csize_t),
+                               m.handle, lo, hi, length(lo)), :lwf_model_set_box)
+    m
+end
+
+"Affine standardisation y = shift + L u of a model whose shape has `affine = 1` (L lower-triangular, packed row by row)."
+function set_affine!(m::Model, shift::Vector{Float64}, chol_packed::Vector{Float64})
+    GC.@preserve m check(ccall((:lwf_model_set_affine, LIB), Cint,
+                               (Ptr{Cvoid}, Ptr{Cdouble}, Csize_t, Ptr{Cdouble}, Csize_t),
+                               m.handle, shift, length(shift), chol_packed, length(chol_packed)),
+                         :lwf_model_set_affine)
     m
 end
 

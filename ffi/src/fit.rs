@@ -193,6 +193,10 @@ struct Plan {
 unsafe fn plan(shape: *const LwfShape, config: *const LwfFitConfig) -> Result<Plan, LwfStatus> {
     // SAFETY: forwarded contract.
     let template = unsafe { read_shape(shape) }?;
+    // The one-call fit fits flows without outer maps (the refinement fits them).
+    if template.affine || template.bounded {
+        return Err(LWF_INVALID_ARGUMENT);
+    }
     // SAFETY: forwarded contract.
     let settings = unsafe { read_config(config) }?;
     let max_shape = settings.fit.base.max_shape(&template);
@@ -369,7 +373,7 @@ unsafe fn carve<'a>(work: *mut c_void, wl: &WorkLayout) -> Result<Work<'a>, LwfS
             em_means,
             em_sds,
             em_scratch,
-            // The C ABI's shapes have no outer maps (yet).
+            // The fit's shapes have no outer maps (refused by `plan`).
             outer_samples: &mut [],
             cov: &mut [],
         },
@@ -578,7 +582,9 @@ pub unsafe extern "C" fn lwf_fit_work_size(
 ///    report into `*out_report` (may be NULL) and the handle into `*out_model`.
 ///
 /// The shape gives dim, hidden width, layers, activation and clamp; its `base` and
-/// `components` are replaced per the config (the fitted shape is `lwf_model_shape`). The same
+/// `components` are replaced per the config (the fitted shape is `lwf_model_shape`); it must
+/// not ask for outer maps (`affine` and `bounded` 0: the refinement, `lwf_refine_init`, fits
+/// those; `LWF_INVALID_ARGUMENT` otherwise, also from the size queries). The same
 /// inputs give bit-identical models. `work` (`work_len` bytes, at least `lwf_fit_work_size`,
 /// 8-byte aligned) is scratch. Every argument is checked before the first callback.
 ///
@@ -589,7 +595,7 @@ pub unsafe extern "C" fn lwf_fit_work_size(
 ///
 /// Errors: `LWF_NULL_POINTER` (`log_likelihood`, `mem`, `shape`, `config`, `lo`, `hi`, `work`,
 /// `out_model`), `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT` (a config
-/// field, lo >= hi, `n_samples > UINT32_MAX`), `LWF_LENGTH_MISMATCH` (`lo_len`, `hi_len`),
+/// field, outer maps in the shape, lo >= hi, `n_samples > UINT32_MAX`), `LWF_LENGTH_MISMATCH` (`lo_len`, `hi_len`),
 /// `LWF_NON_FINITE` (NaN/inf in lo or hi), `LWF_EMPTY_BATCH` (`n_samples == 0`),
 /// `LWF_BUFFER_TOO_SMALL` (`mem_len`, `work_len`), `LWF_OVERLAPPING_BUFFERS` (model memory,
 /// work, report or handle overlapping each other or an input), `LWF_CALLBACK_FAILED` (the

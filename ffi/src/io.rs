@@ -57,7 +57,7 @@ pub unsafe extern "C" fn lwf_model_inspect(
         // SAFETY: forwarded contract; disjoint from the output (checked).
         let bytes = unsafe { input(bytes, bytes_len) }?;
         let (shape, _) = lwflow::format::inspect(bytes)?;
-        let c = LwfShape::from_file(&shape)?;
+        let c = LwfShape::from_core(&shape);
         // SAFETY: checked by out_scalar.
         unsafe { write_scalar(out, c) };
         Ok(())

@@ -46,9 +46,9 @@ pub use fit_config::{
 };
 pub use io::{lwf_model_inspect, lwf_model_save};
 pub use model::{
-    lwf_model_align, lwf_model_get_params, lwf_model_init, lwf_model_load,
-    lwf_model_set_gaussian_base, lwf_model_set_mixture_base, lwf_model_set_params, lwf_model_shape,
-    LwfModel,
+    lwf_model_align, lwf_model_get_params, lwf_model_init, lwf_model_load, lwf_model_set_affine,
+    lwf_model_set_box, lwf_model_set_gaussian_base, lwf_model_set_mixture_base,
+    lwf_model_set_params, lwf_model_shape, LwfModel,
 };
 pub use rng::{lwf_rng_init, lwf_rng_jump, LwfRng};
 pub use shape::{

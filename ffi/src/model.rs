@@ -20,7 +20,7 @@ use crate::status::LwfStatus::{self, *};
 use core::ffi::c_void;
 use core::mem::size_of;
 use lwflow::rand_core::SeedableRng;
-use lwflow::{init_params, set_gaussian_base, set_mixture_base, Shape};
+use lwflow::{init_params, set_affine, set_box, set_gaussian_base, set_mixture_base, Flow, Shape};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// An initialised model: an opaque view of the caller's memory. Obtain it from
@@ -37,8 +37,9 @@ const MODEL_ALIGN: usize = 8;
 /// Bytes reserved for the header (parameters start here, so 64-byte aligned memory gives
 /// 64-byte aligned parameters).
 const HEADER_BYTES: usize = 128;
-/// First word of every model: "LWFLOW" + layout version 1 + 0x4D ('M').
-const TAG: u64 = u64::from_le_bytes(*b"LWFLOW\x01M");
+/// First word of every model: "LWFLOW" + layout version 2 (the header holds the outer maps) +
+/// 0x4D ('M').
+const TAG: u64 = u64::from_le_bytes(*b"LWFLOW\x02M");
 
 /// The header at the start of model memory. Plain integers only: any bits are a valid value,
 /// so a garbage handle is detected by its tag and checksum rather than being undefined.
@@ -53,6 +54,9 @@ struct Header {
     components: u64,
     base: u32,
     activation: u32,
+    /// The outer maps: `LwfShape.affine` and `LwfShape.bounded` (0 or 1 each).
+    affine: u32,
+    bounded: u32,
     clamp_bits: u64,
     total_bytes: u64,
     /// FNV-1a of every field above.
@@ -76,6 +80,8 @@ impl Header {
             components: c.components as u64,
             base: c.base as u32,
             activation: c.activation as u32,
+            affine: c.affine as u32,
+            bounded: c.bounded as u32,
             clamp_bits: u64::from(shape.clamp.to_bits()),
             total_bytes: total_bytes as u64,
             check: 0,
@@ -94,6 +100,7 @@ impl Header {
             self.couplings,
             self.components,
             u64::from(self.base) | (u64::from(self.activation) << 32),
+            u64::from(self.affine) | (u64::from(self.bounded) << 32),
             self.clamp_bits,
             self.total_bytes,
         ];
@@ -121,6 +128,8 @@ impl Header {
             clamp: f64::from(f32::from_bits(clamp)),
             base: self.base as i32,
             activation: self.activation as i32,
+            affine: self.affine as i32,
+            bounded: self.bounded as i32,
         };
         let shape = c.to_core().map_err(|_| LWF_INVALID_MODEL)?;
         let layout = layout(&shape).map_err(|_| LWF_INVALID_MODEL)?;
@@ -309,7 +318,9 @@ pub extern "C" fn lwf_model_align() -> usize {
 /// Initialises a model of `*shape` in the caller's memory `mem` (`mem_len` bytes, at least
 /// `lwf_shape_model_size`, aligned to `lwf_model_align()`), with parameters drawn from `seed`
 /// (hidden layers uniform on +-1/sqrt(fan_in), last layers zero so the flow starts as the
-/// identity; base N(0, I), or for a mixture equal weights, unit scales and N(0, 1) means).
+/// identity; base N(0, I), or for a mixture equal weights, unit scales and N(0, 1) means;
+/// outer maps: the identity affine map and the unit box [0, 1]^dim, to be set with
+/// `lwf_model_set_affine` and `lwf_model_set_box`).
 /// The same shape and seed give bit-identical parameters. Writes the handle, which points into
 /// `mem`, to `*out_model`. The library allocates nothing and keeps no reference elsewhere.
 ///
@@ -369,7 +380,6 @@ pub unsafe extern "C" fn lwf_model_load(
         // SAFETY: forwarded contract.
         let bytes = unsafe { input(bytes, bytes_len) }?;
         let (shape, _) = lwflow::format::inspect(bytes)?;
-        LwfShape::from_file(&shape)?;
         // SAFETY: forwarded contract.
         let (mem, layout) = unsafe { prepare_memory(mem, mem_len, &shape, out_model) }?;
         // `bytes` is only read, and `mem` is not yet viewed as a slice: check before writing.
@@ -437,7 +447,9 @@ pub unsafe extern "C" fn lwf_model_get_params(
 
 /// Replaces the flat parameter vector (e.g. broadcast from rank 0). `params_len` must equal
 /// `lwf_shape_param_count`; every value must be finite (`LWF_NON_FINITE` otherwise, and
-/// nothing changes). Adam state is kept; call `lwf_model_adam_reset` to restart it.
+/// nothing changes), and the outer maps' values valid (a positive diagonal of the affine
+/// map's L, lo < hi with a finite width for the box; `LWF_INVALID_ARGUMENT` otherwise). Adam
+/// state is kept; call `lwf_model_adam_reset` to restart it.
 ///
 /// # Safety
 /// `model` NULL or a valid handle; `params` NULL or readable for `params_len` doubles.
@@ -458,6 +470,8 @@ pub unsafe extern "C" fn lwf_model_set_params(
         if !src.iter().all(|v| v.is_finite()) {
             return Err(LWF_NON_FINITE);
         }
+        // The outer maps must stay valid (the couplings and base accept any finite value).
+        Flow::new(m.shape, src)?;
         m.params.copy_from_slice(src);
         Ok(())
     })
@@ -466,6 +480,7 @@ pub unsafe extern "C" fn lwf_model_set_params(
 /// Sets a `LWF_BASE_GAUSSIAN` base: means `loc` (`dim`) and standard deviations `scale`
 /// (`dim`, > 0), given in data space (theta coordinates): while the couplings are the identity
 /// (as after `lwf_model_init`) the flow's density is exactly N(loc, diag(scale^2)) in theta.
+/// (With outer maps the base lives in the coordinates before them: the couplings' output.)
 /// `LWF_INVALID_ARGUMENT` for another base kind or a scale <= 0.
 ///
 /// # Safety
@@ -526,5 +541,61 @@ pub unsafe extern "C" fn lwf_model_set_mixture_base(
             )
         };
         Ok(set_mixture_base(&m.shape, m.params, w, mu, s)?)
+    })
+}
+
+/// Sets the box [lo, hi] (`dim` values each, finite, lo < hi with a finite width) of a model
+/// whose shape has `bounded = 1`: its density is then zero outside the open box and every
+/// sample lies inside it. `LWF_INVALID_ARGUMENT` for a model without a box or lo >= hi,
+/// `LWF_NON_FINITE` for NaN/inf bounds, `LWF_LENGTH_MISMATCH` for `dim` other than the
+/// model's; nothing changes on error.
+///
+/// # Safety
+/// `model` NULL or a valid handle; `lo`, `hi` NULL or readable for `dim` doubles each.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_model_set_box(
+    model: *mut LwfModel,
+    lo: *const f64,
+    hi: *const f64,
+    dim: usize,
+) -> LwfStatus {
+    guard(|| {
+        let spans = [Span::checked(lo, dim)?, Span::checked(hi, dim)?];
+        // SAFETY: forwarded contract.
+        let m = unsafe { open_mut(model, &spans) }?;
+        // SAFETY: forwarded contract; disjoint from the model (checked by open_mut).
+        let (lo, hi) = unsafe { (input(lo, dim)?, input(hi, dim)?) };
+        Ok(set_box(&m.shape, m.params, lo, hi)?)
+    })
+}
+
+/// Sets the affine standardisation y = shift + L u of a model whose shape has `affine = 1`:
+/// `shift` (`dim` values) and the lower-triangular L packed row by row (`chol_len ==
+/// dim * (dim + 1) / 2` values: L[0][0], L[1][0], L[1][1], L[2][0], ...) with a positive
+/// diagonal, e.g. the Cholesky factor of the posterior's covariance. `LWF_INVALID_ARGUMENT`
+/// for a model without the map or a diagonal entry <= 0, `LWF_NON_FINITE` for NaN/inf,
+/// `LWF_LENGTH_MISMATCH` for a wrong length; nothing changes on error.
+///
+/// # Safety
+/// `model` NULL or a valid handle; `shift` NULL or readable for `dim` doubles;
+/// `chol_packed` NULL or readable for `chol_len` doubles.
+#[no_mangle]
+pub unsafe extern "C" fn lwf_model_set_affine(
+    model: *mut LwfModel,
+    shift: *const f64,
+    dim: usize,
+    chol_packed: *const f64,
+    chol_len: usize,
+) -> LwfStatus {
+    guard(|| {
+        let spans = [
+            Span::checked(shift, dim)?,
+            Span::checked(chol_packed, chol_len)?,
+        ];
+        // SAFETY: forwarded contract.
+        let m = unsafe { open_mut(model, &spans) }?;
+        // SAFETY: forwarded contract; disjoint from the model (checked by open_mut).
+        let (shift, chol) = unsafe { (input(shift, dim)?, input(chol_packed, chol_len)?) };
+        Ok(set_affine(&m.shape, m.params, shift, chol)?)
     })
 }

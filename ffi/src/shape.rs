@@ -33,8 +33,12 @@ pub enum LwfActivation {
 ///
 /// Each of the `couplings` layers is an affine coupling whose conditioner is an MLP
 /// `[ceil(dim/2), hidden (x hidden_layers), 2*floor(dim/2)]`, followed by a swap permutation.
-/// The enum-valued fields are plain `int32_t` so that any value a caller writes is a defined
-/// value; unknown codes give `LWF_INVALID_SHAPE`.
+/// Two optional outer maps sit between the couplings' output and theta, both never trained:
+/// an affine standardisation y = shift + L u (`affine`) and a box support (`bounded`: every
+/// sample and all density lie inside [lo, hi]); their parameters follow the base's in the
+/// flat parameter vector and are set with `lwf_model_set_affine` and `lwf_model_set_box`.
+/// The enum-valued and flag fields are plain `int32_t` so that any value a caller writes is a
+/// defined value; unknown codes give `LWF_INVALID_SHAPE`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LwfShape {
@@ -55,6 +59,14 @@ pub struct LwfShape {
     pub base: i32,
     /// An `LwfActivation` code (default `LWF_ACTIVATION_RELU`).
     pub activation: i32,
+    /// 1: the affine standardisation y = shift + L u after the couplings (D + D(D+1)/2 more
+    /// parameters: shift, then the lower-triangular L packed row by row; identity after
+    /// `lwf_model_init`). 0 (the default): none.
+    pub affine: i32,
+    /// 1: the flow lives on a box [lo, hi] (2D more parameters, lo then hi, last; the unit
+    /// box after `lwf_model_init`): log q is -inf outside the open box and every sample lies
+    /// inside it. 0 (the default): unbounded.
+    pub bounded: i32,
 }
 
 impl LwfShape {
@@ -77,6 +89,11 @@ impl LwfShape {
         if !(self.clamp == 0.0 || (clamp.is_normal() && clamp > 0.0)) {
             return Err(LWF_INVALID_SHAPE);
         }
+        let flag = |v: i32| match v {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(LWF_INVALID_SHAPE),
+        };
         let shape = Shape {
             dim: self.dim,
             hidden: self.hidden,
@@ -85,23 +102,13 @@ impl LwfShape {
             base,
             activation,
             clamp,
-            affine: false,
-            bounded: false,
+            affine: flag(self.affine)?,
+            bounded: flag(self.bounded)?,
         };
         shape.validate().map_err(|_| LWF_INVALID_SHAPE)?;
         // The model layout adds to the core's sizes; it must not overflow either.
         layout(&shape)?;
         Ok(shape)
-    }
-
-    /// The C mirror of a core shape read from a model file, or `LWF_BAD_FORMAT` for a shape
-    /// the C ABI cannot hold yet: models with the outer maps of format version 3 (affine
-    /// standardisation, box support) are refused rather than loaded without them.
-    pub(crate) fn from_file(shape: &Shape) -> Result<LwfShape, LwfStatus> {
-        if shape.affine || shape.bounded {
-            return Err(LWF_BAD_FORMAT);
-        }
-        Ok(LwfShape::from_core(shape))
     }
 
     /// The C mirror of a (valid) core shape.
@@ -124,6 +131,8 @@ impl LwfShape {
             clamp: f64::from(shape.clamp),
             base: base as i32,
             activation: activation as i32,
+            affine: i32::from(shape.affine),
+            bounded: i32::from(shape.bounded),
         }
     }
 }
@@ -138,8 +147,8 @@ pub(crate) unsafe fn read_shape(shape: *const LwfShape) -> Result<Shape, LwfStat
 }
 
 /// Writes the default shape for `dim`, `hidden` and `couplings` into `*out_shape`: two hidden
-/// layers per conditioner, a trainable Gaussian base, ReLU and soft clamp 3 (as
-/// `lwflow::Shape::new`).
+/// layers per conditioner, a trainable Gaussian base, ReLU, soft clamp 3 and no outer maps
+/// (as `lwflow::Shape::new`).
 ///
 /// Returns `LWF_NULL_POINTER`, `LWF_MISALIGNED`, or `LWF_INVALID_SHAPE` if the result is not a
 /// valid shape (e.g. `dim < 2`).

@@ -29,6 +29,8 @@ struct LwfShape {
     clamp: f64,
     base: i32,
     activation: i32,
+    affine: i32,
+    bounded: i32,
 }
 
 /// The header's `LwfFitConfig`, field for field.
