@@ -63,6 +63,13 @@ module lwflow
    integer(c_int32_t), parameter, public :: LWF_STOP_EARLY = 1
    integer(c_int32_t), parameter, public :: LWF_STOP_CANCELLED = 2
 
+   ! LwfRefineStatus (lwf_refine_status, lwf_refine_report_t%status)
+   integer(c_int32_t), parameter, public :: LWF_REFINE_RUNNING = 0
+   integer(c_int32_t), parameter, public :: LWF_REFINE_CONVERGED = 1
+   integer(c_int32_t), parameter, public :: LWF_REFINE_BUDGET_EXHAUSTED = 2
+   integer(c_int32_t), parameter, public :: LWF_REFINE_MAX_ROUNDS = 3
+   integer(c_int32_t), parameter, public :: LWF_REFINE_FAILED = 4
+
    !> LwfShape: fill with lwf_shape_default, then change fields.
    type, bind(c), public :: lwf_shape
       integer(c_size_t) :: dim
@@ -154,6 +161,67 @@ module lwflow
       integer(c_int32_t) :: stop_reason
    end type lwf_fit_report
 
+   !> LwfRefineConfig: fill with lwf_refine_config_default(dim, config), then change fields
+   !> (same order and types as lwflow.h; c_sizeof(config) must equal config%struct_size).
+   type, bind(c), public :: lwf_refine_config
+      integer(c_size_t) :: struct_size
+      integer(c_size_t) :: initial_samples
+      integer(c_size_t) :: samples_per_round
+      integer(c_size_t) :: check_samples
+      integer(c_size_t) :: max_calls
+      integer(c_size_t) :: max_rounds
+      real(c_double) :: ess_fraction
+      real(c_double) :: target_ess
+      real(c_double) :: max_k_hat
+      real(c_double) :: log_z_tol
+      integer(c_int32_t) :: warm_start
+      integer(c_int32_t) :: bounded
+      integer(c_int32_t) :: affine
+      integer(c_int32_t) :: non_finite
+      integer(c_size_t) :: max_components
+      integer(c_size_t) :: max_epochs
+      integer(c_size_t) :: batch_size
+      integer(c_size_t) :: patience
+      real(c_double) :: learning_rate
+      integer(c_int64_t) :: seed
+   end type lwf_refine_config
+
+   !> LwfRefineRound: what one round of a refinement measured.
+   type, bind(c), public :: lwf_refine_round
+      integer(c_size_t) :: round
+      integer(c_size_t) :: calls
+      integer(c_size_t) :: draws
+      real(c_double) :: beta
+      real(c_double) :: next_beta
+      real(c_double) :: log_z
+      real(c_double) :: log_z_se
+      real(c_double) :: ess
+      real(c_double) :: k_hat
+      integer(c_int32_t) :: has_k_hat
+      integer(c_int32_t) :: still_improving
+      integer(c_size_t) :: components
+      integer(c_size_t) :: epochs
+      integer(c_size_t) :: best_epoch
+   end type lwf_refine_round
+
+   !> LwfRefineReport: the end of a refinement (named with _t: lwf_refine_report is the
+   !> function that fills it).
+   type, bind(c), public :: lwf_refine_report_t
+      integer(c_int32_t) :: status
+      integer(c_int32_t) :: has_k_hat
+      integer(c_size_t) :: rounds
+      integer(c_size_t) :: calls
+      integer(c_size_t) :: draws
+      real(c_double) :: log_z
+      real(c_double) :: log_z_se
+      real(c_double) :: ess
+      real(c_double) :: k_hat
+      real(c_double) :: beta
+      integer(c_size_t) :: components
+      integer(c_size_t) :: epochs
+      integer(c_size_t) :: best_epoch
+   end type lwf_refine_report_t
+
    !> The callbacks of the fit, as abstract interfaces: write yours as a bind(c) function of
    !> this form and pass c_funloc(it). theta(dim, n) holds one point per column; fill
    !> out_loglik(1:n) and return 0 (non-zero aborts the fit with LWF_CALLBACK_FAILED). The
@@ -174,8 +242,17 @@ module lwflow
          type(c_ptr), value :: user
          integer(c_int) :: status
       end function lwf_progress_fn
+
+      !> lwf_refine_run's progress callback: after every round; non-zero stops the run
+      !> (LWF_CANCELLED; the refinement can be continued).
+      function lwf_refine_progress_fn(round, user) result(status) bind(c)
+         import :: c_int, c_ptr, lwf_refine_round
+         type(lwf_refine_round), intent(in) :: round
+         type(c_ptr), value :: user
+         integer(c_int) :: status
+      end function lwf_refine_progress_fn
    end interface
-   public :: lwf_log_likelihood_fn, lwf_progress_fn
+   public :: lwf_log_likelihood_fn, lwf_progress_fn, lwf_refine_progress_fn
 
    public :: lwf_status_string
    public :: lwf_fit_config_default, lwf_fit_model_size, lwf_fit_work_size
@@ -191,6 +268,9 @@ module lwflow
    public :: lwf_shape_default, lwf_shape_model_size, lwf_shape_param_count
    public :: lwf_shape_serialized_size, lwf_shape_validate, lwf_shape_workspace_count
    public :: lwf_status_message, lwf_version, lwf_version_string
+   public :: lwf_refine_config_default, lwf_refine_work_size, lwf_refine_init
+   public :: lwf_refine_batch_capacity, lwf_refine_status, lwf_refine_ask, lwf_refine_tell
+   public :: lwf_refine_run, lwf_refine_report, lwf_refine_model_size, lwf_refine_write_model
 
    interface
       function lwf_adam_default(out_adam) result(status) bind(c, name="lwf_adam_default")
@@ -512,6 +592,111 @@ module lwflow
          type(lwf_shape), intent(inout) :: out_shape
          integer(c_int) :: status
       end function lwf_model_shape
+
+      function lwf_refine_ask(refine, out_theta, capacity_rows, out_n) result(status) &
+         bind(c, name="lwf_refine_ask")
+         import :: c_int, c_ptr, c_size_t, c_double
+         type(c_ptr), value :: refine
+         real(c_double), intent(inout) :: out_theta(*)
+         integer(c_size_t), value :: capacity_rows
+         integer(c_size_t), intent(inout) :: out_n
+         integer(c_int) :: status
+      end function lwf_refine_ask
+
+      function lwf_refine_batch_capacity(refine, out_rows) result(status) &
+         bind(c, name="lwf_refine_batch_capacity")
+         import :: c_int, c_ptr, c_size_t
+         type(c_ptr), value :: refine
+         integer(c_size_t), intent(inout) :: out_rows
+         integer(c_int) :: status
+      end function lwf_refine_batch_capacity
+
+      function lwf_refine_config_default(dim, out_config) result(status) &
+         bind(c, name="lwf_refine_config_default")
+         import :: c_int, c_size_t, lwf_refine_config
+         integer(c_size_t), value :: dim
+         type(lwf_refine_config), intent(inout) :: out_config
+         integer(c_int) :: status
+      end function lwf_refine_config_default
+
+      function lwf_refine_init(work, work_len, shape, lo, hi, dim, config, out_refine) &
+         result(status) bind(c, name="lwf_refine_init")
+         import :: c_int, c_ptr, c_size_t, c_double, lwf_shape, lwf_refine_config
+         type(c_ptr), value :: work
+         integer(c_size_t), value :: work_len
+         type(lwf_shape), intent(in) :: shape
+         real(c_double), intent(in) :: lo(*)
+         real(c_double), intent(in) :: hi(*)
+         integer(c_size_t), value :: dim
+         type(lwf_refine_config), intent(in) :: config
+         type(c_ptr), intent(inout) :: out_refine
+         integer(c_int) :: status
+      end function lwf_refine_init
+
+      function lwf_refine_model_size(refine, out_bytes) result(status) &
+         bind(c, name="lwf_refine_model_size")
+         import :: c_int, c_ptr, c_size_t
+         type(c_ptr), value :: refine
+         integer(c_size_t), intent(inout) :: out_bytes
+         integer(c_int) :: status
+      end function lwf_refine_model_size
+
+      function lwf_refine_report(refine, out_report) result(status) &
+         bind(c, name="lwf_refine_report")
+         import :: c_int, c_ptr, lwf_refine_report_t
+         type(c_ptr), value :: refine
+         type(lwf_refine_report_t), intent(inout) :: out_report
+         integer(c_int) :: status
+      end function lwf_refine_report
+
+      function lwf_refine_run(refine, log_likelihood, batch, log_likelihood_user, progress, &
+         progress_user) result(status) bind(c, name="lwf_refine_run")
+         import :: c_int, c_ptr, c_funptr, c_size_t
+         type(c_ptr), value :: refine
+         type(c_funptr), value :: log_likelihood
+         integer(c_size_t), value :: batch
+         type(c_ptr), value :: log_likelihood_user
+         type(c_funptr), value :: progress
+         type(c_ptr), value :: progress_user
+         integer(c_int) :: status
+      end function lwf_refine_run
+
+      function lwf_refine_status(refine, out_status) result(status) &
+         bind(c, name="lwf_refine_status")
+         import :: c_int, c_ptr, c_int32_t
+         type(c_ptr), value :: refine
+         integer(c_int32_t), intent(inout) :: out_status
+         integer(c_int) :: status
+      end function lwf_refine_status
+
+      function lwf_refine_tell(refine, loglik, n, out_round) result(status) &
+         bind(c, name="lwf_refine_tell")
+         import :: c_int, c_ptr, c_size_t, c_double, lwf_refine_round
+         type(c_ptr), value :: refine
+         real(c_double), intent(in) :: loglik(*)
+         integer(c_size_t), value :: n
+         type(lwf_refine_round), intent(inout) :: out_round
+         integer(c_int) :: status
+      end function lwf_refine_tell
+
+      function lwf_refine_work_size(shape, config, out_bytes) result(status) &
+         bind(c, name="lwf_refine_work_size")
+         import :: c_int, c_size_t, lwf_shape, lwf_refine_config
+         type(lwf_shape), intent(in) :: shape
+         type(lwf_refine_config), intent(in) :: config
+         integer(c_size_t), intent(inout) :: out_bytes
+         integer(c_int) :: status
+      end function lwf_refine_work_size
+
+      function lwf_refine_write_model(refine, mem, mem_len, out_model) result(status) &
+         bind(c, name="lwf_refine_write_model")
+         import :: c_int, c_ptr, c_size_t
+         type(c_ptr), value :: refine
+         type(c_ptr), value :: mem
+         integer(c_size_t), value :: mem_len
+         type(c_ptr), intent(inout) :: out_model
+         integer(c_int) :: status
+      end function lwf_refine_write_model
 
       function lwf_rng_init(out_rng, seed) result(status) bind(c, name="lwf_rng_init")
          import :: c_int, c_int64_t, lwf_rng

@@ -119,7 +119,8 @@ typedef enum LwfStatus {
     LWF_PANIC = 14,
     /**
      * The handle does not point at a model initialised by `lwf_model_init` or
-     * `lwf_model_load` (bad tag), or the model's header was overwritten.
+     * `lwf_model_load` (bad tag), or the model's header was overwritten; for a refinement
+     * handle: not initialised by `lwf_refine_init`, or its header or state was overwritten.
      */
     LWF_INVALID_MODEL = 15,
     /**
@@ -233,6 +234,33 @@ typedef enum LwfStopReason {
 } LwfStopReason;
 
 /**
+ * Where a refinement stands (`lwf_refine_status`, `LwfRefineReport.status`).
+ */
+typedef enum LwfRefineStatus {
+    /**
+     * Still running: the next step is `lwf_refine_ask` (or `lwf_refine_run`).
+     */
+    LWF_REFINE_RUNNING = 0,
+    /**
+     * Every stopping target held (ESS, k-hat, log Z stable).
+     */
+    LWF_REFINE_CONVERGED = 1,
+    /**
+     * The likelihood-call budget ran out first; the model was fitted on all samples.
+     */
+    LWF_REFINE_BUDGET_EXHAUSTED = 2,
+    /**
+     * The round cap was reached first; the model was fitted on all samples.
+     */
+    LWF_REFINE_MAX_ROUNDS = 3,
+    /**
+     * A fit inside `lwf_refine_tell` / `lwf_refine_run` failed (its status was returned); the
+     * refinement cannot continue: start a new one.
+     */
+    LWF_REFINE_FAILED = 4,
+} LwfRefineStatus;
+
+/**
  * An initialised model: an opaque view of the caller's memory. Obtain it from
  * `lwf_model_init` or `lwf_model_load`; it stays valid as long as that memory does. A model
  * may be used by one thread at a time for calls taking `LwfModel *`; calls taking
@@ -240,6 +268,14 @@ typedef enum LwfStopReason {
  * memory: the library holds no other resource.
  */
 typedef struct LwfModel LwfModel;
+
+/**
+ * A refinement in progress or finished: an opaque view of the caller's work memory. Obtain
+ * it from `lwf_refine_init`; it is the address of that memory and stays valid as long as the
+ * memory does. One thread at a time for calls taking `LwfRefine *`; calls taking
+ * `const LwfRefine *` only read. Freeing the memory frees the refinement.
+ */
+typedef struct LwfRefine LwfRefine;
 
 /**
  * Adam hyper-parameters (torch's `Adam(weight_decay=...)`; weight decay applies to the
@@ -599,6 +635,233 @@ typedef struct LwfRng {
      */
     uint64_t state[4];
 } LwfRng;
+
+/**
+ * Settings of a refinement. Fill it with `lwf_refine_config_default(dim, &config)`, then
+ * change fields. Every field is checked by `lwf_refine_work_size` and `lwf_refine_init`; any
+ * value out of range (NaN included) gives `LWF_INVALID_ARGUMENT`. The settings not listed
+ * here (EM, validation split, schedule, clipping) are the core's `RefineConfig::for_dim`.
+ *
+ * The struct can grow: new fields are only ever appended, and `struct_size` (written by
+ * `lwf_refine_config_default`) must equal `sizeof(LwfRefineConfig)` of the library.
+ */
+typedef struct LwfRefineConfig {
+    /**
+     * `sizeof(LwfRefineConfig)` of the caller's header; written by `lwf_refine_config_default`.
+     */
+    size_t struct_size;
+    /**
+     * Prior draws in round 0 (>= 2; default 1,000 up to 3-D, 4,000 to 8-D, then 5,000).
+     */
+    size_t initial_samples;
+    /**
+     * Draws per later round (>= 2; default 2,000 up to 3-D, then 2,500).
+     */
+    size_t samples_per_round;
+    /**
+     * Draws of a check round, drawn to measure the k-hat of a fit whose weights already reach
+     * `target_ess` (>= 2; default half a round).
+     */
+    size_t check_samples;
+    /**
+     * Likelihood-call budget, round 0 included (>= `initial_samples`; default 10,000 up to
+     * 3-D, 40,000 to 8-D, then 60,000).
+     */
+    size_t max_calls;
+    /**
+     * Round cap, round 0 included, in 2..=32 (default 32).
+     */
+    size_t max_rounds;
+    /**
+     * Tempering: the next beta keeps the Kish ESS of all weights >= this x the round size, in
+     * (0, 1) (default 0.2).
+     */
+    double ess_fraction;
+    /**
+     * Stop when the Kish ESS of the final weights reaches this (>= 0; default 5,000 up to
+     * 3-D, then 10,000).
+     */
+    double target_ess;
+    /**
+     * Stop only when the PSIS k-hat of the last proposal is at most this (>= 0; default 0.5).
+     */
+    double max_k_hat;
+    /**
+     * Stop only when ln Z moved by at most this since the previous round (>= 0; default 0.02).
+     */
+    double log_z_tol;
+    /**
+     * 1: later fits at beta = 1 start from the previous parameters (default); 0: afresh.
+     */
+    int32_t warm_start;
+    /**
+     * 1: the proposals and the model live on the prior box (default); 0: unbounded.
+     */
+    int32_t bounded;
+    /**
+     * 1: the affine standardisation from each fit's weighted mean and covariance (default).
+     */
+    int32_t affine;
+    /**
+     * An `LwfNonFinitePolicy` code for NaN / +inf log-likelihoods (default
+     * `LWF_NON_FINITE_ERROR`: refused; `LWF_NON_FINITE_SKIP`: zero likelihood).
+     */
+    int32_t non_finite;
+    /**
+     * Mixture base with K = 1..`max_components` chosen by BIC in every fit (>= 1; default 8).
+     */
+    size_t max_components;
+    /**
+     * Training epochs per fit, at most (>= 1; default 30).
+     */
+    size_t max_epochs;
+    /**
+     * Minibatch size (>= 1; default 256).
+     */
+    size_t batch_size;
+    /**
+     * Early-stopping patience in epochs (0 = never; default 4).
+     */
+    size_t patience;
+    /**
+     * Adam learning rate (> 0; default 1e-3).
+     */
+    double learning_rate;
+    /**
+     * Seed of the draws (default 0). The same inputs give bit-identical results.
+     */
+    uint64_t seed;
+} LwfRefineConfig;
+
+/**
+ * The end of a refinement (`lwf_refine_report`).
+ */
+typedef struct LwfRefineReport {
+    /**
+     * An `LwfRefineStatus` code: why it ended.
+     */
+    int32_t status;
+    /**
+     * 1 when `k_hat` was measured on the returned model's own draws; 0 when the model was
+     * fitted after the budget ran out and never drawn from (`k_hat` is then 0).
+     */
+    int32_t has_k_hat;
+    /**
+     * Rounds run.
+     */
+    size_t rounds;
+    /**
+     * Likelihood calls.
+     */
+    size_t calls;
+    /**
+     * Samples held (calls and draws outside the box).
+     */
+    size_t draws;
+    /**
+     * ln Z, the log evidence ln of the integral of L times the prior.
+     */
+    double log_z;
+    /**
+     * Standard error of `log_z`.
+     */
+    double log_z_se;
+    /**
+     * Kish ESS of the final weights.
+     */
+    double ess;
+    /**
+     * PSIS k-hat of the returned model against the posterior.
+     */
+    double k_hat;
+    /**
+     * beta of the returned model's fit (1 unless the budget ran out while tempering).
+     */
+    double beta;
+    /**
+     * Mixture components of the returned model.
+     */
+    size_t components;
+    /**
+     * Training epochs of the returned model's fit.
+     */
+    size_t epochs;
+    /**
+     * Epoch of its restored parameters.
+     */
+    size_t best_epoch;
+} LwfRefineReport;
+
+/**
+ * What one round measured (`lwf_refine_tell`'s output and the progress callback's argument).
+ */
+typedef struct LwfRefineRound {
+    /**
+     * Round number (0 = the prior draws).
+     */
+    size_t round;
+    /**
+     * Likelihood calls so far, all rounds.
+     */
+    size_t calls;
+    /**
+     * Draws so far, the zero-weight draws outside the box included.
+     */
+    size_t draws;
+    /**
+     * beta of the fit whose draws this round made (0 for round 0).
+     */
+    double beta;
+    /**
+     * beta chosen for the next fit.
+     */
+    double next_beta;
+    /**
+     * ln Z = ln of the integral of L times the prior, so far.
+     */
+    double log_z;
+    /**
+     * Standard error of `log_z`.
+     */
+    double log_z_se;
+    /**
+     * Kish ESS of all samples' beta = 1 weights.
+     */
+    double ess;
+    /**
+     * PSIS k-hat of this round's proposal against the posterior (0 when `has_k_hat` is 0).
+     */
+    double k_hat;
+    /**
+     * 1 when the round's draws gave a k-hat, 0 when they could not (too few non-zero weights).
+     */
+    int32_t has_k_hat;
+    /**
+     * 1 when the proposal's fit hit its epoch cap while still improving.
+     */
+    int32_t still_improving;
+    /**
+     * Mixture components of the proposal (0 for the prior).
+     */
+    size_t components;
+    /**
+     * Training epochs of the proposal's fit (0 for the prior).
+     */
+    size_t epochs;
+    /**
+     * Epoch of the restored parameters of that fit.
+     */
+    size_t best_epoch;
+} LwfRefineRound;
+
+/**
+ * Called by `lwf_refine_run` after every round with that round's figures; return 0 to
+ * continue, non-zero to stop (`lwf_refine_run` then returns `LWF_CANCELLED`; the refinement
+ * stays valid and can be continued). The report is valid during the call only. Same rules
+ * as `LwfLogLikelihoodFn`: no `longjmp` or exception through the library, and the callback
+ * must not touch the refinement's work memory.
+ */
+typedef int (*LwfRefineProgressFn)(const struct LwfRefineRound *round, void *user);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1126,6 +1389,204 @@ enum LwfStatus lwf_model_set_params(struct LwfModel *model,
  * `model` NULL or a valid handle; `out_shape` NULL or writable.
  */
 enum LwfStatus lwf_model_shape(const struct LwfModel *model, struct LwfShape *out_shape);
+
+/**
+ * Draws the next round (the first call after `lwf_refine_init` or `lwf_refine_tell`) and
+ * copies its points, all inside the box, into `out_theta` (row-major `[n][dim]`, room for
+ * `capacity_rows` points, at least `lwf_refine_batch_capacity`, or the outstanding batch's
+ * n when asking again), writing n to `*out_n`. Asking again before `lwf_refine_tell` gives
+ * the same batch. n may be 0 (every draw fell outside the box): tell with n = 0 then.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_INVALID_ARGUMENT`
+ * (the refinement has finished), `LWF_BUFFER_TOO_SMALL` (`capacity_rows` too small),
+ * `LWF_LENGTH_MISMATCH` (`capacity_rows * dim` overflows), `LWF_OVERLAPPING_BUFFERS`, or the
+ * status of a failed refinement. On error nothing is written and the refinement is unchanged.
+ *
+ * # Safety
+ * `refine` NULL or a valid handle not used by another thread during the call; `out_theta`
+ * NULL or writable for `capacity_rows * dim` doubles; `out_n` NULL or writable.
+ */
+enum LwfStatus lwf_refine_ask(struct LwfRefine *refine,
+                              double *out_theta,
+                              size_t capacity_rows,
+                              size_t *out_n);
+
+/**
+ * Writes the largest number of points `lwf_refine_ask` can hand out in one batch (the
+ * largest round size of the config): size the `out_theta` buffer with it times dim.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL` (not a refinement, or its
+ * memory was overwritten).
+ *
+ * # Safety
+ * `refine` NULL or a valid handle; `out_rows` NULL or writable.
+ */
+enum LwfStatus lwf_refine_batch_capacity(const struct LwfRefine *refine, size_t *out_rows);
+
+/**
+ * Writes the default refinement settings for dimension `dim` (2..=64) into `*out_config`:
+ * the core's `RefineConfig::for_dim(dim)` (see `LwfRefineConfig` for each default), with
+ * `struct_size = sizeof(LwfRefineConfig)`.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_ARGUMENT` (`dim` out of range).
+ *
+ * # Safety
+ * `out_config` is NULL or valid for one write of `LwfRefineConfig`.
+ */
+enum LwfStatus lwf_refine_config_default(size_t dim, struct LwfRefineConfig *out_config);
+
+/**
+ * Starts a refinement of the posterior proportional to L(theta) times the uniform prior on
+ * the box [lo, hi] (`dim` values each, finite, lo < hi) in the caller's work memory `work`
+ * (`work_len` bytes, at least `lwf_refine_work_size`, 8-byte aligned), and writes its handle
+ * (the address `work`) to `*out_refine`. Nothing is evaluated yet: drive it with
+ * `lwf_refine_ask` / `lwf_refine_tell` or `lwf_refine_run`.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT`
+ * (a config field, lo >= hi, dim > 64), `LWF_LENGTH_MISMATCH` (`dim` other than the shape's),
+ * `LWF_NON_FINITE` (NaN / inf bounds, or a box width that overflows), `LWF_BUFFER_TOO_SMALL`
+ * (`work_len`), `LWF_OVERLAPPING_BUFFERS` (`lo`, `hi` or `out_refine` inside `work`). On error
+ * nothing is written.
+ *
+ * # Safety
+ * `work` NULL or writable for `work_len` bytes; `shape`, `config` NULL or readable; `lo`,
+ * `hi` NULL or readable for `dim` doubles; `out_refine` NULL or writable.
+ */
+enum LwfStatus lwf_refine_init(void *work,
+                               size_t work_len,
+                               const struct LwfShape *shape,
+                               const double *lo,
+                               const double *hi,
+                               size_t dim,
+                               const struct LwfRefineConfig *config,
+                               struct LwfRefine **out_refine);
+
+/**
+ * Bytes of model memory the result of a finished refinement needs (`lwf_shape_model_size`
+ * of its shape: the mixture K the last fit chose, with the outer maps the config asked for).
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_INVALID_ARGUMENT`
+ * (still running, or failed).
+ *
+ * # Safety
+ * `refine` NULL or a valid handle; `out_bytes` NULL or writable.
+ */
+enum LwfStatus lwf_refine_model_size(const struct LwfRefine *refine, size_t *out_bytes);
+
+/**
+ * Writes the final report of a finished refinement to `*out_report`.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_INVALID_ARGUMENT`
+ * (still running, or failed).
+ *
+ * # Safety
+ * `refine` NULL or a valid handle; `out_report` NULL or writable.
+ */
+enum LwfStatus lwf_refine_report(const struct LwfRefine *refine,
+                                 struct LwfRefineReport *out_report);
+
+/**
+ * Runs the refinement to its end with a batched likelihood: every round's points go to
+ * `log_likelihood` in batches of at most `batch` points (as `lwf_model_fit_prior_box`'s
+ * callback; its `theta` points into the work memory, read-only), then `progress` (may be
+ * NULL) sees the round's figures. The results are bit-identical to `lwf_refine_ask` /
+ * `lwf_refine_tell` with the same values, whatever `batch`. A finished refinement returns
+ * `LWF_OK` at once. The state is written after every round, so a refinement stopped by a
+ * callback can be continued (with `lwf_refine_run` again or ask / tell).
+ *
+ * Returns `LWF_OK` when the refinement has ended (see `lwf_refine_status`), `LWF_CANCELLED`
+ * when `progress` returned non-zero (after a finished round), `LWF_CALLBACK_FAILED` when the
+ * likelihood returned non-zero or wrote NaN / +inf (or left an entry unwritten) under
+ * `LWF_NON_FINITE_ERROR` (that round is still outstanding).
+ *
+ * Errors: `LWF_NULL_POINTER` (`refine`, `log_likelihood`), `LWF_MISALIGNED`,
+ * `LWF_INVALID_MODEL`, `LWF_INVALID_ARGUMENT` (`batch == 0`), and as `lwf_refine_tell` for a
+ * failed fit.
+ *
+ * # Safety
+ * `refine` NULL or a valid handle not used by another thread during the call; the callbacks
+ * follow `LwfLogLikelihoodFn` / `LwfRefineProgressFn`.
+ */
+enum LwfStatus lwf_refine_run(struct LwfRefine *refine,
+                              LwfLogLikelihoodFn log_likelihood,
+                              size_t batch,
+                              void *log_likelihood_user,
+                              LwfRefineProgressFn progress,
+                              void *progress_user);
+
+/**
+ * Writes where the refinement stands (an `LwfRefineStatus` code) to `*out_status`.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`.
+ *
+ * # Safety
+ * `refine` NULL or a valid handle; `out_status` NULL or writable.
+ */
+enum LwfStatus lwf_refine_status(const struct LwfRefine *refine, int32_t *out_status);
+
+/**
+ * Takes the log-likelihoods ln L(theta_i) of the batch `lwf_refine_ask` handed out (`n`
+ * values, in its order), weighs every sample, and fits the next proposal or finishes; writes
+ * the round's figures to `*out_round` (may be NULL). -inf is a valid zero likelihood; NaN and
+ * +inf follow the config's `non_finite` (`LWF_NON_FINITE`, nothing changed; or a zero
+ * likelihood).
+ *
+ * Errors, with the refinement unchanged and the call repeatable: `LWF_NULL_POINTER`,
+ * `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_INVALID_ARGUMENT` (no batch outstanding: tell
+ * before ask, or a finished refinement), `LWF_LENGTH_MISMATCH` (`n` is not the batch's),
+ * `LWF_NON_FINITE` (NaN / +inf under `LWF_NON_FINITE_ERROR`), `LWF_OVERLAPPING_BUFFERS`.
+ * A failure of the fit itself (`LWF_DEGENERATE_WEIGHTS`, `LWF_NOT_CONVERGED`, ...) ends the
+ * refinement: its status becomes `LWF_REFINE_FAILED` and every later ask / tell / run returns
+ * that same status.
+ *
+ * # Safety
+ * `refine` NULL or a valid handle not used by another thread during the call; `loglik` NULL
+ * or readable for `n` doubles; `out_round` NULL or writable.
+ */
+enum LwfStatus lwf_refine_tell(struct LwfRefine *refine,
+                               const double *loglik,
+                               size_t n,
+                               struct LwfRefineRound *out_round);
+
+/**
+ * Bytes of work memory (8-byte aligned) a refinement with this shape and config needs: the
+ * state, every sample the budget allows with its log-likelihood and weights, one stored
+ * proposal per round, and the fits' memory. The shape gives dim (<= 64), hidden width,
+ * layers, couplings, activation and clamp; its base, components and outer-map flags are
+ * replaced per the config.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT`
+ * (a config field, dim > 64, a largest model too large), `LWF_LENGTH_MISMATCH` (the size does
+ * not fit the address space).
+ *
+ * # Safety
+ * `shape` and `config` NULL or readable; `out_bytes` NULL or writable.
+ */
+enum LwfStatus lwf_refine_work_size(const struct LwfShape *shape,
+                                    const struct LwfRefineConfig *config,
+                                    size_t *out_bytes);
+
+/**
+ * Writes the model a finished refinement returned into the caller's model memory `mem`
+ * (`mem_len` bytes, at least `lwf_refine_model_size`, aligned to `lwf_model_align()`), as
+ * `lwf_model_init` does (Adam state zero), and its handle to `*out_model`: an ordinary model
+ * for `lwf_model_log_prob`, `lwf_model_sample`, `lwf_model_save`, ... With the config's
+ * defaults it carries the prior box (log q = -inf outside it, every sample inside) and the
+ * affine standardisation. The refinement is only read: the model can be written again.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_INVALID_ARGUMENT`
+ * (still running, or failed), `LWF_BUFFER_TOO_SMALL` (`mem_len`), `LWF_OVERLAPPING_BUFFERS`
+ * (`mem` or `out_model` overlapping the work memory or each other). On error nothing is
+ * written.
+ *
+ * # Safety
+ * `refine` NULL or a valid handle; `mem` NULL or writable for `mem_len` bytes; `out_model`
+ * NULL or writable.
+ */
+enum LwfStatus lwf_refine_write_model(const struct LwfRefine *refine,
+                                      void *mem,
+                                      size_t mem_len,
+                                      struct LwfModel **out_model);
 
 /**
  * Seeds `*out_rng` from `seed` exactly as Rust's `Xoshiro256PlusPlus::seed_from_u64(seed)`

@@ -93,6 +93,20 @@ static int test_progress(const LwfEpochReport *r, void *user) {
     return p->cancel_at != 0 && r->epoch >= p->cancel_at;
 }
 
+/* Refinement progress: counts the rounds seen, checks they come in order. */
+typedef struct {
+    size_t seen, next_round;
+    int in_order;
+} RefineProgress;
+
+static int refine_progress(const LwfRefineRound *r, void *user) {
+    RefineProgress *p = user;
+    if (r->round != p->next_round || !(r->calls > 0)) p->in_order = 0;
+    p->seen++;
+    p->next_round = r->round + 1;
+    return 0;
+}
+
 int main(void) {
     /* ---- version and status messages ---- */
     char version[32];
@@ -921,6 +935,132 @@ int main(void) {
         free(fmem);
         free(fwork);
         free(fmem_copy);
+    }
+
+    /* ---- the refinement: ask / tell, the callback form, the model, bad inputs ---- */
+    {
+        LwfShape rs;
+        LwfRefineConfig rc, rbad;
+        size_t rwork_len = 0, rcap = 0, rn = 0, rmlen = 0, rsentinel = 4242;
+        int32_t rstatus = -1;
+        OK(lwf_shape_default(2, 8, 2, &rs));
+        OK(lwf_refine_config_default(2, &rc));
+        TRUE(rc.struct_size == sizeof rc && rc.bounded == 1 && rc.affine == 1);
+        TRUE(rc.max_components == 8 && rc.max_calls == 10000 && rc.initial_samples == 1000);
+        TRUE(rc.non_finite == LWF_NON_FINITE_ERROR && rc.warm_start == 1);
+        rc.initial_samples = 200;
+        rc.samples_per_round = 200;
+        rc.check_samples = 100;
+        rc.max_calls = 600;
+        rc.max_epochs = 2;
+        rc.max_components = 2;
+        OK(lwf_refine_work_size(&rs, &rc, &rwork_len));
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_config_default(1, &rbad));
+        BAD(LWF_NULL_POINTER, lwf_refine_config_default(2, NULL));
+        rbad = rc, rbad.struct_size = 8;
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_work_size(&rs, &rbad, &rsentinel));
+        rbad = rc, rbad.ess_fraction = NAN;
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_work_size(&rs, &rbad, &rsentinel));
+        rbad = rc, rbad.warm_start = 2;
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_work_size(&rs, &rbad, &rsentinel));
+        rbad = rc, rbad.max_calls = 100; /* below initial_samples */
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_work_size(&rs, &rbad, &rsentinel));
+        BAD(LWF_NULL_POINTER, lwf_refine_work_size(NULL, &rc, &rsentinel));
+        BAD(LWF_NULL_POINTER, lwf_refine_work_size(&rs, &rc, NULL));
+        TRUE(rsentinel == 4242);
+
+        void *rwork = malloc(rwork_len);
+        double *rtheta = NULL, *rll = NULL;
+        if (!rwork) return 1;
+        const double rlo[2] = {-6.0, -6.0}, rhi[2] = {6.0, 6.0}, rnan[2] = {NAN, 0.0};
+        LwfRefine *rf = NULL, *rsent = (LwfRefine *)&rsentinel, *rout = rsent;
+        BAD(LWF_BUFFER_TOO_SMALL,
+            lwf_refine_init(rwork, rwork_len - 1, &rs, rlo, rhi, 2, &rc, &rout));
+        BAD(LWF_MISALIGNED,
+            lwf_refine_init((char *)rwork + 4, rwork_len - 8, &rs, rlo, rhi, 2, &rc, &rout));
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_init(rwork, rwork_len, &rs, rhi, rlo, 2, &rc, &rout));
+        BAD(LWF_NON_FINITE, lwf_refine_init(rwork, rwork_len, &rs, rnan, rhi, 2, &rc, &rout));
+        BAD(LWF_LENGTH_MISMATCH, lwf_refine_init(rwork, rwork_len, &rs, rlo, rhi, 3, &rc, &rout));
+        BAD(LWF_NULL_POINTER, lwf_refine_init(rwork, rwork_len, &rs, NULL, rhi, 2, &rc, &rout));
+        BAD(LWF_NULL_POINTER, lwf_refine_init(NULL, rwork_len, &rs, rlo, rhi, 2, &rc, &rout));
+        BAD(LWF_OVERLAPPING_BUFFERS,
+            lwf_refine_init(rwork, rwork_len, &rs, rlo, rhi, 2, &rc, (LwfRefine **)rwork));
+        TRUE(rout == rsent);
+        memset(rwork, 0, rwork_len); /* zeroed memory is not a refinement */
+        BAD(LWF_INVALID_MODEL, lwf_refine_status((const LwfRefine *)rwork, &rstatus));
+        BAD(LWF_INVALID_MODEL, lwf_refine_batch_capacity((const LwfRefine *)rwork, &rcap));
+        BAD(LWF_NULL_POINTER, lwf_refine_status(NULL, &rstatus));
+        OK(lwf_refine_init(rwork, rwork_len, &rs, rlo, rhi, 2, &rc, &rf));
+        TRUE((void *)rf == rwork);
+        OK(lwf_refine_status(rf, &rstatus));
+        TRUE(rstatus == LWF_REFINE_RUNNING);
+        OK(lwf_refine_batch_capacity(rf, &rcap));
+        TRUE(rcap == 200);
+        rtheta = malloc(rcap * 2 * sizeof(double));
+        rll = malloc(rcap * sizeof(double));
+        if (!rtheta || !rll) return 1;
+        LwfRefineRound rround;
+        LwfRefineReport rrep;
+        Likelihood rlik = {LIK_GOOD, 0, 0, 0};
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_tell(rf, rll, 0, &rround)); /* tell before ask */
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_report(rf, &rrep));         /* still running */
+        BAD(LWF_BUFFER_TOO_SMALL, lwf_refine_ask(rf, rtheta, rcap - 1, &rn));
+        BAD(LWF_NULL_POINTER, lwf_refine_ask(rf, rtheta, rcap, NULL));
+        BAD(LWF_OVERLAPPING_BUFFERS, lwf_refine_ask(rf, (double *)rwork + 32, rcap, &rn));
+        OK(lwf_refine_ask(rf, rtheta, rcap, &rn));
+        TRUE(rn > 0 && rn <= rcap);
+        TRUE(test_likelihood(rtheta, rn, 2, rll, &rlik) == 0);
+        BAD(LWF_LENGTH_MISMATCH, lwf_refine_tell(rf, rll, rn - 1, &rround));
+        BAD(LWF_NULL_POINTER, lwf_refine_tell(rf, NULL, rn, &rround));
+        const double rll0 = rll[0];
+        rll[0] = NAN;
+        BAD(LWF_NON_FINITE, lwf_refine_tell(rf, rll, rn, &rround));
+        rll[0] = rll0;
+        OK(lwf_refine_tell(rf, rll, rn, &rround));
+        TRUE(rround.round == 0 && rround.calls == rn && rround.beta == 0.0);
+        /* the rest through the callback; the progress callback sees every round in order */
+        RefineProgress rp = {0, 1, 1};
+        rlik.max_batch = 0;
+        BAD(LWF_NULL_POINTER, lwf_refine_run(rf, NULL, 100, NULL, NULL, NULL));
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_run(rf, test_likelihood, 0, &rlik, NULL, NULL));
+        OK(lwf_refine_run(rf, test_likelihood, 64, &rlik, refine_progress, &rp));
+        TRUE(rp.seen >= 1 && rp.in_order && rlik.max_batch <= 64);
+        OK(lwf_refine_status(rf, &rstatus));
+        TRUE(rstatus == LWF_REFINE_CONVERGED || rstatus == LWF_REFINE_BUDGET_EXHAUSTED ||
+             rstatus == LWF_REFINE_MAX_ROUNDS);
+        OK(lwf_refine_report(rf, &rrep));
+        TRUE(rrep.calls <= 600 && rrep.rounds == rp.seen + 1 && isfinite(rrep.log_z));
+        TRUE(rrep.status == rstatus && (rrep.has_k_hat == 0 || rrep.has_k_hat == 1));
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_ask(rf, rtheta, rcap, &rn)); /* finished */
+        OK(lwf_refine_run(rf, test_likelihood, 64, &rlik, NULL, NULL));   /* nothing to do */
+        OK(lwf_refine_model_size(rf, &rmlen));
+        void *rmem = malloc(rmlen);
+        if (!rmem) return 1;
+        LwfModel *rm = NULL, *rmsent = (LwfModel *)&rsentinel, *rmout = rmsent;
+        BAD(LWF_BUFFER_TOO_SMALL, lwf_refine_write_model(rf, rmem, rmlen - 1, &rmout));
+        BAD(LWF_OVERLAPPING_BUFFERS, lwf_refine_write_model(rf, rwork, rmlen, &rmout));
+        BAD(LWF_NULL_POINTER, lwf_refine_write_model(rf, rmem, rmlen, NULL));
+        TRUE(rmout == rmsent);
+        OK(lwf_refine_write_model(rf, rmem, rmlen, &rm));
+        LwfShape rms;
+        OK(lwf_model_shape(rm, &rms));
+        TRUE(rms.bounded == 1 && rms.affine == 1 && rms.dim == 2 && rms.hidden == 8);
+        const double rpts[4] = {0.0, 0.0, 7.0, 0.0};
+        double rlq[2];
+        OK(lwf_model_log_prob(rm, rpts, 4, rlq, 2));
+        TRUE(isfinite(rlq[0]) && rlq[1] == -INFINITY);
+        /* an overwritten header, then a flipped byte of the state: not a refinement */
+        ((unsigned char *)rwork)[8] ^= 1;
+        BAD(LWF_INVALID_MODEL, lwf_refine_report(rf, &rrep));
+        ((unsigned char *)rwork)[8] ^= 1;
+        ((unsigned char *)rwork)[200] ^= 1;
+        BAD(LWF_INVALID_MODEL, lwf_refine_model_size(rf, &rmlen));
+        ((unsigned char *)rwork)[200] ^= 1;
+        OK(lwf_refine_report(rf, &rrep));
+        free(rmem);
+        free(rwork);
+        free(rtheta);
+        free(rll);
     }
 
     printf("checks: %d, bad-input calls: %d, failures: %d\n", checks, bad_calls, failures);

@@ -40,6 +40,14 @@
 #                                   loglik!; config = cfg, progress = r -> (println(r.epoch); true))
 #     report.components                                 # K chosen by BIC
 #
+#     # Or the adaptive refinement: few likelihood calls, the evidence, a model on the box.
+#     r = Refinement(shape_default(2, 32, 6), fill(-6.0, 2), fill(6.0, 2))
+#     while refine_status(r) == LWF_REFINE_RUNNING
+#         θb = ask(r)                                    # D × n, inside the box
+#         tell!(r, [loglik(θb[:, i]) for i in axes(θb, 2)])
+#     end                                               # or: run!(r, loglik!)
+#     refine_report(r).log_z; model = refine_model(r)
+#
 # Batches are D × n matrices (column-major), which is the C ABI's row-major [n][D] layout.
 module LwFlow
 
@@ -50,7 +58,11 @@ export LwfShape, LwfAdam, Rng, Model, LwflowError, shape_default, with_mixture, 
        set_affine!, save, load,
        inspect, jump!, version, status_message, model_shape, model_align, LwfFitConfig,
        LwfEpochReport, LwfFitReport, fit_config_default, fit_model_size, fit_work_size,
-       fit_prior_box, fit_samples
+       fit_prior_box, fit_samples, LwfRefineConfig, LwfRefineRound, LwfRefineReport, Refinement,
+       refine_config_default, refine_work_size, batch_capacity, refine_status, ask, tell!, run!,
+       refine_report, refine_model
+export LWF_REFINE_RUNNING, LWF_REFINE_CONVERGED, LWF_REFINE_BUDGET_EXHAUSTED,
+       LWF_REFINE_MAX_ROUNDS, LWF_REFINE_FAILED
 export LWF_OK, LWF_NULL_POINTER, LWF_BUFFER_TOO_SMALL, LWF_LENGTH_MISMATCH, LWF_MISALIGNED,
        LWF_INVALID_SHAPE, LWF_INVALID_ARGUMENT, LWF_NON_FINITE, LWF_EMPTY_BATCH,
        LWF_CALLBACK_FAILED, LWF_CANCELLED, LWF_DEGENERATE_WEIGHTS, LWF_BAD_FORMAT,
@@ -99,6 +111,12 @@ const LWF_NON_FINITE_SKIP = Int32(1)
 const LWF_STOP_MAX_EPOCHS = Int32(0)
 const LWF_STOP_EARLY = Int32(1)
 const LWF_STOP_CANCELLED = Int32(2)
+# LwfRefineStatus
+const LWF_REFINE_RUNNING = Int32(0)
+const LWF_REFINE_CONVERGED = Int32(1)
+const LWF_REFINE_BUDGET_EXHAUSTED = Int32(2)
+const LWF_REFINE_MAX_ROUNDS = Int32(3)
+const LWF_REFINE_FAILED = Int32(4)
 
 "The LwfShape struct (same field order and types as lwflow.h)."
 struct LwfShape
@@ -183,6 +201,65 @@ struct LwfFitReport
     initial_val_loss::Cdouble
     best_val_loss::Cdouble
     stop_reason::Int32
+end
+
+"The LwfRefineConfig struct (same field order and types as lwflow.h)."
+struct LwfRefineConfig
+    struct_size::Csize_t
+    initial_samples::Csize_t
+    samples_per_round::Csize_t
+    check_samples::Csize_t
+    max_calls::Csize_t
+    max_rounds::Csize_t
+    ess_fraction::Cdouble
+    target_ess::Cdouble
+    max_k_hat::Cdouble
+    log_z_tol::Cdouble
+    warm_start::Int32
+    bounded::Int32
+    affine::Int32
+    non_finite::Int32
+    max_components::Csize_t
+    max_epochs::Csize_t
+    batch_size::Csize_t
+    patience::Csize_t
+    learning_rate::Cdouble
+    seed::UInt64
+end
+
+"The LwfRefineRound struct: what one round of a refinement measured."
+struct LwfRefineRound
+    round::Csize_t
+    calls::Csize_t
+    draws::Csize_t
+    beta::Cdouble
+    next_beta::Cdouble
+    log_z::Cdouble
+    log_z_se::Cdouble
+    ess::Cdouble
+    k_hat::Cdouble
+    has_k_hat::Int32
+    still_improving::Int32
+    components::Csize_t
+    epochs::Csize_t
+    best_epoch::Csize_t
+end
+
+"The LwfRefineReport struct: the end of a refinement."
+struct LwfRefineReport
+    status::Int32
+    has_k_hat::Int32
+    rounds::Csize_t
+    calls::Csize_t
+    draws::Csize_t
+    log_z::Cdouble
+    log_z_se::Cdouble
+    ess::Cdouble
+    k_hat::Cdouble
+    beta::Cdouble
+    components::Csize_t
+    epochs::Csize_t
+    best_epoch::Csize_t
 end
 
 "The LwfRng struct: a caller-held xoshiro256++ state."
@@ -564,6 +641,138 @@ function fit_samples(s::LwfShape, theta::AbstractMatrix{Float64}, log_weights::V
               progress === nothing ? C_NULL : pointer_from_objref(cb), work, work_bytes, report, h)
     end
     _fit_result(status, cb, mem, h, report, s, :lwf_model_fit_samples)
+end
+
+# ---- refinement: ask / tell, or the likelihood as a callback ----
+
+"The default refinement settings for dimension `dim` (lwf_refine_config_default), with keyword overrides."
+function refine_config_default(dim::Integer; kwargs...)
+    c = Ref{LwfRefineConfig}()
+    check(ccall((:lwf_refine_config_default, LIB), Cint, (Csize_t, Ref{LwfRefineConfig}), dim, c),
+          :lwf_refine_config_default)
+    d = c[]
+    LwfRefineConfig((haskey(kwargs, f) ? convert(fieldtype(LwfRefineConfig, f), kwargs[f]) : getfield(d, f)
+                     for f in fieldnames(LwfRefineConfig))...)
+end
+
+function refine_work_size(s::LwfShape, c::LwfRefineConfig)
+    out = Ref{Csize_t}(0)
+    check(ccall((:lwf_refine_work_size, LIB), Cint, (Ref{LwfShape}, Ref{LwfRefineConfig}, Ref{Csize_t}),
+                s, c, out), :lwf_refine_work_size)
+    Int(out[])
+end
+
+"A refinement in work memory this object owns (a Vector{Float64}: 8-byte aligned, never moved)."
+mutable struct Refinement
+    work::Vector{Float64}
+    handle::Ptr{Cvoid}
+    dim::Int
+end
+
+"""
+    Refinement(shape, lo, hi; config = refine_config_default(length(lo)))
+
+Starts a refinement of the posterior ∝ L(θ) × uniform prior on the box [lo, hi]. Drive it with
+`ask` / `tell!` or `run!`; `refine_model` gives the fitted model at the end.
+"""
+function Refinement(s::LwfShape, lo::Vector{Float64}, hi::Vector{Float64};
+                    config::LwfRefineConfig = refine_config_default(length(lo)))
+    bytes = refine_work_size(s, config)
+    work = Vector{Float64}(undef, cld(bytes, 8))
+    h = Ref{Ptr{Cvoid}}(C_NULL)
+    check(ccall((:lwf_refine_init, LIB), Cint,
+                (Ptr{Cvoid}, Csize_t, Ref{LwfShape}, Ptr{Cdouble}, Ptr{Cdouble}, Csize_t,
+                 Ref{LwfRefineConfig}, Ref{Ptr{Cvoid}}),
+                work, bytes, s, lo, hi, length(lo), config, h), :lwf_refine_init)
+    Refinement(work, h[], Int(s.dim))
+end
+
+function batch_capacity(r::Refinement)
+    out = Ref{Csize_t}(0)
+    GC.@preserve r check(ccall((:lwf_refine_batch_capacity, LIB), Cint, (Ptr{Cvoid}, Ref{Csize_t}),
+                               r.handle, out), :lwf_refine_batch_capacity)
+    Int(out[])
+end
+
+"An LWF_REFINE_* code."
+function refine_status(r::Refinement)
+    out = Ref{Int32}(-1)
+    GC.@preserve r check(ccall((:lwf_refine_status, LIB), Cint, (Ptr{Cvoid}, Ref{Int32}), r.handle, out),
+                         :lwf_refine_status)
+    out[]
+end
+
+"The next batch: a D × n matrix of points inside the box (the same batch until `tell!`)."
+function ask(r::Refinement)
+    cap = batch_capacity(r)
+    theta = Matrix{Float64}(undef, r.dim, cap)
+    n = Ref{Csize_t}(0)
+    GC.@preserve r check(ccall((:lwf_refine_ask, LIB), Cint, (Ptr{Cvoid}, Ptr{Cdouble}, Csize_t, Ref{Csize_t}),
+                               r.handle, theta, cap, n), :lwf_refine_ask)
+    theta[:, 1:Int(n[])]
+end
+
+"The log-likelihoods of the batch `ask` gave (one per column); returns the round's LwfRefineRound."
+function tell!(r::Refinement, loglik::Vector{Float64})
+    round = Ref{LwfRefineRound}()
+    GC.@preserve r check(ccall((:lwf_refine_tell, LIB), Cint,
+                               (Ptr{Cvoid}, Ptr{Cdouble}, Csize_t, Ref{LwfRefineRound}),
+                               r.handle, loglik, length(loglik), round), :lwf_refine_tell)
+    round[]
+end
+
+function _refine_progress_trampoline(round::Ptr{LwfRefineRound}, user::Ptr{Cvoid})::Cint
+    cb = unsafe_pointer_to_objref(user)::FitCallbacks
+    try
+        return cb.progress(unsafe_load(round)) ? Cint(0) : Cint(1)
+    catch e
+        cb.error = e
+        return Cint(1)
+    end
+end
+
+"""
+    run!(r, loglik!; batch = 4096, progress = nothing)
+
+Runs the refinement to its end: `loglik!(out, θ)` fills `out[i]` with log L(θ[:, i]) for
+batches of at most `batch` points; `progress(round)` sees every round and returns `false` to
+stop (the refinement can be continued). Returns `true` when it ended, `false` when stopped.
+"""
+function run!(r::Refinement, loglik!; batch::Integer = 4096, progress = nothing)
+    cb = FitCallbacks(loglik!, progress, nothing)
+    lik_c = @cfunction(_loglik_trampoline, Cint, (Ptr{Cdouble}, Csize_t, Csize_t, Ptr{Cdouble}, Ptr{Cvoid}))
+    prog_c = progress === nothing ? C_NULL :
+             @cfunction(_refine_progress_trampoline, Cint, (Ptr{LwfRefineRound}, Ptr{Cvoid}))
+    status = GC.@preserve r cb begin
+        user = pointer_from_objref(cb)
+        ccall((:lwf_refine_run, LIB), Cint,
+              (Ptr{Cvoid}, Ptr{Cvoid}, Csize_t, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}),
+              r.handle, lik_c, batch, user, prog_c, progress === nothing ? C_NULL : user)
+    end
+    cb.error === nothing || throw(cb.error)
+    status == LWF_CANCELLED && return false
+    check(status, :lwf_refine_run)
+    true
+end
+
+function refine_report(r::Refinement)
+    out = Ref{LwfRefineReport}()
+    GC.@preserve r check(ccall((:lwf_refine_report, LIB), Cint, (Ptr{Cvoid}, Ref{LwfRefineReport}),
+                               r.handle, out), :lwf_refine_report)
+    out[]
+end
+
+"The model a finished refinement returned (on the prior box with the default config)."
+function refine_model(r::Refinement)
+    bytes = Ref{Csize_t}(0)
+    GC.@preserve r check(ccall((:lwf_refine_model_size, LIB), Cint, (Ptr{Cvoid}, Ref{Csize_t}),
+                               r.handle, bytes), :lwf_refine_model_size)
+    mem = Vector{Float64}(undef, cld(Int(bytes[]), 8))
+    h = Ref{Ptr{Cvoid}}(C_NULL)
+    GC.@preserve r check(ccall((:lwf_refine_write_model, LIB), Cint,
+                               (Ptr{Cvoid}, Ptr{Cvoid}, Csize_t, Ref{Ptr{Cvoid}}),
+                               r.handle, mem, bytes[], h), :lwf_refine_write_model)
+    Model(mem, h[], r.dim)
 end
 
 "Model memory alignment the library requires (Julia arrays satisfy it)."

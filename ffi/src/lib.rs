@@ -3,7 +3,9 @@
 //! The whole of lwflow for C, C++, Fortran and Julia callers, in `double`: shape validation and
 //! size queries, a model in caller-provided memory, the one-call fit (prior box + likelihood
 //! callback, or samples + log-weights; EM/BIC mixture base; configuration, report and a
-//! progress callback that can cancel), batched `log_prob` and sampling, the training step's
+//! progress callback that can cancel), the adaptive refinement (ask/tell or a likelihood
+//! callback, in one work buffer, ending in a model with a box support and an affine
+//! standardisation), batched `log_prob` and sampling, the training step's
 //! pieces (loss + gradient into a flat buffer, Adam step) and save / load of the checksummed
 //! model format. The header `include/lwflow.h` is generated from this crate by
 //! cbindgen (pinned) and committed; a test fails on any drift.
@@ -27,6 +29,7 @@ mod fit_config;
 mod guard;
 mod io;
 mod model;
+mod refine;
 mod rng;
 mod shape;
 mod status;
@@ -49,6 +52,12 @@ pub use model::{
     lwf_model_align, lwf_model_get_params, lwf_model_init, lwf_model_load, lwf_model_set_affine,
     lwf_model_set_box, lwf_model_set_gaussian_base, lwf_model_set_mixture_base,
     lwf_model_set_params, lwf_model_shape, LwfModel,
+};
+pub use refine::{
+    lwf_refine_ask, lwf_refine_batch_capacity, lwf_refine_config_default, lwf_refine_init,
+    lwf_refine_model_size, lwf_refine_report, lwf_refine_run, lwf_refine_status, lwf_refine_tell,
+    lwf_refine_work_size, lwf_refine_write_model, LwfRefine, LwfRefineConfig, LwfRefineProgressFn,
+    LwfRefineReport, LwfRefineRound, LwfRefineStatus,
 };
 pub use rng::{lwf_rng_init, lwf_rng_jump, LwfRng};
 pub use shape::{

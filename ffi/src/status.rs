@@ -52,7 +52,8 @@ pub enum LwfStatus {
     /// the model's contents are unspecified afterwards; re-initialise or reload the model.
     LWF_PANIC = 14,
     /// The handle does not point at a model initialised by `lwf_model_init` or
-    /// `lwf_model_load` (bad tag), or the model's header was overwritten.
+    /// `lwf_model_load` (bad tag), or the model's header was overwritten; for a refinement
+    /// handle: not initialised by `lwf_refine_init`, or its header or state was overwritten.
     LWF_INVALID_MODEL = 15,
     /// An output buffer overlaps an input buffer, another output, or the model's memory.
     LWF_OVERLAPPING_BUFFERS = 16,
