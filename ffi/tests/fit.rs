@@ -18,20 +18,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct LwfShape {
-    dim: usize,
-    hidden: usize,
-    hidden_layers: usize,
-    couplings: usize,
-    components: usize,
-    clamp: f64,
-    base: i32,
-    activation: i32,
-    affine: i32,
-    bounded: i32,
-}
+use common::LwfShape;
 
 /// The header's `LwfFitConfig`, field for field.
 #[repr(C)]

@@ -12,21 +12,6 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct LwfShape {
-    dim: usize,
-    hidden: usize,
-    hidden_layers: usize,
-    couplings: usize,
-    components: usize,
-    clamp: f64,
-    base: i32,
-    activation: i32,
-    affine: i32,
-    bounded: i32,
-}
-
 /// The header's `LwfRefineConfig`, field for field.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -6,6 +6,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+/// The header's `LwfShape`, field for field (the Rust tests that call the library through
+/// its exported symbols share this mirror).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LwfShape {
+    pub dim: usize,
+    pub hidden: usize,
+    pub hidden_layers: usize,
+    pub couplings: usize,
+    pub components: usize,
+    pub clamp: f64,
+    pub base: i32,
+    pub activation: i32,
+    pub affine: i32,
+    pub bounded: i32,
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
