@@ -13,6 +13,9 @@
 //   likelihood and progress callbacks; an exception thrown by one of them stops the fit and is
 //   rethrown from the call (it never unwinds through the C library). They return the model
 //   and the report (fit_result); a fit stopped by the progress callback is not an error.
+// - lwflow::refinement owns the work memory of an adaptive refinement (lwf_refine_*): ask() /
+//   tell() rounds, or run() with C++ callables; report() and model() at the end; copy() gives
+//   a byte copy that continues identically.
 // - Nothing here has global state except the error category object, as in the standard
 //   library. One model must not be used by two threads at once, except through the const
 //   members taking a workspace.
@@ -21,6 +24,7 @@
 
 #include "lwflow.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -180,6 +184,30 @@ private:
     }
 };
 
+/// LwfRefineConfig with the defaults of lwf_refine_config_default(dim) and fluent setters for
+/// the usual changes; every other field can be set directly.
+struct refine_config : LwfRefineConfig {
+    explicit refine_config(std::size_t dim) : LwfRefineConfig() {
+        check(lwf_refine_config_default(dim, this), "lwf_refine_config_default");
+    }
+    /// The likelihood-call budget, round 0 included.
+    refine_config &budget(std::size_t calls) { return max_calls = calls, *this; }
+    /// Draws in round 0, in every later round and in a check round.
+    refine_config &round_sizes(std::size_t initial, std::size_t per_round, std::size_t check) {
+        return initial_samples = initial, samples_per_round = per_round,
+               check_samples = check, *this;
+    }
+    /// K chosen by BIC among 1..k_max in every fit.
+    refine_config &components(std::size_t k_max) { return max_components = k_max, *this; }
+    refine_config &epochs(std::size_t n) { return max_epochs = n, *this; }
+    refine_config &target(double ess) { return target_ess = ess, *this; }
+    refine_config &with_seed(std::uint64_t value) { return seed = value, *this; }
+    refine_config &skip_non_finite() { return non_finite = LWF_NON_FINITE_SKIP, *this; }
+    /// The outer maps of the proposals and the model (both on by default).
+    refine_config &with_bounded(bool on) { return bounded = on ? 1 : 0, *this; }
+    refine_config &with_affine(bool on) { return affine = on ? 1 : 0, *this; }
+};
+
 /// A caller-held xoshiro256++ stream (lwf_rng_init / lwf_rng_jump).
 class rng {
 public:
@@ -195,6 +223,7 @@ private:
 namespace detail {
 struct fitter;
 }
+class refinement;
 
 /// One model in memory this object owns.
 class model {
@@ -342,6 +371,7 @@ public:
 
 private:
     friend struct detail::fitter;
+    friend class refinement;
     model() = default;
     void allocate(std::size_t bytes) {
         // new max_align_t[] is aligned for every scalar type: at least the 8 bytes
@@ -473,6 +503,176 @@ fit_result fit_samples(const LwfShape &s, const LwfFitConfig &c, span<const doub
         },
         ctx.error);
 }
+
+namespace detail {
+
+/// The callbacks' context of refinement::run (as fit_context, with a per-round progress).
+template <class LogLikelihood, class Progress>
+struct refine_context {
+    LogLikelihood *log_likelihood;
+    Progress *progress;
+    std::exception_ptr error;
+
+    static int call_log_likelihood(const double *theta, std::size_t n, std::size_t dim,
+                                   double *out, void *user) noexcept {
+        auto *ctx = static_cast<refine_context *>(user);
+        try {
+            (*ctx->log_likelihood)(span<const double>(theta, n * dim), span<double>(out, n));
+            return 0;
+        } catch (...) {
+            ctx->error = std::current_exception();
+            return 1;
+        }
+    }
+    static int call_progress(const LwfRefineRound *round, void *user) noexcept {
+        auto *ctx = static_cast<refine_context *>(user);
+        try {
+            return (*ctx->progress)(*round) ? 0 : 1;
+        } catch (...) {
+            ctx->error = std::current_exception();
+            return 1;
+        }
+    }
+};
+
+/// The progress callable of refinement::run when none is given: never stops.
+struct no_round_progress {
+    bool operator()(const LwfRefineRound &) const noexcept { return true; }
+};
+
+}  // namespace detail
+
+/// An adaptive refinement (lwf_refine_*) in work memory this object owns: RAII, movable, not
+/// copyable implicitly (copy() makes a byte copy, which continues identically). Drive it with
+/// ask() / tell() or run(); at the end report() and model().
+class refinement {
+public:
+    /// A new refinement of the posterior ∝ L(theta) × the uniform prior on [lo, hi]
+    /// (lwf_refine_work_size + lwf_refine_init); `s` gives the flow's widths.
+    refinement(const LwfShape &s, span<const double> lo, span<const double> hi,
+               const LwfRefineConfig &c) {
+        if (lo.size() != hi.size()) throw error(LWF_LENGTH_MISMATCH, "lwf_refine_init");
+        std::size_t bytes = 0;
+        check(lwf_refine_work_size(&s, &c, &bytes), "lwf_refine_work_size");
+        allocate(bytes);
+        check(lwf_refine_init(memory_.get(), bytes_, &s, lo.data(), hi.data(), lo.size(), &c,
+                              &handle_),
+              "lwf_refine_init");
+        dim_ = lo.size();
+    }
+
+    refinement(refinement &&other) noexcept { swap(other); }
+    refinement &operator=(refinement &&other) noexcept {
+        refinement(std::move(other)).swap(*this);
+        return *this;
+    }
+    refinement(const refinement &) = delete;
+    refinement &operator=(const refinement &) = delete;
+    ~refinement() = default;
+
+    /// A byte copy in new memory: the same refinement, continuing identically.
+    refinement copy() const {
+        refinement r;
+        r.allocate(bytes_);
+        const auto *from = reinterpret_cast<const std::uint8_t *>(memory_.get());
+        std::copy(from, from + bytes_, reinterpret_cast<std::uint8_t *>(r.memory_.get()));
+        r.handle_ = reinterpret_cast<LwfRefine *>(r.memory_.get());
+        r.dim_ = dim_;
+        return r;
+    }
+    /// The C handle (NULL after a move), for calls this wrapper does not cover.
+    LwfRefine *handle() noexcept { return handle_; }
+    const LwfRefine *handle() const noexcept { return handle_; }
+    std::size_t dim() const noexcept { return dim_; }
+
+    std::size_t batch_capacity() const {
+        std::size_t rows = 0;
+        check(lwf_refine_batch_capacity(handle_, &rows), "lwf_refine_batch_capacity");
+        return rows;
+    }
+    /// Where it stands (lwf_refine_status).
+    LwfRefineStatus status() const {
+        std::int32_t code = -1;
+        check(lwf_refine_status(handle_, &code), "lwf_refine_status");
+        return static_cast<LwfRefineStatus>(code);
+    }
+    bool running() const { return status() == LWF_REFINE_RUNNING; }
+
+    /// The next batch: n points, row-major [n][dim], inside the box; the same until tell().
+    std::vector<double> ask() {
+        std::vector<double> theta(batch_capacity() * dim_);
+        theta.resize(ask(theta) * dim_);
+        return theta;
+    }
+    /// The next batch into theta (room for batch_capacity() points); returns n.
+    std::size_t ask(span<double> theta) {
+        std::size_t n = 0;
+        check(lwf_refine_ask(handle_, theta.data(), theta.size() / dim_, &n), "lwf_refine_ask");
+        return n;
+    }
+    /// The log-likelihoods of the batch ask() gave, in its order; the round's figures.
+    LwfRefineRound tell(span<const double> loglik) {
+        LwfRefineRound round{};
+        check(lwf_refine_tell(handle_, loglik.data(), loglik.size(), &round), "lwf_refine_tell");
+        return round;
+    }
+
+    /// Runs to the end (lwf_refine_run): log_likelihood(theta, out) fills out[i] with
+    /// ln L(theta_i) for batches of at most `batch` points; progress(const LwfRefineRound &)
+    /// returns false to stop. Returns true when the refinement has ended, false when the
+    /// progress callable stopped it (it can be continued). An exception thrown by a callable
+    /// stops the run and is rethrown unchanged (the round it happened in stays outstanding).
+    template <class LogLikelihood, class Progress = detail::no_round_progress>
+    bool run(LogLikelihood &&log_likelihood, std::size_t batch = 4096,
+             Progress &&progress = Progress{}) {
+        using context = detail::refine_context<std::remove_reference_t<LogLikelihood>,
+                                               std::remove_reference_t<Progress>>;
+        context ctx{&log_likelihood, &progress, nullptr};
+        const LwfStatus s = lwf_refine_run(handle_, &context::call_log_likelihood, batch, &ctx,
+                                           &context::call_progress, &ctx);
+        if (ctx.error) std::rethrow_exception(ctx.error);
+        if (s == LWF_CANCELLED) return false;
+        check(s, "lwf_refine_run");
+        return true;
+    }
+
+    /// The final report (lwf_refine_report; throws LWF_INVALID_ARGUMENT while running).
+    LwfRefineReport report() const {
+        LwfRefineReport r{};
+        check(lwf_refine_report(handle_, &r), "lwf_refine_report");
+        return r;
+    }
+    /// The fitted model in new memory (lwf_refine_model_size + lwf_refine_write_model).
+    lwflow::model model() const {
+        std::size_t bytes = 0;
+        check(lwf_refine_model_size(handle_, &bytes), "lwf_refine_model_size");
+        lwflow::model m;
+        m.allocate(bytes);
+        check(lwf_refine_write_model(handle_, m.memory_.get(), m.bytes_, &m.handle_),
+              "lwf_refine_write_model");
+        return m;
+    }
+
+private:
+    refinement() = default;
+    void allocate(std::size_t bytes) {
+        static_assert(alignof(std::max_align_t) >= 8, "work memory needs 8-byte alignment");
+        const std::size_t unit = sizeof(std::max_align_t);
+        memory_.reset(new std::max_align_t[(bytes + unit - 1) / unit]);
+        bytes_ = bytes;
+    }
+    void swap(refinement &other) noexcept {
+        std::swap(memory_, other.memory_);
+        std::swap(bytes_, other.bytes_);
+        std::swap(handle_, other.handle_);
+        std::swap(dim_, other.dim_);
+    }
+
+    std::unique_ptr<std::max_align_t[]> memory_;
+    std::size_t bytes_ = 0;
+    LwfRefine *handle_ = nullptr;
+    std::size_t dim_ = 0;
+};
 
 }  // namespace lwflow
 

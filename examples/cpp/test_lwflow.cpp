@@ -2,7 +2,9 @@
 // checks KL(p||q), save / load, the error mapping (exceptions and std::error_code), moves,
 // spans over std::vector / std::array / C arrays, and the thread-safe const members; then fits
 // 2D2 in one call (lwflow::fit_prior_box with lambdas as likelihood and progress callbacks,
-// lwflow::fit_samples), including an exception thrown by the likelihood and a cancel.
+// lwflow::fit_samples), including an exception thrown by the likelihood and a cancel; then
+// refines 2D2 (lwflow::refinement: ask / tell, run with callables from a byte copy, bit for bit
+// the same, an exception and a stop from the callables).
 //
 //   c++ -std=c++17 -O2 -Wall -Wextra -Wpedantic -Werror -Iinclude examples/cpp/test_lwflow.cpp
 //       target/release/liblwflow.a -lpthread -ldl -lm -o test_lwflow && ./test_lwflow
@@ -13,7 +15,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -241,6 +245,62 @@ int main() {
     lwflow::fit_config bad = cfg;
     bad.lr = -1.0;
     EXPECT_THROWS(LWF_INVALID_ARGUMENT, lwflow::fit_samples(shape, bad, theta, log_w));
+
+    // ---- The refinement: ask / tell with the likelihood, run from a byte copy ----
+    {
+        lwflow::refine_config rcfg(2);
+        rcfg.round_sizes(500, 1000, 500).budget(6000).epochs(10).components(3).target(2000);
+        const lwflow::shape rshape(2, 16, 4);
+        lwflow::refinement ref(rshape, lo, hi, rcfg);
+        EXPECT(ref.running() && ref.batch_capacity() == 1000 && ref.dim() == 2);
+        std::optional<lwflow::refinement> copy;
+        std::size_t rounds = 0;
+        while (ref.running()) {
+            const std::vector<double> t = ref.ask();
+            std::vector<double> ll(t.size() / 2);
+            batched(t, ll);
+            const LwfRefineRound r = ref.tell(ll);
+            EXPECT(r.round == rounds++ && r.calls <= 6000);
+            if (r.round == 0) copy.emplace(ref.copy());
+        }
+        const LwfRefineReport rep = ref.report();
+        const double log_z_true = -2.0 * std::log(12.0);
+        std::printf("C++ refinement: status %d, %zu rounds, %zu calls, ln Z %.4f +- %.4f (%.4f)\n",
+                    rep.status, rep.rounds, rep.calls, rep.log_z, rep.log_z_se, log_z_true);
+        EXPECT(rep.rounds == rounds && rep.calls <= 6000);
+        EXPECT(std::abs(rep.log_z - log_z_true) < 0.1);
+        lwflow::model rm = ref.model();
+        EXPECT(rm.shape().bounded == 1 && rm.shape().affine == 1);
+        const std::vector<double> probe{0.0, 0.0, 7.0, 0.0};
+        const std::vector<double> lq = rm.log_prob(probe);
+        EXPECT(std::isfinite(lq[0]) && lq[1] == -std::numeric_limits<double>::infinity());
+        // The callback form from the copy taken after round 0: the same result, bit for bit.
+        std::size_t seen = 0;
+        EXPECT(copy->run(batched, 300, [&](const LwfRefineRound &) { return ++seen > 0; }));
+        const LwfRefineReport rep2 = copy->report();
+        EXPECT(std::memcmp(&rep, &rep2, sizeof rep) == 0 && seen + 1 == rounds);
+        EXPECT(copy->model().params() == rm.params());
+        // An exception in the likelihood comes out unchanged; a stop from progress returns
+        // false; both leave the refinement running.
+        lwflow::refinement fresh(rshape, lo, hi, rcfg);
+        try {
+            fresh.run([](auto, auto) { throw std::runtime_error("likelihood exploded"); });
+            EXPECT(false);
+        } catch (const std::runtime_error &e) {
+            EXPECT(std::string(e.what()) == "likelihood exploded");
+        }
+        EXPECT(fresh.running());
+        EXPECT(!fresh.run(batched, 4096, [](const LwfRefineRound &) { return false; }));
+        EXPECT(fresh.running());
+        EXPECT_THROWS(LWF_INVALID_ARGUMENT, fresh.report());
+        const std::vector<double> batch = fresh.ask();
+        EXPECT_THROWS(LWF_LENGTH_MISMATCH, fresh.tell(std::vector<double>(batch.size() / 2 + 1)));
+        lwflow::refinement moved = std::move(fresh);
+        EXPECT(moved.running() && moved.ask() == batch);
+        lwflow::refine_config bad_cfg(2);
+        bad_cfg.ess_fraction = 1.5;
+        EXPECT_THROWS(LWF_INVALID_ARGUMENT, lwflow::refinement(rshape, lo, hi, bad_cfg));
+    }
 
     std::printf("RESULT kl=%.6f fit_kl=%.6f failures=%d\n", kl_end, kl_fit, failures);
     return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -1,5 +1,6 @@
-//! The Fortran 2008 interface module `include/lwflow.f90` and the 3D4 program (a fit through
-//! `lwf_model_fit_prior_box` with a Fortran likelihood, then sampling): compiled with
+//! The Fortran 2008 interface module `include/lwflow.f90`, the 3D4 program (a fit through
+//! `lwf_model_fit_prior_box` with a Fortran likelihood, then sampling) and the 2D2 refinement
+//! (ask / tell and `lwf_refine_run` with Fortran callbacks, bit for bit the same): compiled with
 //! `gfortran -std=f2008 -Wall -Wextra -pedantic -Werror` against `liblwflow.a` and run (skipped,
 //! saying so, without gfortran), and checked against the header: every function bound, every
 //! constant equal.
@@ -41,6 +42,51 @@ fn fortran_program_fits_3d4_and_samples() {
     assert!(kl < 0.05, "KL(p||q) of the Fortran-fitted 3D4 model: {kl}");
     assert_eq!(result_field(&out, "components"), 4.0, "K chosen by BIC");
     assert!(result_field(&out, "near") > 0.9);
+}
+
+#[test]
+fn fortran_program_refines_2d2_with_ask_tell_and_the_callback() {
+    let Some(gfortran) = tool("FC", "gfortran", "Fortran caller (gfortran)") else {
+        return;
+    };
+    let dir = scratch("fortran_refine");
+    let exe = dir.join("refine_2d2");
+    let mut cmd = Command::new(gfortran);
+    cmd.args([
+        "-std=f2008",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-pedantic",
+        "-Werror",
+        "-J",
+    ])
+    .arg(&dir)
+    .arg(repo().join("include/lwflow.f90"))
+    .arg(repo().join("examples/fortran/refine_2d2.f90"))
+    .arg(staticlib())
+    .args(native_libs())
+    .arg("-o")
+    .arg(&exe);
+    run(cmd);
+    let out = run(Command::new(&exe));
+    eprint!("{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("RESULT"))
+        .expect("RESULT line");
+    for flag in [
+        "bounded=T",
+        "finite_inside=T",
+        "neg_inf_outside=T",
+        "samples_inside=T",
+        "run_identical=T",
+    ] {
+        assert!(line.contains(flag), "{flag} in {line}");
+    }
+    assert!(result_field(&out, "calls") <= 6000.0);
+    let log_z_true = -2.0 * 12f64.ln();
+    assert!((result_field(&out, "log_z") - log_z_true).abs() < 0.1);
 }
 
 /// `NAME = value` pairs of integer constants in `text` (header enum lines or #defines, or the
