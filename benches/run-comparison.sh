@@ -2,14 +2,14 @@
 # The interleaved lwflow-vs-normflows sitting behind benches/README.md: builds first (the native
 # build in target/native, ignored by git with the rest of target/), then
 # normflows, lwflow native, lwflow default, normflows again, on one thread each, logging to
-# benches/results/. Needs the peer's venv (see ../shared/bench-peer/README.md), here
-# /work/peer-venv; PEER_PY overrides it.
+# benches/results/. Needs the peer harness, which lives outside this repository: PEER names its
+# directory (bench.py), and its venv, here /work/peer-venv (PEER_PY overrides it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=benches/results
 mkdir -p "$out"
 peer_py=${PEER_PY:-/work/peer-venv/bin/python}
-peer=../shared/bench-peer/bench.py
+peer=${PEER:?set PEER to the directory of the peer harness (bench.py)}/bench.py
 
 native() { CARGO_TARGET_DIR=target/native RUSTFLAGS="-C target-cpu=native" cargo bench "$@"; }
 plain() { CARGO_TARGET_DIR=target cargo bench "$@"; }
