@@ -11,13 +11,13 @@ use common::*;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-#[test]
-fn fortran_program_fits_3d4_and_samples() {
-    let Some(gfortran) = tool("FC", "gfortran", "Fortran caller (gfortran)") else {
-        return;
-    };
-    let dir = scratch("fortran");
-    let exe = dir.join("fit_3d4");
+/// Compiles `examples/fortran/<program>.f90` with the module against the static library
+/// (warnings as errors) in scratch directory `dir`, runs it and returns its output; `None`
+/// (the test skips, saying so) without gfortran.
+fn compile_and_run(dir: &str, program: &str) -> Option<String> {
+    let gfortran = tool("FC", "gfortran", "Fortran caller (gfortran)")?;
+    let dir = scratch(dir);
+    let exe = dir.join(program);
     let mut cmd = Command::new(gfortran);
     cmd.args([
         "-std=f2008",
@@ -30,7 +30,7 @@ fn fortran_program_fits_3d4_and_samples() {
     ])
     .arg(&dir)
     .arg(repo().join("include/lwflow.f90"))
-    .arg(repo().join("examples/fortran/fit_3d4.f90"))
+    .arg(repo().join(format!("examples/fortran/{program}.f90")))
     .arg(staticlib())
     .args(native_libs())
     .arg("-o")
@@ -38,6 +38,14 @@ fn fortran_program_fits_3d4_and_samples() {
     run(cmd);
     let out = run(Command::new(&exe));
     eprint!("{out}");
+    Some(out)
+}
+
+#[test]
+fn fortran_program_fits_3d4_and_samples() {
+    let Some(out) = compile_and_run("fortran", "fit_3d4") else {
+        return;
+    };
     let kl = result_field(&out, "kl");
     assert!(kl < 0.05, "KL(p||q) of the Fortran-fitted 3D4 model: {kl}");
     assert_eq!(result_field(&out, "components"), 4.0, "K chosen by BIC");
@@ -46,31 +54,9 @@ fn fortran_program_fits_3d4_and_samples() {
 
 #[test]
 fn fortran_program_refines_2d2_with_ask_tell_and_the_callback() {
-    let Some(gfortran) = tool("FC", "gfortran", "Fortran caller (gfortran)") else {
+    let Some(out) = compile_and_run("fortran_refine", "refine_2d2") else {
         return;
     };
-    let dir = scratch("fortran_refine");
-    let exe = dir.join("refine_2d2");
-    let mut cmd = Command::new(gfortran);
-    cmd.args([
-        "-std=f2008",
-        "-O2",
-        "-Wall",
-        "-Wextra",
-        "-pedantic",
-        "-Werror",
-        "-J",
-    ])
-    .arg(&dir)
-    .arg(repo().join("include/lwflow.f90"))
-    .arg(repo().join("examples/fortran/refine_2d2.f90"))
-    .arg(staticlib())
-    .args(native_libs())
-    .arg("-o")
-    .arg(&exe);
-    run(cmd);
-    let out = run(Command::new(&exe));
-    eprint!("{out}");
     let line = out
         .lines()
         .find(|l| l.starts_with("RESULT"))
