@@ -403,16 +403,17 @@ struct fit_result {
 namespace detail {
 
 /// The callbacks' context: the C++ callables, and the exception one of them threw (caught
-/// here: it must not unwind through the C library; rethrown after the call).
-template <class LogLikelihood, class Progress>
-struct fit_context {
+/// here: it must not unwind through the C library; rethrown after the call). `Report` is what
+/// the progress callback sees (`LwfEpochReport` for a fit, `LwfRefineRound` for a refinement).
+template <class LogLikelihood, class Progress, class Report = LwfEpochReport>
+struct callback_context {
     LogLikelihood *log_likelihood;
     Progress *progress;
     std::exception_ptr error;
 
     static int call_log_likelihood(const double *theta, std::size_t n, std::size_t dim,
                                    double *out, void *user) noexcept {
-        auto *ctx = static_cast<fit_context *>(user);
+        auto *ctx = static_cast<callback_context *>(user);
         try {
             (*ctx->log_likelihood)(span<const double>(theta, n * dim), span<double>(out, n));
             return 0;
@@ -421,8 +422,8 @@ struct fit_context {
             return 1;
         }
     }
-    static int call_progress(const LwfEpochReport *report, void *user) noexcept {
-        auto *ctx = static_cast<fit_context *>(user);
+    static int call_progress(const Report *report, void *user) noexcept {
+        auto *ctx = static_cast<callback_context *>(user);
         try {
             return (*ctx->progress)(*report) ? 0 : 1;
         } catch (...) {
@@ -432,9 +433,10 @@ struct fit_context {
     }
 };
 
-/// The progress callable when none is given: never stops.
+/// The progress callable when none is given: never stops (epochs and rounds alike).
 struct no_progress {
-    bool operator()(const LwfEpochReport &) const noexcept { return true; }
+    template <class Report>
+    bool operator()(const Report &) const noexcept { return true; }
 };
 
 /// Sizes and allocates model and work memory, runs `call` on them, maps the status.
@@ -470,8 +472,8 @@ template <class LogLikelihood, class Progress = detail::no_progress>
 fit_result fit_prior_box(const LwfShape &s, const LwfFitConfig &c, span<const double> lo,
                          span<const double> hi, std::size_t n_samples,
                          LogLikelihood &&log_likelihood, Progress &&progress = Progress{}) {
-    using context = detail::fit_context<std::remove_reference_t<LogLikelihood>,
-                                        std::remove_reference_t<Progress>>;
+    using context = detail::callback_context<std::remove_reference_t<LogLikelihood>,
+                                             std::remove_reference_t<Progress>>;
     context ctx{&log_likelihood, &progress, nullptr};
     return detail::fitter::run(
         s, c, n_samples, "lwf_model_fit_prior_box",
@@ -490,7 +492,7 @@ fit_result fit_prior_box(const LwfShape &s, const LwfFitConfig &c, span<const do
 template <class Progress = detail::no_progress>
 fit_result fit_samples(const LwfShape &s, const LwfFitConfig &c, span<const double> theta,
                        span<const double> log_weights, Progress &&progress = Progress{}) {
-    using context = detail::fit_context<void, std::remove_reference_t<Progress>>;
+    using context = detail::callback_context<void, std::remove_reference_t<Progress>>;
     context ctx{nullptr, &progress, nullptr};
     return detail::fitter::run(
         s, c, log_weights.size(), "lwf_model_fit_samples",
@@ -504,43 +506,6 @@ fit_result fit_samples(const LwfShape &s, const LwfFitConfig &c, span<const doub
         ctx.error);
 }
 
-namespace detail {
-
-/// The callbacks' context of refinement::run (as fit_context, with a per-round progress).
-template <class LogLikelihood, class Progress>
-struct refine_context {
-    LogLikelihood *log_likelihood;
-    Progress *progress;
-    std::exception_ptr error;
-
-    static int call_log_likelihood(const double *theta, std::size_t n, std::size_t dim,
-                                   double *out, void *user) noexcept {
-        auto *ctx = static_cast<refine_context *>(user);
-        try {
-            (*ctx->log_likelihood)(span<const double>(theta, n * dim), span<double>(out, n));
-            return 0;
-        } catch (...) {
-            ctx->error = std::current_exception();
-            return 1;
-        }
-    }
-    static int call_progress(const LwfRefineRound *round, void *user) noexcept {
-        auto *ctx = static_cast<refine_context *>(user);
-        try {
-            return (*ctx->progress)(*round) ? 0 : 1;
-        } catch (...) {
-            ctx->error = std::current_exception();
-            return 1;
-        }
-    }
-};
-
-/// The progress callable of refinement::run when none is given: never stops.
-struct no_round_progress {
-    bool operator()(const LwfRefineRound &) const noexcept { return true; }
-};
-
-}  // namespace detail
 
 /// An adaptive refinement (lwf_refine_*) in work memory this object owns: RAII, movable, not
 /// copyable implicitly (copy() makes a byte copy, which continues identically). Drive it with
@@ -622,11 +587,12 @@ public:
     /// returns false to stop. Returns true when the refinement has ended, false when the
     /// progress callable stopped it (it can be continued). An exception thrown by a callable
     /// stops the run and is rethrown unchanged (the round it happened in stays outstanding).
-    template <class LogLikelihood, class Progress = detail::no_round_progress>
+    template <class LogLikelihood, class Progress = detail::no_progress>
     bool run(LogLikelihood &&log_likelihood, std::size_t batch = 4096,
              Progress &&progress = Progress{}) {
-        using context = detail::refine_context<std::remove_reference_t<LogLikelihood>,
-                                               std::remove_reference_t<Progress>>;
+        using context = detail::callback_context<std::remove_reference_t<LogLikelihood>,
+                                                 std::remove_reference_t<Progress>,
+                                                 LwfRefineRound>;
         context ctx{&log_likelihood, &progress, nullptr};
         const LwfStatus s = lwf_refine_run(handle_, &context::call_log_likelihood, batch, &ctx,
                                            &context::call_progress, &ctx);
