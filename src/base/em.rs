@@ -238,18 +238,19 @@ fn run_em<T: Real>(
             if w < thr {
                 continue;
             }
-            let lse = component_logs(x, m, pre, d, logs);
-            if !lse.is_finite() {
+            let (max, sum) = component_shares(x, m, pre, d, logs);
+            if !max.is_finite() {
                 continue;
             }
-            total += w * lse;
-            for (((&l, n), s1), s2) in logs
+            total += w * (max + libm::log(sum));
+            let w_over_sum = w / sum;
+            for (((&e, n), s1), s2) in logs
                 .iter()
                 .zip(acc.pi.iter_mut())
                 .zip(acc.mu.chunks_exact_mut(d))
                 .zip(acc.var.chunks_exact_mut(d))
             {
-                let r = w * libm::exp(l - lse);
+                let r = w_over_sum * e;
                 *n += r;
                 for ((a1, a2), &xi) in s1.iter_mut().zip(s2.iter_mut()).zip(x) {
                     let xi = xi.to_f64();
@@ -290,10 +291,19 @@ fn run_em<T: Real>(
     (ll, iters)
 }
 
-/// Fills `logs[k]` with ln πₖ + ln N(x; μₖ, σₖ²) and returns their logsumexp.
+/// With lₖ = ln πₖ + ln N(x; μₖ, σₖ²): fills `shares[k]` with e^(lₖ − max) and returns
+/// (max, Σₖ e^(lₖ − max)), so the logsumexp is max + ln Σ and component k's responsibility is
+/// `shares[k] / Σ` (one `exp` per component). `max` is −∞ when every lₖ is.
 /// `pre` holds, per component, cₖ = ln πₖ − ½D ln 2π − ½Σ ln σₖ² (in `pi`) and 1/σₖ² (in
 /// `var`), computed once per iteration by [`precompute`].
-fn component_logs<T: Real>(x: &[T], m: &Mix<'_>, pre: &Mix<'_>, d: usize, logs: &mut [f64]) -> f64 {
+fn component_shares<T: Real>(
+    x: &[T],
+    m: &Mix<'_>,
+    pre: &Mix<'_>,
+    d: usize,
+    shares: &mut [f64],
+) -> (f64, f64) {
+    let logs = shares;
     let mut max = f64::NEG_INFINITY;
     for (((l, &c), mu), inv_var) in logs
         .iter_mut()
@@ -311,9 +321,14 @@ fn component_logs<T: Real>(x: &[T], m: &Mix<'_>, pre: &Mix<'_>, d: usize, logs: 
         max = max.max(acc);
     }
     if max == f64::NEG_INFINITY {
-        return max;
+        return (max, 0.0);
     }
-    max + libm::log(logs.iter().map(|&l| libm::exp(l - max)).sum::<f64>())
+    let mut sum = 0.0;
+    for l in logs.iter_mut() {
+        *l = libm::exp(*l - max);
+        sum += *l;
+    }
+    (max, sum)
 }
 
 fn precompute(m: &Mix<'_>, d: usize, pre: &mut Mix<'_>) {
