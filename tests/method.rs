@@ -307,6 +307,41 @@ fn training_reduces_validation_loss_and_restores_the_best_epoch() {
 }
 
 #[test]
+fn held_out_loss_rebuilds_the_trainers_split() {
+    let cfg = TrainConfig {
+        max_epochs: 6,
+        batch_size: 256,
+        patience: 3,
+        seed: 5,
+        ..TrainConfig::default()
+    };
+    let (params, rep) = train_small(&cfg, |_| true);
+    let shape = Shape::new(2, 16, 4);
+    let (theta, w) = small_problem(20_000);
+    let mut own = Owned::new(&shape, w.len(), cfg.batch_size);
+    // The restored parameters on the held-out samples: exactly the trainer's best loss.
+    let loss = held_out_loss(&shape, &params, &theta, &w, &cfg, own.buffers()).unwrap();
+    assert_eq!(loss, rep.best_val_loss);
+    // Another seed holds out other samples: another figure.
+    let other = TrainConfig { seed: 6, ..cfg };
+    let loss6 = held_out_loss(&shape, &params, &theta, &w, &other, own.buffers()).unwrap();
+    assert!(loss6.is_finite() && loss6 != loss, "{loss6} {loss}");
+    // No validation: NaN. Wrong lengths and degenerate weights: typed errors.
+    let none = TrainConfig {
+        validation_fraction: 0.0,
+        ..cfg
+    };
+    let nan = held_out_loss(&shape, &params, &theta, &w, &none, own.buffers()).unwrap();
+    assert!(nan.is_nan());
+    assert!(held_out_loss(&shape, &params, &theta[1..], &w, &cfg, own.buffers()).is_err());
+    let zero = vec![0.0f32; w.len()];
+    assert_eq!(
+        held_out_loss(&shape, &params, &theta, &zero, &cfg, own.buffers()),
+        Err(Error::DegenerateWeights)
+    );
+}
+
+#[test]
 fn callback_cancels_and_early_stopping_stops() {
     let cfg = TrainConfig {
         max_epochs: 50,

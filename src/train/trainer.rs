@@ -250,6 +250,61 @@ fn validation_loss<T: Real>(
     Ok(if den > 0.0 { num / den } else { f64::NAN })
 }
 
+/// The training/validation split of [`train`]: the indices of the samples it keeps (weight
+/// ≥ `min_weight` × the largest, and > 0) go to `order[..n]` in a seeded shuffle, the first
+/// `n_train` for training and the rest held out. Returns (`n_train`, `n`).
+fn split<T: Real, R: Rng>(
+    weights: &[T],
+    cfg: &TrainConfig,
+    order: &mut [u32],
+    rng: &mut R,
+) -> Result<(usize, usize), Error> {
+    let max_w = weights.iter().fold(T::ZERO, |a, &w| a.max(w));
+    if !(max_w > T::ZERO) {
+        return Err(Error::DegenerateWeights);
+    }
+    check_min(order, weights.len())?;
+    let thr = max_w * T::from_f64(cfg.min_weight);
+    let mut kept = 0;
+    for (i, &w) in weights.iter().enumerate() {
+        if w >= thr && w > T::ZERO {
+            order[kept] = i as u32;
+            kept += 1;
+        }
+    }
+    shuffle(&mut order[..kept], rng);
+    Ok((kept - cfg.validation_len(kept), kept))
+}
+
+/// The validation loss −Σ wᵢ log q(θᵢ) / Σ wᵢ of any model over the samples [`train`] holds
+/// out for these `weights` and `cfg` (the same split, rebuilt from `cfg.seed`): compares
+/// models trained on the same data, e.g. in different coordinates. NaN without validation.
+pub fn held_out_loss<T: Real>(
+    shape: &Shape,
+    params: &[T],
+    samples: &[T],
+    weights: &[T],
+    cfg: &TrainConfig,
+    mut buf: TrainBuffers<'_, T>,
+) -> Result<f64, Error> {
+    cfg.validate()?;
+    let n = weights.len();
+    if n > u32::MAX as usize {
+        return Err(Error::InvalidArgument);
+    }
+    check_len(samples, n.saturating_mul(shape.dim))?;
+    check_len(buf.order, n)?;
+    let bs = cfg.batch_size.min(n).max(1);
+    check_min(buf.batch_weights, bs)?;
+    check_min(buf.batch_out, bs)?;
+    check_min(buf.batch_theta, bs * shape.dim)?;
+    check_min(buf.workspace, shape.eval_workspace_len())?;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
+    let (n_train, kept) = split(weights, cfg, buf.order, &mut rng)?;
+    buf.order = &mut core::mem::take(&mut buf.order)[..kept];
+    validation_loss(shape, params, samples, weights, n_train, bs, &mut buf)
+}
+
 fn gather<T: Real>(
     samples: &[T],
     weights: &[T],
@@ -319,23 +374,9 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
     Flow::new(*shape, params)?;
 
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
-    let max_w = weights.iter().fold(T::ZERO, |a, &w| a.max(w));
-    if !(max_w > T::ZERO) {
-        return Err(Error::DegenerateWeights);
-    }
-    let thr = max_w * T::from_f64(cfg.min_weight);
-    let mut kept = 0;
-    for (i, &w) in weights.iter().enumerate() {
-        if w >= thr && w > T::ZERO {
-            buf.order[kept] = i as u32;
-            kept += 1;
-        }
-    }
-    let n = kept;
+    let (n_train, n) = split(weights, cfg, buf.order, &mut rng)?;
     buf.order = &mut core::mem::take(&mut buf.order)[..n];
-    shuffle(buf.order, &mut rng);
-    let n_val = cfg.validation_len(n);
-    let n_train = n - n_val;
+    let n_val = n - n_train;
     let steps_per_epoch = n_train.div_ceil(bs) as u64;
     let total_steps = steps_per_epoch.saturating_mul(cfg.max_epochs as u64);
     buf.adam_state.iter_mut().for_each(|v| *v = T::ZERO);
