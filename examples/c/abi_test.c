@@ -946,7 +946,7 @@ int main(void) {
         OK(lwf_shape_default(2, 8, 2, &rs));
         OK(lwf_refine_config_default(2, &rc));
         TRUE(rc.struct_size == sizeof rc && rc.bounded == 1 && rc.affine == 1);
-        TRUE(rc.max_components == 8 && rc.max_calls == 10000 && rc.initial_samples == 1000);
+        TRUE(rc.max_components == 8 && rc.max_calls == 10000 && rc.initial_samples == 500);
         TRUE(rc.non_finite == LWF_NON_FINITE_ERROR && rc.warm_start == 1);
         rc.initial_samples = 200;
         rc.samples_per_round = 200;
