@@ -47,9 +47,10 @@ fn check(o: &RunOutcome, max_calls: usize, max_kl: f64) {
     assert_eq!(o.outside_box, 0, "{name}: q samples outside the prior box");
 }
 
+/// 4,500 calls over seeds 0–2 (README): fewer than UltraNest's 5,400 on this task.
 #[test]
 fn two_dimensional_two_modes() {
-    check(&refine_task(Task::T2D2, 0, false).unwrap(), 10_000, 0.005);
+    check(&refine_task(Task::T2D2, 0, false).unwrap(), 5_000, 0.005);
 }
 
 #[test]
@@ -58,17 +59,11 @@ fn five_dimensional_two_modes() {
 }
 
 /// A mode piled into a corner of the box: the bounded support keeps every q sample inside.
-/// Over seeds 0–2 KL(p‖q) is 0.0036–0.0057 (the 0.005 target is missed by up to 14 %,
-/// README), so the loop does not always call the fit converged: its own KL estimate says so.
+/// Seed 4 is the run that warm starts alone kept at k̂ ≈ 1 and KL 0.037 for the whole budget
+/// (a proposal with k̂ > 0.7 is now refitted, and fresh fits compete with warm ones).
 #[test]
 fn mode_in_a_corner() {
-    let o = refine_task(Task::T2DC, 2, false).unwrap();
-    assert!(o.calls <= 10_000);
-    assert!(o.kl <= 0.0075, "KL {}", o.kl);
-    assert!(o.tail_mass <= 0.003, "tail mass {}", o.tail_mass);
-    assert!((o.log_z - o.log_z_true).abs() <= 0.05);
-    assert!(o.w1 <= 5.0 * o.w1_floor);
-    assert_eq!(o.outside_box, 0);
+    check(&refine_task(Task::T2DC, 4, false).unwrap(), 10_000, 0.005);
 }
 
 fn run_to_end(
