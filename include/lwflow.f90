@@ -222,6 +222,18 @@ module lwflow
       integer(c_size_t) :: best_epoch
    end type lwf_refine_report_t
 
+   !> LwfImportanceSummary: diagnostics of any density q from importance log-weights (named
+   !> with _t: lwf_importance_summary is the function that fills it).
+   type, bind(c), public :: lwf_importance_summary_t
+      integer(c_size_t) :: n
+      real(c_double) :: log_z
+      real(c_double) :: log_z_se
+      real(c_double) :: ess
+      real(c_double) :: kl
+      real(c_double) :: k_hat
+      integer(c_int32_t) :: has_k_hat
+   end type lwf_importance_summary_t
+
    !> The callbacks of the fit, as abstract interfaces: write yours as a bind(c) function of
    !> this form and pass c_funloc(it). theta(dim, n) holds one point per column; fill
    !> out_loglik(1:n) and return 0 (non-zero aborts the fit with LWF_CALLBACK_FAILED). The
@@ -271,6 +283,7 @@ module lwflow
    public :: lwf_refine_config_default, lwf_refine_work_size, lwf_refine_init
    public :: lwf_refine_batch_capacity, lwf_refine_status, lwf_refine_ask, lwf_refine_tell
    public :: lwf_refine_run, lwf_refine_report, lwf_refine_model_size, lwf_refine_write_model
+   public :: lwf_importance_summary
 
    interface
       function lwf_adam_default(out_adam) result(status) bind(c, name="lwf_adam_default")
@@ -640,6 +653,16 @@ module lwflow
          integer(c_size_t), intent(inout) :: out_bytes
          integer(c_int) :: status
       end function lwf_refine_model_size
+
+      function lwf_importance_summary(log_w, n, scratch, scratch_len, out_summary) &
+         result(status) bind(c, name="lwf_importance_summary")
+         import :: c_int, c_size_t, c_double, lwf_importance_summary_t
+         integer(c_size_t), value :: n, scratch_len
+         real(c_double), intent(in) :: log_w(n)
+         real(c_double), intent(inout) :: scratch(scratch_len)
+         type(lwf_importance_summary_t), intent(inout) :: out_summary
+         integer(c_int) :: status
+      end function lwf_importance_summary
 
       function lwf_refine_report(refine, out_report) result(status) &
          bind(c, name="lwf_refine_report")

@@ -499,6 +499,44 @@ typedef struct LwfShape {
 } LwfShape;
 
 /**
+ * Diagnostics of a set of importance log-weights ln w_i = ln L(theta_i) + ln pi(theta_i) - ln q(theta_i) for
+ * theta_i drawn from q (`lwf_importance_summary`).
+ */
+typedef struct LwfImportanceSummary {
+    /**
+     * Number of log-weights (zero weights included).
+     */
+    size_t n;
+    /**
+     * ln of the mean weight: the evidence estimate ln Z-hat.
+     */
+    double log_z;
+    /**
+     * Standard error of `log_z` (delta method).
+     */
+    double log_z_se;
+    /**
+     * Kish effective sample size, in [1, n].
+     */
+    double ess;
+    /**
+     * With q's own fresh draws: an estimate of KL(p||q). It sees mass q spends where the
+     * posterior has none (bridges between modes), which k-hat does not.
+     */
+    double kl;
+    /**
+     * PSIS k-hat of the weights' upper tail (0 when `has_k_hat` is 0). Below 0.5 the
+     * importance-sampling estimates converge at the usual rate; above 0.7 they are unreliable.
+     */
+    double k_hat;
+    /**
+     * 1 when k-hat was measured, 0 when no tail could be fitted (fewer than 5 tail points:
+     * n < 21, ties such as all-equal weights, or too many zero weights).
+     */
+    int32_t has_k_hat;
+} LwfImportanceSummary;
+
+/**
  * The batched log-likelihood: fill `out_loglik[i]` (i < n) with log p(D | theta_i) for the
  * `n` points of `theta` (row-major `[n][dim]`, read-only) and return 0; any other return
  * value aborts the fit with `LWF_CALLBACK_FAILED`. -inf is a valid value (zero weight); NaN
@@ -927,6 +965,33 @@ enum LwfStatus lwf_fit_work_size(const struct LwfShape *shape,
                                  const struct LwfFitConfig *config,
                                  size_t n_samples,
                                  size_t *out_bytes);
+
+/**
+ * Importance-sampling diagnostics of `n` log-weights
+ * `log_w[i] = ln L(theta_i) + ln pi(theta_i) - ln q(theta_i)`, theta_i drawn from q: the
+ * evidence estimate with its standard error, the Kish ESS, an estimate of KL(p||q) and the
+ * PSIS k-hat. Draw theta_i and ln q(theta_i) with `lwf_model_sample`, evaluate the
+ * likelihood, add ln pi (minus the sum of ln(hi - lo) for a uniform prior on a box, minus
+ * infinity outside it). A constant added to every log-weight changes only `log_z`.
+ *
+ * `scratch` needs `n` doubles (its contents on return are unspecified). Minus infinity is a
+ * valid log-weight (a zero likelihood); NaN and +infinity are refused.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_LENGTH_MISMATCH` (an unaddressable
+ * length), `LWF_OVERLAPPING_BUFFERS`, `LWF_EMPTY_BATCH` (n = 0), `LWF_BUFFER_TOO_SMALL`
+ * (`scratch_len < n`), `LWF_NON_FINITE` (a NaN or +infinity log-weight),
+ * `LWF_DEGENERATE_WEIGHTS` (every weight zero). `*out_summary` is written only on `LWF_OK`,
+ * and then every field is finite.
+ *
+ * # Safety
+ * `log_w` NULL or valid for `n` reads; `scratch` NULL or valid for `scratch_len` reads and
+ * writes; `out_summary` NULL or writable.
+ */
+enum LwfStatus lwf_importance_summary(const double *log_w,
+                                      size_t n,
+                                      double *scratch,
+                                      size_t scratch_len,
+                                      struct LwfImportanceSummary *out_summary);
 
 /**
  * Zeroes the model's Adam moments and step count (e.g. after `lwf_model_set_params`).

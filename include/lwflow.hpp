@@ -209,6 +209,18 @@ struct refine_config : LwfRefineConfig {
 };
 
 /// A caller-held xoshiro256++ stream (lwf_rng_init / lwf_rng_jump).
+/// Diagnostics of any density q against a posterior from importance log-weights
+/// ln L(theta_i) + ln pi(theta_i) - ln q(theta_i), theta_i drawn from q (lwf_importance_summary):
+/// ln Z-hat and its standard error, the ESS, a KL(p||q) estimate and the PSIS k-hat
+/// (has_k_hat 0 when no tail could be fitted). Throws lwflow::error on bad input.
+inline LwfImportanceSummary importance_summary(span<const double> log_w) {
+    std::vector<double> scratch(log_w.size());
+    LwfImportanceSummary out{};
+    check(lwf_importance_summary(log_w.data(), log_w.size(), scratch.data(), scratch.size(), &out),
+          "lwf_importance_summary");
+    return out;
+}
+
 class rng {
 public:
     explicit rng(std::uint64_t seed) : state_() { check(lwf_rng_init(&state_, seed), "lwf_rng_init"); }

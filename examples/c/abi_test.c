@@ -1063,6 +1063,45 @@ int main(void) {
         free(rll);
     }
 
+    /* ---- importance diagnostics of any q: equal weights, a heavy tail, bad inputs ---- */
+    {
+        enum { NW = 1000 };
+        static double lw[NW], scr[NW];
+        LwfImportanceSummary is, is_sentinel;
+        memset(&is_sentinel, 0x5a, sizeof is_sentinel);
+        for (size_t i = 0; i < NW; i++) lw[i] = -3.0;
+        OK(lwf_importance_summary(lw, NW, scr, NW, &is));
+        /* q equal to the posterior: Z-hat exact, ESS = n, KL 0, no tail to fit */
+        TRUE(is.n == NW && is.log_z == -3.0 && is.log_z_se == 0.0 && is.ess == (double)NW);
+        TRUE(is.kl == 0.0 && is.has_k_hat == 0 && is.k_hat == 0.0);
+        /* weights (1 - u)^(-0.9) on a grid of u: a generalized Pareto tail of shape 0.9, which
+           PSIS shrinks towards 0.5 (k-hat = (M k + 5) / (M + 10), M = 95): above 0.7 */
+        for (size_t i = 0; i < NW; i++) lw[i] = -0.9 * log(1.0 - (i + 0.5) / NW) - 50.0;
+        OK(lwf_importance_summary(lw, NW, scr, NW, &is));
+        TRUE(is.has_k_hat == 1 && is.k_hat > 0.7 && is.k_hat < 1.0 && is.ess < 0.9 * NW);
+        TRUE(isfinite(is.log_z) && isfinite(is.log_z_se) && is.kl > 0.0);
+        /* zero weights are valid, NaN and +inf are not; nothing is written on an error */
+        lw[0] = -INFINITY;
+        OK(lwf_importance_summary(lw, NW, scr, NW, &is));
+        LwfImportanceSummary is_out = is_sentinel;
+        lw[1] = NAN;
+        BAD(LWF_NON_FINITE, lwf_importance_summary(lw, NW, scr, NW, &is_out));
+        lw[1] = INFINITY;
+        BAD(LWF_NON_FINITE, lwf_importance_summary(lw, NW, scr, NW, &is_out));
+        TRUE(memcmp(&is_out, &is_sentinel, sizeof is_out) == 0);
+        for (size_t i = 0; i < NW; i++) lw[i] = -INFINITY;
+        BAD(LWF_DEGENERATE_WEIGHTS, lwf_importance_summary(lw, NW, scr, NW, &is_out));
+        lw[0] = 0.0;
+        BAD(LWF_EMPTY_BATCH, lwf_importance_summary(lw, 0, scr, NW, &is_out));
+        BAD(LWF_BUFFER_TOO_SMALL, lwf_importance_summary(lw, NW, scr, NW - 1, &is_out));
+        BAD(LWF_NULL_POINTER, lwf_importance_summary(NULL, NW, scr, NW, &is_out));
+        BAD(LWF_NULL_POINTER, lwf_importance_summary(lw, NW, NULL, NW, &is_out));
+        BAD(LWF_NULL_POINTER, lwf_importance_summary(lw, NW, scr, NW, NULL));
+        BAD(LWF_MISALIGNED, lwf_importance_summary(MISALIGNED_DOUBLES, 4, scr, NW, &is_out));
+        BAD(LWF_OVERLAPPING_BUFFERS, lwf_importance_summary(lw, NW, lw, NW, &is_out));
+        TRUE(memcmp(&is_out, &is_sentinel, sizeof is_out) == 0);
+    }
+
     printf("checks: %d, bad-input calls: %d, failures: %d\n", checks, bad_calls, failures);
     free(mem);
     free(mem_b);

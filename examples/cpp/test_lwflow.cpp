@@ -274,6 +274,23 @@ int main() {
         const std::vector<double> probe{0.0, 0.0, 7.0, 0.0};
         const std::vector<double> lq = rm.log_prob(probe);
         EXPECT(std::isfinite(lq[0]) && lq[1] == -std::numeric_limits<double>::infinity());
+        // "Can I trust this q?": fresh draws of the returned model, their likelihoods and the
+        // uniform prior give the importance diagnostics (an unbiased ln Z-hat, k-hat, KL).
+        {
+            const std::size_t m = 4000;
+            std::vector<double> qt(2 * m), qlq(m), qll(m), lw(m);
+            lwflow::rng qr(99);
+            rm.sample(qr, qt, qlq);
+            batched(qt, qll);
+            for (std::size_t i = 0; i < m; ++i) lw[i] = qll[i] + log_z_true - qlq[i];
+            const LwfImportanceSummary is = lwflow::importance_summary(lw);
+            std::printf("C++ diagnostics of the refined q: ln Z %.4f +- %.4f, ESS %.0f, KL %.4f, "
+                        "k-hat %.2f\n", is.log_z, is.log_z_se, is.ess, is.kl, is.k_hat);
+            EXPECT(is.n == m && std::abs(is.log_z - log_z_true) < 4.0 * is.log_z_se + 0.01);
+            EXPECT(is.has_k_hat == 1 && is.k_hat < 0.7 && is.kl < 0.05 && is.ess > 0.8 * m);
+            lw[0] = std::nan("");
+            EXPECT_THROWS(LWF_NON_FINITE, lwflow::importance_summary(lw));
+        }
         // The callback form from the copy taken after round 0: the same result, bit for bit.
         std::size_t seen = 0;
         EXPECT(copy->run(batched, 300, [&](const LwfRefineRound &) { return ++seen > 0; }));

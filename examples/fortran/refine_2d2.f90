@@ -76,7 +76,8 @@ program refine_2d2
    integer(c_size_t), parameter :: d = 2, n_draw = 2000
    real(c_double), allocatable, target :: work(:), work_run(:), mem(:), mem_run(:)
    real(c_double), allocatable :: theta(:, :), loglik(:), params(:), params_run(:)
-   real(c_double), allocatable :: draws(:, :), draw_log_q(:)
+   real(c_double), allocatable :: draws(:, :), draw_log_q(:), log_w(:), scratch(:)
+   type(lwf_importance_summary_t) :: summary
    integer(c_size_t), target :: rounds_seen
    type(lwf_shape) :: shape, fitted
    type(lwf_refine_config) :: config
@@ -135,6 +136,13 @@ program refine_2d2
    call check(lwf_rng_init(rng, 9_c_int64_t), 'lwf_rng_init')
    call check(lwf_model_sample(model, rng, draws, d*n_draw, draw_log_q, n_draw), 'lwf_model_sample')
    inside = all(abs(draws) <= box)
+   ! "Can I trust this q?": its own draws weighted by likelihood x prior / q.
+   allocate (log_w(n_draw), scratch(n_draw))
+   do i = 1, n_draw
+      log_w(i) = log_likelihood(draws(:, i)) + log_z_true - draw_log_q(i)
+   end do
+   call check(lwf_importance_summary(log_w, n_draw, scratch, n_draw, summary), &
+              'lwf_importance_summary')
 
    ! 4. The callback form from a fresh start: the same report and parameters.
    call check(lwf_refine_init(c_loc(work_run), work_bytes, shape, [-box, -box], [box, box], d, &
@@ -167,6 +175,9 @@ program refine_2d2
    if (fitted%bounded /= 1 .or. fitted%affine /= 1) error stop 'the model lacks its outer maps'
    if (.not. ieee_is_finite(lq(1)) .or. .not. lq(2) < -huge(lq(2))) error stop 'log q on the box'
    if (.not. inside) error stop 'a sample outside the box'
+   if (summary%n /= n_draw .or. summary%has_k_hat /= 1 .or. .not. summary%k_hat < 0.7_c_double &
+       .or. .not. abs(summary%log_z - log_z_true) < 0.05_c_double &
+       .or. .not. summary%ess > 0.5_c_double*n_draw) error stop 'diagnostics of the refined q'
    if (.not. identical) error stop 'lwf_refine_run differs from ask / tell'
 
 contains

@@ -60,7 +60,7 @@ export LwfShape, LwfAdam, Rng, Model, LwflowError, shape_default, with_mixture, 
        LwfEpochReport, LwfFitReport, fit_config_default, fit_model_size, fit_work_size,
        fit_prior_box, fit_samples, LwfRefineConfig, LwfRefineRound, LwfRefineReport, Refinement,
        refine_config_default, refine_work_size, batch_capacity, refine_status, ask, tell!, run!,
-       refine_report, refine_model
+       refine_report, refine_model, LwfImportanceSummary, importance_summary
 export LWF_REFINE_RUNNING, LWF_REFINE_CONVERGED, LWF_REFINE_BUDGET_EXHAUSTED,
        LWF_REFINE_MAX_ROUNDS, LWF_REFINE_FAILED
 export LWF_OK, LWF_NULL_POINTER, LWF_BUFFER_TOO_SMALL, LWF_LENGTH_MISMATCH, LWF_MISALIGNED,
@@ -260,6 +260,17 @@ struct LwfRefineReport
     components::Csize_t
     epochs::Csize_t
     best_epoch::Csize_t
+end
+
+"The LwfImportanceSummary struct: diagnostics of any density q from importance log-weights."
+struct LwfImportanceSummary
+    n::Csize_t
+    log_z::Cdouble
+    log_z_se::Cdouble
+    ess::Cdouble
+    kl::Cdouble
+    k_hat::Cdouble
+    has_k_hat::Int32
 end
 
 "The LwfRng struct: a caller-held xoshiro256++ state."
@@ -773,6 +784,21 @@ function refine_model(r::Refinement)
                                (Ptr{Cvoid}, Ptr{Cvoid}, Csize_t, Ref{Ptr{Cvoid}}),
                                r.handle, mem, bytes[], h), :lwf_refine_write_model)
     Model(mem, h[], r.dim)
+end
+
+"""
+    importance_summary(log_w)
+
+Diagnostics of any density q against a posterior from log-weights
+ln L(θᵢ) + ln π(θᵢ) − ln q(θᵢ), θᵢ drawn from q: ln Ẑ ± se, ESS, KL(p‖q) estimate, k̂.
+"""
+function importance_summary(log_w::Vector{Float64})
+    scratch = Vector{Float64}(undef, length(log_w))
+    out = Ref{LwfImportanceSummary}()
+    check(ccall((:lwf_importance_summary, LIB), Cint,
+                (Ptr{Cdouble}, Csize_t, Ptr{Cdouble}, Csize_t, Ref{LwfImportanceSummary}),
+                log_w, length(log_w), scratch, length(scratch), out), :lwf_importance_summary)
+    out[]
 end
 
 "Model memory alignment the library requires (Julia arrays satisfy it)."

@@ -23,6 +23,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+mod diagnostics;
 mod eval;
 mod fit;
 mod fit_config;
@@ -36,6 +37,7 @@ mod status;
 mod train;
 mod version;
 
+pub use diagnostics::{lwf_importance_summary, LwfImportanceSummary};
 pub use eval::{
     lwf_model_forward, lwf_model_inverse, lwf_model_log_prob, lwf_model_log_prob_ws,
     lwf_model_sample, lwf_model_sample_ws,
