@@ -36,7 +36,10 @@
 //!
 //! The core never allocates and never panics: every fallible call returns [`Error`].
 #![no_std]
-#![forbid(unsafe_code)]
+// Unsafe only where a kernel compiled for AVX2/AVX-512 is called after run-time detection
+// (`nn::dense`'s dispatch) and for the detection itself (`nn::isa`); each site is an
+// `#[allow(unsafe_code)]` with a SAFETY comment.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 // `!(x > y)` is deliberate throughout: it sends NaN to the refusing branch.

@@ -20,7 +20,8 @@
 use crate::real::Real;
 use crate::shape::{Activation, TILE};
 
-/// Bytes of one vector register and the number of registers, for the compile-time target.
+/// Bytes of one vector register and the number of registers, for the compile-time target
+/// (the portable kernels).
 const fn vector_registers() -> (usize, usize) {
     if cfg!(target_feature = "avx512f") {
         (64, 32)
@@ -36,11 +37,17 @@ const fn vector_registers() -> (usize, usize) {
     }
 }
 
-/// Rows per register block for elements of `elem_bytes` bytes: as many `TILE`-lane
-/// accumulator rows as fit in the vector registers next to one streamed row and a broadcast,
-/// rounded down to a power of two in 1..=8.
+/// Rows per register block for elements of `elem_bytes` bytes on the compile-time target:
+/// [`block_rows_for`] its registers.
 pub const fn block_rows(elem_bytes: usize) -> usize {
     let (vec_bytes, regs) = vector_registers();
+    block_rows_for(elem_bytes, vec_bytes, regs)
+}
+
+/// Rows per register block for elements of `elem_bytes` bytes with `regs` vector registers of
+/// `vec_bytes` bytes: as many `TILE`-lane accumulator rows as fit next to one streamed row
+/// and a broadcast, rounded down to a power of two in 1..=8.
+pub const fn block_rows_for(elem_bytes: usize, vec_bytes: usize, regs: usize) -> usize {
     let per_row = {
         let r = TILE * elem_bytes / vec_bytes;
         if r == 0 {
@@ -59,12 +66,6 @@ pub const fn block_rows(elem_bytes: usize) -> usize {
         b /= 2;
     }
     b
-}
-
-/// The compile-time block for `T`.
-#[inline(always)]
-fn block_for<T>() -> usize {
-    block_rows(core::mem::size_of::<T>())
 }
 
 #[inline(always)]
@@ -156,9 +157,10 @@ macro_rules! accumulate_rows {
 /// (separate arrays: an indexed array of them was kept on the stack and reloaded through a
 /// store-forwarding stall), `$k` their offsets.
 macro_rules! forward_block {
-    ($name:ident; $($a:ident $k:literal),+) => {
+    ([$(#[$attr:meta])*] $name:ident; $($a:ident $k:literal),+) => {
         /// One block of outputs starting at `o0` (`bb`: its biases, `yb`: its rows).
         #[inline(never)]
+        $(#[$attr])*
         fn $name<T: Real>(
             w: &[T],
             bb: &[T],
@@ -188,11 +190,6 @@ macro_rules! forward_block {
         }
     };
 }
-
-forward_block!(forward_8; a0 0, a1 1, a2 2, a3 3, a4 4, a5 5, a6 6, a7 7);
-forward_block!(forward_4; a0 0, a1 1, a2 2, a3 3);
-forward_block!(forward_2; a0 0, a1 1);
-forward_block!(forward_1; a0 0);
 
 /// Input-gradient kernel for a block of inputs: `$w` names the block's weight rows (one row of
 /// `n_out` per input, contiguous), `$k` their index.
@@ -231,10 +228,10 @@ input_block!(input_4; w0 0, w1 1, w2 2, w3 3);
 input_block!(input_2; w0 0, w1 1);
 input_block!(input_1; w0 0);
 
-/// The register block for `left` remaining rows: the compile-time block, or less at the end.
+/// The register block for `left` remaining rows: the kernel set's `block`, or less at the end.
 #[inline(always)]
-fn block_left<T>(left: usize) -> usize {
-    block_for::<T>().min(if left >= 8 {
+fn block_left(block: usize, left: usize) -> usize {
+    block.min(if left >= 8 {
         8
     } else if left >= 4 {
         4
@@ -243,78 +240,6 @@ fn block_left<T>(left: usize) -> usize {
     } else {
         1
     })
-}
-
-/// `y[o][:] = act(b[o] + Σ_i w[i][o] · x[i][:])` for `n_out = b.len()` outputs, with the
-/// activation (if any) fused into the store.
-///
-/// Slices must hold `w: n_in·n_out`, `x: n_in·TILE`, `y: n_out·TILE`; outputs for which a
-/// slice is short are left untouched (callers size them exactly).
-#[inline]
-pub fn forward_act<T: Real>(
-    w: &[T],
-    b: &[T],
-    x: &[T],
-    y: &mut [T],
-    n_in: usize,
-    act: Option<Activation>,
-) {
-    let n_out = b.len();
-    if n_in == 0 || n_out == 0 {
-        return;
-    }
-    let (Some(w), Some(x)) = (w.get(..n_in * n_out), x.get(..n_in * TILE)) else {
-        return;
-    };
-    let mut o0 = 0;
-    while o0 < n_out {
-        let mr = block_left::<T>(n_out - o0);
-        let (Some(bb), Some(yb)) = (b.get(o0..o0 + mr), y.get_mut(o0 * TILE..(o0 + mr) * TILE))
-        else {
-            return;
-        };
-        match mr {
-            8 => forward_8(w, bb, x, yb, n_out, o0, act),
-            4 => forward_4(w, bb, x, yb, n_out, o0, act),
-            2 => forward_2(w, bb, x, yb, n_out, o0, act),
-            _ => forward_1(w, bb, x, yb, n_out, o0, act),
-        }
-        o0 += mr;
-    }
-}
-
-/// `gx[i][:] = d(Σ_o w[i][o] · gy[o][:])` for the `n_in` inputs, where `d` is the derivative
-/// of the activation that produced `x` (given by its output rows, fused into the store;
-/// `None` = identity). `n_out = gy.len() / TILE`.
-#[inline]
-pub fn backward_input<T: Real>(
-    w: &[T],
-    gy: &[T],
-    gx: &mut [T],
-    n_in: usize,
-    act: Option<(Activation, &[T])>,
-) {
-    let n_out = gy.len() / TILE;
-    if n_out == 0 {
-        return;
-    }
-    let mut i0 = 0;
-    while i0 < n_in {
-        let mr = block_left::<T>(n_in - i0);
-        let (Some(wb), Some(gxb)) = (
-            w.get(i0 * n_out..(i0 + mr) * n_out),
-            gx.get_mut(i0 * TILE..(i0 + mr) * TILE),
-        ) else {
-            return;
-        };
-        match mr {
-            8 => input_8(wb, gy, gxb, n_out, i0, act),
-            4 => input_4(wb, gy, gxb, n_out, i0, act),
-            2 => input_2(wb, gy, gxb, n_out, i0, act),
-            _ => input_1(wb, gy, gxb, n_out, i0, act),
-        }
-        i0 += mr;
-    }
 }
 
 /// Weight-gradient kernel for a block of inputs and one block of `TILE` outputs: `$x` names
@@ -346,83 +271,6 @@ params_block!(params_8; x0 0, x1 1, x2 2, x3 3, x4 4, x5 5, x6 6, x7 7);
 params_block!(params_4; x0 0, x1 1, x2 2, x3 3);
 params_block!(params_2; x0 0, x1 1);
 params_block!(params_1; x0 0);
-
-/// Accumulates the parameter gradients of one tile: `gw[i][o] += Σ_lanes x[i]·gy[o]` and
-/// `gb[o] += Σ_lanes gy[o]` for `n_out = gb.len()` outputs. `gy_t` is scratch for the
-/// sample-major copy of one `TILE × TILE` block of `gy` (without `TILE²` elements every
-/// product takes the lane-dot path).
-#[inline]
-pub fn backward_params<T: Real>(
-    x: &[T],
-    gy: &[T],
-    gw: &mut [T],
-    gb: &mut [T],
-    n_in: usize,
-    gy_t: &mut [T],
-) {
-    let n_out = gb.len();
-    if n_in == 0 || n_out == 0 {
-        return;
-    }
-    let (Some(x), Some(gy)) = (x.get(..n_in * TILE), gy.get(..n_out * TILE)) else {
-        return;
-    };
-    // Bias gradient: row sums, four rows per transposing tree.
-    {
-        let mut g4 = gb.chunks_exact_mut(4);
-        let mut y4 = gy.chunks_exact(4 * TILE);
-        for (g, rows) in (&mut g4).zip(&mut y4) {
-            if let Some(r) = rows4(rows) {
-                for (gv, sv) in g.iter_mut().zip(lane_dots4(r, None)) {
-                    *gv += sv;
-                }
-            }
-        }
-        for (g, r) in g4
-            .into_remainder()
-            .iter_mut()
-            .zip(y4.remainder().chunks_exact(TILE))
-        {
-            if let Some(r) = as_row(r) {
-                *g += lane_sum(r);
-            }
-        }
-    }
-    // Outputs in whole blocks of TILE go through the sample-major product when there are
-    // enough inputs to pay for the transposition; the rest (the output layer's two outputs,
-    // the one conditioning input of D = 2) by lane dot products.
-    let gy_t = gy_t.get_mut(..TILE * TILE);
-    let wide = match gy_t {
-        Some(_) if n_in >= 8 => n_out / TILE * TILE,
-        _ => 0,
-    };
-    if let Some(gy_t) = gy_t {
-        for (c, gyb) in gy.chunks_exact(TILE * TILE).take(wide / TILE).enumerate() {
-            transpose_block(gyb, gy_t);
-            let o0 = c * TILE;
-            let mut i0 = 0;
-            while i0 < n_in {
-                let mr = block_left::<T>(n_in - i0);
-                let (Some(xb), Some(gwb)) = (
-                    x.get(i0 * TILE..(i0 + mr) * TILE),
-                    gw.get_mut(i0 * n_out..(i0 + mr) * n_out),
-                ) else {
-                    break;
-                };
-                match mr {
-                    8 => params_8(xb, gy_t, gwb, n_out, o0),
-                    4 => params_4(xb, gy_t, gwb, n_out, o0),
-                    2 => params_2(xb, gy_t, gwb, n_out, o0),
-                    _ => params_1(xb, gy_t, gwb, n_out, o0),
-                }
-                i0 += mr;
-            }
-        }
-    }
-    if wide < n_out {
-        narrow_params(x, gy, gw, n_out, wide);
-    }
-}
 
 /// `gw[i][o] += Σ_lanes x[i]·gy[o]` for the outputs `o ≥ from` by lane dot products, four per
 /// transposing tree: four inputs of one output when the inputs are many, else four outputs of
@@ -580,6 +428,11 @@ fn halve16<T: Real>(v: [T; FOLD]) -> T {
 /// 32 f64; AVX2 32/16; SSE2 and NEON 16/8; a scalar FPU 8), at most 64.
 pub const fn one_block(elem_bytes: usize) -> usize {
     let (vec_bytes, regs) = vector_registers();
+    one_block_for(elem_bytes, vec_bytes, regs)
+}
+
+/// [`one_block`] for `regs` vector registers of `vec_bytes` bytes.
+pub const fn one_block_for(elem_bytes: usize, vec_bytes: usize, regs: usize) -> usize {
     let mut lanes = vec_bytes * regs / 4 / elem_bytes;
     if lanes > 64 {
         lanes = 64;
@@ -589,6 +442,306 @@ pub const fn one_block(elem_bytes: usize) -> usize {
         b /= 2;
     }
     b
+}
+
+/// One set of the kernels that depend on the vector registers (block sizes), compiled with
+/// the attributes `$attr` (`#[target_feature]`, or none for the portable set) into
+/// module `$m`: the register blocks and the four entry points the public functions dispatch
+/// to. Every set computes the same bits: a block size only groups outputs (or inputs), and
+/// each one's sum runs over the same terms in the same order.
+macro_rules! kernel_set {
+    ($m:ident, $vec_bytes:expr, $regs:expr, [$(#[$attr:meta])*]) => {
+        mod $m {
+            use super::*;
+
+            const VEC_BYTES: usize = $vec_bytes;
+            const REGS: usize = $regs;
+
+            /// Rows per register block for `T` with these registers.
+            #[inline(always)]
+            fn block<T>() -> usize {
+                block_rows_for(core::mem::size_of::<T>(), VEC_BYTES, REGS)
+            }
+
+            forward_block!([$(#[$attr])*] forward_8; a0 0, a1 1, a2 2, a3 3, a4 4, a5 5, a6 6, a7 7);
+            forward_block!([$(#[$attr])*] forward_4; a0 0, a1 1, a2 2, a3 3);
+            forward_block!([$(#[$attr])*] forward_2; a0 0, a1 1);
+            forward_block!([$(#[$attr])*] forward_1; a0 0);
+
+        #[inline]
+        $(#[$attr])*
+        pub(super) fn forward_act<T: Real>(
+            w: &[T],
+            b: &[T],
+            x: &[T],
+            y: &mut [T],
+            n_in: usize,
+            act: Option<Activation>,
+        ) {
+            let n_out = b.len();
+            if n_in == 0 || n_out == 0 {
+                return;
+            }
+            let (Some(w), Some(x)) = (w.get(..n_in * n_out), x.get(..n_in * TILE)) else {
+                return;
+            };
+            let mut o0 = 0;
+            while o0 < n_out {
+                let mr = block_left(block::<T>(), n_out - o0);
+                let (Some(bb), Some(yb)) = (b.get(o0..o0 + mr), y.get_mut(o0 * TILE..(o0 + mr) * TILE))
+                else {
+                    return;
+                };
+                match mr {
+                    8 => forward_8(w, bb, x, yb, n_out, o0, act),
+                    4 => forward_4(w, bb, x, yb, n_out, o0, act),
+                    2 => forward_2(w, bb, x, yb, n_out, o0, act),
+                    _ => forward_1(w, bb, x, yb, n_out, o0, act),
+                }
+                o0 += mr;
+            }
+        }
+
+        #[inline]
+        $(#[$attr])*
+        pub(super) fn backward_input<T: Real>(
+            w: &[T],
+            gy: &[T],
+            gx: &mut [T],
+            n_in: usize,
+            act: Option<(Activation, &[T])>,
+        ) {
+            let n_out = gy.len() / TILE;
+            if n_out == 0 {
+                return;
+            }
+            let mut i0 = 0;
+            while i0 < n_in {
+                let mr = block_left(block::<T>(), n_in - i0);
+                let (Some(wb), Some(gxb)) = (
+                    w.get(i0 * n_out..(i0 + mr) * n_out),
+                    gx.get_mut(i0 * TILE..(i0 + mr) * TILE),
+                ) else {
+                    return;
+                };
+                match mr {
+                    8 => input_8(wb, gy, gxb, n_out, i0, act),
+                    4 => input_4(wb, gy, gxb, n_out, i0, act),
+                    2 => input_2(wb, gy, gxb, n_out, i0, act),
+                    _ => input_1(wb, gy, gxb, n_out, i0, act),
+                }
+                i0 += mr;
+            }
+        }
+
+        #[inline]
+        $(#[$attr])*
+        pub(super) fn backward_params<T: Real>(
+            x: &[T],
+            gy: &[T],
+            gw: &mut [T],
+            gb: &mut [T],
+            n_in: usize,
+            gy_t: &mut [T],
+        ) {
+            let n_out = gb.len();
+            if n_in == 0 || n_out == 0 {
+                return;
+            }
+            let (Some(x), Some(gy)) = (x.get(..n_in * TILE), gy.get(..n_out * TILE)) else {
+                return;
+            };
+            // Bias gradient: row sums, four rows per transposing tree.
+            {
+                let mut g4 = gb.chunks_exact_mut(4);
+                let mut y4 = gy.chunks_exact(4 * TILE);
+                for (g, rows) in (&mut g4).zip(&mut y4) {
+                    if let Some(r) = rows4(rows) {
+                        for (gv, sv) in g.iter_mut().zip(lane_dots4(r, None)) {
+                            *gv += sv;
+                        }
+                    }
+                }
+                for (g, r) in g4
+                    .into_remainder()
+                    .iter_mut()
+                    .zip(y4.remainder().chunks_exact(TILE))
+                {
+                    if let Some(r) = as_row(r) {
+                        *g += lane_sum(r);
+                    }
+                }
+            }
+            // Outputs in whole blocks of TILE go through the sample-major product when there are
+            // enough inputs to pay for the transposition; the rest (the output layer's two outputs,
+            // the one conditioning input of D = 2) by lane dot products.
+            let gy_t = gy_t.get_mut(..TILE * TILE);
+            let wide = match gy_t {
+                Some(_) if n_in >= 8 => n_out / TILE * TILE,
+                _ => 0,
+            };
+            if let Some(gy_t) = gy_t {
+                for (c, gyb) in gy.chunks_exact(TILE * TILE).take(wide / TILE).enumerate() {
+                    transpose_block(gyb, gy_t);
+                    let o0 = c * TILE;
+                    let mut i0 = 0;
+                    while i0 < n_in {
+                        let mr = block_left(block::<T>(), n_in - i0);
+                        let (Some(xb), Some(gwb)) = (
+                            x.get(i0 * TILE..(i0 + mr) * TILE),
+                            gw.get_mut(i0 * n_out..(i0 + mr) * n_out),
+                        ) else {
+                            break;
+                        };
+                        match mr {
+                            8 => params_8(xb, gy_t, gwb, n_out, o0),
+                            4 => params_4(xb, gy_t, gwb, n_out, o0),
+                            2 => params_2(xb, gy_t, gwb, n_out, o0),
+                            _ => params_1(xb, gy_t, gwb, n_out, o0),
+                        }
+                        i0 += mr;
+                    }
+                }
+            }
+            if wide < n_out {
+                narrow_params(x, gy, gw, n_out, wide);
+            }
+        }
+
+        #[inline]
+        $(#[$attr])*
+        pub(super) fn forward_one<T: Real>(
+            w: &[T],
+            b: &[T],
+            x: &[T],
+            y: &mut [T],
+            n_in: usize,
+            act: Option<Activation>,
+        ) {
+            let n_out = b.len().min(y.len());
+            if n_in == 0 || n_out == 0 {
+                return;
+            }
+            let (Some(w), Some(x)) = (w.get(..n_in * n_out), x.get(..n_in)) else {
+                return;
+            };
+            let y = &mut y[..n_out];
+            let b = &b[..n_out];
+            if n_out < SMALL_OUT {
+                match n_out {
+                    2 => few_out::<T, 2, 32>(w, b, x, y),
+                    4 => few_out::<T, 4, 64>(w, b, x, y),
+                    6 => few_out::<T, 6, 96>(w, b, x, y),
+                    _ => small_out_block(w, b, x, y, n_out, 0),
+                }
+            } else {
+                let mut o0 = 0;
+                while o0 < n_out {
+                    let left = n_out - o0;
+                    let bw = match one_block_for(core::mem::size_of::<T>(), VEC_BYTES, REGS) {
+                        64 if left >= 64 => 64,
+                        64 | 32 if left >= 32 => 32,
+                        64 | 32 | 16 if left >= 16 => 16,
+                        _ if left >= 8 => 8,
+                        _ => left,
+                    };
+                    let yb = &mut y[o0..o0 + bw];
+                    let bb = &b[o0..o0 + bw];
+                    match bw {
+                        64 => axpy_block::<T, 64>(w, bb, x, yb, n_out, o0),
+                        32 => axpy_block::<T, 32>(w, bb, x, yb, n_out, o0),
+                        16 => axpy_block::<T, 16>(w, bb, x, yb, n_out, o0),
+                        8 => axpy_block::<T, 8>(w, bb, x, yb, n_out, o0),
+                        _ => small_out_block(w, bb, x, yb, n_out, o0),
+                    }
+                    o0 += bw;
+                }
+            }
+            activate(y, act);
+        }
+        }
+    };
+}
+
+kernel_set!(portable, vector_registers().0, vector_registers().1, []);
+#[cfg(all(target_arch = "x86_64", not(feature = "portable-kernels")))]
+kernel_set!(avx2, 32, 16, [#[target_feature(enable = "avx2")]]);
+#[cfg(all(target_arch = "x86_64", not(feature = "portable-kernels")))]
+kernel_set!(
+    avx512,
+    64,
+    32,
+    [#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq")]]
+);
+
+/// Calls `$f` of the kernel set [`crate::nn::isa::kernels`] picked for this CPU.
+macro_rules! dispatch {
+    ($f:ident($($arg:expr),*)) => {{
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable-kernels")))]
+        match crate::nn::isa::kernels() {
+            crate::nn::isa::Kernels::Avx512 => {
+                #[allow(unsafe_code)]
+                // SAFETY: `kernels()` picks AVX-512 only when cpuid reports AVX-512 F, VL, BW
+                // and DQ and the OS saves the ZMM state (xgetbv); nothing else is required.
+                return unsafe { avx512::$f($($arg),*) };
+            }
+            crate::nn::isa::Kernels::Avx2 => {
+                #[allow(unsafe_code)]
+                // SAFETY: `kernels()` picks AVX2 only when cpuid reports AVX2 and the OS saves
+                // the YMM state (xgetbv).
+                return unsafe { avx2::$f($($arg),*) };
+            }
+            crate::nn::isa::Kernels::Portable => {}
+        }
+        portable::$f($($arg),*)
+    }};
+}
+
+/// `y[o][:] = act(b[o] + Σ_i w[i][o] · x[i][:])` for `n_out = b.len()` outputs, with the
+/// activation (if any) fused into the store.
+///
+/// Slices must hold `w: n_in·n_out`, `x: n_in·TILE`, `y: n_out·TILE`; outputs for which a
+/// slice is short are left untouched (callers size them exactly).
+#[inline]
+pub fn forward_act<T: Real>(
+    w: &[T],
+    b: &[T],
+    x: &[T],
+    y: &mut [T],
+    n_in: usize,
+    act: Option<Activation>,
+) {
+    dispatch!(forward_act(w, b, x, y, n_in, act))
+}
+
+/// `gx[i][:] = d(Σ_o w[i][o] · gy[o][:])` for the `n_in` inputs, where `d` is the derivative
+/// of the activation that produced `x` (given by its output rows, fused into the store;
+/// `None` = identity). `n_out = gy.len() / TILE`.
+#[inline]
+pub fn backward_input<T: Real>(
+    w: &[T],
+    gy: &[T],
+    gx: &mut [T],
+    n_in: usize,
+    act: Option<(Activation, &[T])>,
+) {
+    dispatch!(backward_input(w, gy, gx, n_in, act))
+}
+
+/// Accumulates the parameter gradients of one tile: `gw[i][o] += Σ_lanes x[i]·gy[o]` and
+/// `gb[o] += Σ_lanes gy[o]` for `n_out = gb.len()` outputs. `gy_t` is scratch for the
+/// sample-major copy of one `TILE × TILE` block of `gy` (without `TILE²` elements every
+/// product takes the lane-dot path).
+#[inline]
+pub fn backward_params<T: Real>(
+    x: &[T],
+    gy: &[T],
+    gw: &mut [T],
+    gb: &mut [T],
+    n_in: usize,
+    gy_t: &mut [T],
+) {
+    dispatch!(backward_params(x, gy, gw, gb, n_in, gy_t))
 }
 
 /// `y[o] = act(b[o] + Σ_i x[i] · w[i][o])` for one sample (`x`: `n_in`, `y`: `n_out =
@@ -606,46 +759,7 @@ pub fn forward_one<T: Real>(
     n_in: usize,
     act: Option<Activation>,
 ) {
-    let n_out = b.len().min(y.len());
-    if n_in == 0 || n_out == 0 {
-        return;
-    }
-    let (Some(w), Some(x)) = (w.get(..n_in * n_out), x.get(..n_in)) else {
-        return;
-    };
-    let y = &mut y[..n_out];
-    let b = &b[..n_out];
-    if n_out < SMALL_OUT {
-        match n_out {
-            2 => few_out::<T, 2, 32>(w, b, x, y),
-            4 => few_out::<T, 4, 64>(w, b, x, y),
-            6 => few_out::<T, 6, 96>(w, b, x, y),
-            _ => small_out_block(w, b, x, y, n_out, 0),
-        }
-    } else {
-        let mut o0 = 0;
-        while o0 < n_out {
-            let left = n_out - o0;
-            let bw = match one_block(core::mem::size_of::<T>()) {
-                64 if left >= 64 => 64,
-                64 | 32 if left >= 32 => 32,
-                64 | 32 | 16 if left >= 16 => 16,
-                _ if left >= 8 => 8,
-                _ => left,
-            };
-            let yb = &mut y[o0..o0 + bw];
-            let bb = &b[o0..o0 + bw];
-            match bw {
-                64 => axpy_block::<T, 64>(w, bb, x, yb, n_out, o0),
-                32 => axpy_block::<T, 32>(w, bb, x, yb, n_out, o0),
-                16 => axpy_block::<T, 16>(w, bb, x, yb, n_out, o0),
-                8 => axpy_block::<T, 8>(w, bb, x, yb, n_out, o0),
-                _ => small_out_block(w, bb, x, yb, n_out, o0),
-            }
-            o0 += bw;
-        }
-    }
-    activate(y, act);
+    dispatch!(forward_one(w, b, x, y, n_in, act))
 }
 
 /// Outputs below which [`forward_one`] sums per output.
