@@ -184,6 +184,7 @@ module lwflow
       integer(c_size_t) :: patience
       real(c_double) :: learning_rate
       integer(c_int64_t) :: seed
+      real(c_double) :: max_kl
    end type lwf_refine_config
 
    !> LwfRefineRound: what one round of a refinement measured.

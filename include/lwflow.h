@@ -681,7 +681,10 @@ typedef struct LwfRng {
  * here (EM, validation split, schedule, clipping) are the core's `RefineConfig::for_dim`.
  *
  * The struct can grow: new fields are only ever appended, and `struct_size` (written by
- * `lwf_refine_config_default`) must equal `sizeof(LwfRefineConfig)` of the library.
+ * `lwf_refine_config_default`) tells the library which fields the caller's header has: the
+ * library accepts its own `sizeof(LwfRefineConfig)` and every earlier one (the fields an
+ * older header lacks take their defaults for the dimension), and refuses any other size
+ * (`LWF_INVALID_ARGUMENT`).
  */
 typedef struct LwfRefineConfig {
     /**
@@ -689,16 +692,17 @@ typedef struct LwfRefineConfig {
      */
     size_t struct_size;
     /**
-     * Prior draws in round 0 (>= 2; default 1,000 up to 3-D, 4,000 to 8-D, then 5,000).
+     * Prior draws in round 0 (>= 2; default 500 in 2-D, 1,000 in 3-D, 4,000 to 8-D, then
+     * 5,000).
      */
     size_t initial_samples;
     /**
-     * Draws per later round (>= 2; default 2,000 up to 3-D, then 2,500).
+     * Draws per later round (>= 2; default 1,000 in 2-D, 2,000 in 3-D, then 2,500).
      */
     size_t samples_per_round;
     /**
      * Draws of a check round, drawn to measure the k-hat of a fit whose weights already reach
-     * `target_ess` (>= 2; default half a round).
+     * `target_ess` (>= 2; default 1,000 up to 3-D, then 1,250).
      */
     size_t check_samples;
     /**
@@ -712,12 +716,12 @@ typedef struct LwfRefineConfig {
     size_t max_rounds;
     /**
      * Tempering: the next beta keeps the Kish ESS of all weights >= this x the round size, in
-     * (0, 1) (default 0.2).
+     * (0, 1) (default 0.2 up to 3-D, then 0.5).
      */
     double ess_fraction;
     /**
-     * Stop when the Kish ESS of the final weights reaches this (>= 0; default 5,000 up to
-     * 3-D, then 10,000).
+     * Stop when the Kish ESS of the final weights reaches this (>= 0; default 2,500 in 2-D,
+     * 5,000 in 3-D, then 6,000).
      */
     double target_ess;
     /**
@@ -758,7 +762,7 @@ typedef struct LwfRefineConfig {
      */
     size_t batch_size;
     /**
-     * Early-stopping patience in epochs (0 = never; default 4).
+     * Early-stopping patience in epochs (0 = never; default 4 up to 3-D, then 3).
      */
     size_t patience;
     /**
@@ -769,6 +773,15 @@ typedef struct LwfRefineConfig {
      * Seed of the draws (default 0). The same inputs give bit-identical results.
      */
     uint64_t seed;
+    /**
+     * Stop only when the KL(p||q) estimated from the check round's draws is at most this
+     * (finite, >= 0; default 0.005 up to 3-D, then 0.02). The estimate is the sum over the
+     * draws of wn_i ln(w_i / mean w), with w the importance weights and wn = w / sum w: 0 only
+     * when every weight is equal. Unlike k-hat it sees the mass a proposal spends where the
+     * posterior has none (bridges between modes). Not in the first layout of this struct: a
+     * config of that size gets the default.
+     */
+    double max_kl;
 } LwfRefineConfig;
 
 /**

@@ -201,6 +201,8 @@ struct refine_config : LwfRefineConfig {
     refine_config &components(std::size_t k_max) { return max_components = k_max, *this; }
     refine_config &epochs(std::size_t n) { return max_epochs = n, *this; }
     refine_config &target(double ess) { return target_ess = ess, *this; }
+    /// Accept a fit only when the KL(p||q) estimated from its check round is at most kl.
+    refine_config &kl_target(double kl) { return max_kl = kl, *this; }
     refine_config &with_seed(std::uint64_t value) { return seed = value, *this; }
     refine_config &skip_non_finite() { return non_finite = LWF_NON_FINITE_SKIP, *this; }
     /// The outer maps of the proposals and the model (both on by default).

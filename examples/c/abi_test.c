@@ -7,6 +7,7 @@
 #include "lwflow.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -948,6 +949,9 @@ int main(void) {
         TRUE(rc.struct_size == sizeof rc && rc.bounded == 1 && rc.affine == 1);
         TRUE(rc.max_components == 8 && rc.max_calls == 10000 && rc.initial_samples == 500);
         TRUE(rc.non_finite == LWF_NON_FINITE_ERROR && rc.warm_start == 1);
+        TRUE(rc.max_kl == 0.005);
+        OK(lwf_refine_config_default(4, &rbad));
+        TRUE(rbad.max_kl == 0.02);
         rc.initial_samples = 200;
         rc.samples_per_round = 200;
         rc.check_samples = 100;
@@ -961,6 +965,23 @@ int main(void) {
         BAD(LWF_INVALID_ARGUMENT, lwf_refine_work_size(&rs, &rbad, &rsentinel));
         rbad = rc, rbad.ess_fraction = NAN;
         BAD(LWF_INVALID_ARGUMENT, lwf_refine_work_size(&rs, &rbad, &rsentinel));
+        rbad = rc, rbad.max_kl = NAN;
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_work_size(&rs, &rbad, &rsentinel));
+        rbad = rc, rbad.max_kl = -1.0;
+        BAD(LWF_INVALID_ARGUMENT, lwf_refine_work_size(&rs, &rbad, &rsentinel));
+        {
+            /* A config from the first header (fields up to seed, no max_kl) in memory of
+             * exactly that size: read with the default for max_kl, nothing beyond (valgrind). */
+            const size_t v1 = offsetof(LwfRefineConfig, max_kl);
+            size_t v1_len = 0;
+            unsigned char *old = malloc(v1);
+            if (!old) return 1;
+            memcpy(old, &rc, v1);
+            memcpy(old, &v1, sizeof v1); /* struct_size, the first field */
+            OK(lwf_refine_work_size(&rs, (const LwfRefineConfig *)(void *)old, &v1_len));
+            TRUE(v1_len == rwork_len);
+            free(old);
+        }
         rbad = rc, rbad.warm_start = 2;
         BAD(LWF_INVALID_ARGUMENT, lwf_refine_work_size(&rs, &rbad, &rsentinel));
         rbad = rc, rbad.max_calls = 100; /* below initial_samples */

@@ -249,6 +249,8 @@ int main() {
     // ---- The refinement: ask / tell with the likelihood, run from a byte copy ----
     {
         lwflow::refine_config rcfg(2);
+        EXPECT(rcfg.max_kl == 0.005 && lwflow::refine_config(4).max_kl == 0.02);
+        EXPECT(lwflow::refine_config(2).kl_target(0.01).max_kl == 0.01);
         rcfg.round_sizes(500, 1000, 500).budget(6000).epochs(10).components(3).target(2000);
         const lwflow::shape rshape(2, 16, 4);
         lwflow::refinement ref(rshape, lo, hi, rcfg);

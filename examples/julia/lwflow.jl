@@ -225,6 +225,7 @@ struct LwfRefineConfig
     patience::Csize_t
     learning_rate::Cdouble
     seed::UInt64
+    max_kl::Cdouble
 end
 
 "The LwfRefineRound struct: what one round of a refinement measured."

@@ -145,6 +145,43 @@ pub(crate) unsafe fn read_struct<T: Copy>(ptr: *const T) -> Result<T, LwfStatus>
     Ok(unsafe { ptr.read() })
 }
 
+/// Reads a growable config struct: a `#[repr(C)]` struct whose first field is a `usize`
+/// `struct_size`, the size of the caller's layout. `layouts` lists every size the library
+/// knows, each layout a prefix of the next (fields are only ever appended); the fields an older
+/// layout lacks keep their values from `defaults`. Any other size is `LWF_INVALID_ARGUMENT`:
+/// reading further could run past the caller's struct.
+///
+/// # Safety
+/// If `ptr` is not NULL it must be valid for reads of `ptr->struct_size` bytes (at least the
+/// `struct_size` field itself); `T` must start with a `usize` and be valid for every bit
+/// pattern (plain integers and floats only).
+pub(crate) unsafe fn read_growable<T: Copy>(
+    ptr: *const T,
+    layouts: &[usize],
+    defaults: T,
+) -> Result<T, LwfStatus> {
+    check_ptr(ptr, 1)?;
+    // SAFETY: non-NULL and aligned (checked); the first field is readable by the contract, and
+    // a usize has no invalid bit patterns.
+    let struct_size = unsafe { ptr.cast::<usize>().read() };
+    if !layouts.contains(&struct_size)
+        || !(size_of::<usize>()..=size_of::<T>()).contains(&struct_size)
+    {
+        return Err(LWF_INVALID_ARGUMENT);
+    }
+    let mut value = defaults;
+    // SAFETY: the caller's struct is `struct_size` bytes long (contract), at most
+    // `size_of::<T>()` (checked), and `value` is a distinct local; any bits are a valid `T`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            ptr.cast::<u8>(),
+            (&mut value as *mut T).cast::<u8>(),
+            struct_size,
+        )
+    };
+    Ok(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

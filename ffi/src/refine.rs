@@ -21,7 +21,9 @@
 //! (8-byte aligned) address is the same refinement, whose handle is that address.
 
 use crate::fit::LwfLogLikelihoodFn;
-use crate::guard::{self, check_ptr, disjoint, guard, input, out_scalar, write_scalar, Span};
+use crate::guard::{
+    self, check_ptr, disjoint, guard, input, out_scalar, read_growable, write_scalar, Span,
+};
 use crate::model::{layout, prepare_memory, write_model, LwfModel};
 use crate::shape::{read_shape, LwfShape};
 use crate::status::{
@@ -78,18 +80,22 @@ fn status_code(s: RefineStatus) -> LwfRefineStatus {
 /// here (EM, validation split, schedule, clipping) are the core's `RefineConfig::for_dim`.
 ///
 /// The struct can grow: new fields are only ever appended, and `struct_size` (written by
-/// `lwf_refine_config_default`) must equal `sizeof(LwfRefineConfig)` of the library.
+/// `lwf_refine_config_default`) tells the library which fields the caller's header has: the
+/// library accepts its own `sizeof(LwfRefineConfig)` and every earlier one (the fields an
+/// older header lacks take their defaults for the dimension), and refuses any other size
+/// (`LWF_INVALID_ARGUMENT`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LwfRefineConfig {
     /// `sizeof(LwfRefineConfig)` of the caller's header; written by `lwf_refine_config_default`.
     pub struct_size: usize,
-    /// Prior draws in round 0 (>= 2; default 1,000 up to 3-D, 4,000 to 8-D, then 5,000).
+    /// Prior draws in round 0 (>= 2; default 500 in 2-D, 1,000 in 3-D, 4,000 to 8-D, then
+    /// 5,000).
     pub initial_samples: usize,
-    /// Draws per later round (>= 2; default 2,000 up to 3-D, then 2,500).
+    /// Draws per later round (>= 2; default 1,000 in 2-D, 2,000 in 3-D, then 2,500).
     pub samples_per_round: usize,
     /// Draws of a check round, drawn to measure the k-hat of a fit whose weights already reach
-    /// `target_ess` (>= 2; default half a round).
+    /// `target_ess` (>= 2; default 1,000 up to 3-D, then 1,250).
     pub check_samples: usize,
     /// Likelihood-call budget, round 0 included (>= `initial_samples`; default 10,000 up to
     /// 3-D, 40,000 to 8-D, then 60,000).
@@ -97,10 +103,10 @@ pub struct LwfRefineConfig {
     /// Round cap, round 0 included, in 2..=32 (default 32).
     pub max_rounds: usize,
     /// Tempering: the next beta keeps the Kish ESS of all weights >= this x the round size, in
-    /// (0, 1) (default 0.2).
+    /// (0, 1) (default 0.2 up to 3-D, then 0.5).
     pub ess_fraction: f64,
-    /// Stop when the Kish ESS of the final weights reaches this (>= 0; default 5,000 up to
-    /// 3-D, then 10,000).
+    /// Stop when the Kish ESS of the final weights reaches this (>= 0; default 2,500 in 2-D,
+    /// 5,000 in 3-D, then 6,000).
     pub target_ess: f64,
     /// Stop only when the PSIS k-hat of the last proposal is at most this (>= 0; default 0.5).
     pub max_k_hat: f64,
@@ -121,16 +127,28 @@ pub struct LwfRefineConfig {
     pub max_epochs: usize,
     /// Minibatch size (>= 1; default 256).
     pub batch_size: usize,
-    /// Early-stopping patience in epochs (0 = never; default 4).
+    /// Early-stopping patience in epochs (0 = never; default 4 up to 3-D, then 3).
     pub patience: usize,
     /// Adam learning rate (> 0; default 1e-3).
     pub learning_rate: f64,
     /// Seed of the draws (default 0). The same inputs give bit-identical results.
     pub seed: u64,
+    /// Stop only when the KL(p||q) estimated from the check round's draws is at most this
+    /// (finite, >= 0; default 0.005 up to 3-D, then 0.02). The estimate is the sum over the
+    /// draws of wn_i ln(w_i / mean w), with w the importance weights and wn = w / sum w: 0 only
+    /// when every weight is equal. Unlike k-hat it sees the mass a proposal spends where the
+    /// posterior has none (bridges between modes). Not in the first layout of this struct: a
+    /// config of that size gets the default.
+    pub max_kl: f64,
 }
 
-/// The first and, so far, only layout of `LwfRefineConfig`.
+/// The current layout of `LwfRefineConfig`.
 const CONFIG_SIZE: usize = size_of::<LwfRefineConfig>();
+/// The first layout: every field up to `seed`.
+const CONFIG_SIZE_V1: usize = core::mem::offset_of!(LwfRefineConfig, max_kl);
+/// Every layout the library reads, oldest first.
+const CONFIG_LAYOUTS: [usize; 2] = [CONFIG_SIZE_V1, CONFIG_SIZE];
+const _: () = assert!(CONFIG_SIZE_V1 < CONFIG_SIZE);
 
 impl LwfRefineConfig {
     fn from_core(c: &RefineConfig) -> LwfRefineConfig {
@@ -158,12 +176,13 @@ impl LwfRefineConfig {
             patience: c.fit.train.patience,
             learning_rate: c.fit.train.adam.lr,
             seed: c.seed,
+            max_kl: c.max_kl,
         }
     }
 
     /// The core's configuration for dimension `dim`, or `LWF_INVALID_ARGUMENT`.
     fn to_core(self, dim: usize) -> Result<RefineConfig, LwfStatus> {
-        if self.struct_size != CONFIG_SIZE {
+        if !CONFIG_LAYOUTS.contains(&self.struct_size) {
             return Err(LWF_INVALID_ARGUMENT);
         }
         let flag = |v: i32| match v {
@@ -180,6 +199,7 @@ impl LwfRefineConfig {
         c.ess_fraction = self.ess_fraction;
         c.target_ess = self.target_ess;
         c.max_k_hat = self.max_k_hat;
+        c.max_kl = self.max_kl;
         c.log_z_tol = self.log_z_tol;
         c.warm_start = flag(self.warm_start)?;
         c.bounded = flag(self.bounded)?;
@@ -201,7 +221,8 @@ impl LwfRefineConfig {
     }
 }
 
-/// Reads and checks a config argument: `struct_size` first, then the fields it covers.
+/// Reads and checks a config argument: `struct_size` first, then the fields it covers (the
+/// fields a first-layout config lacks take the defaults for `dim`).
 ///
 /// # Safety
 /// `config` is NULL or valid for reads of `config->struct_size` bytes (at least the
@@ -210,16 +231,10 @@ unsafe fn read_config(
     config: *const LwfRefineConfig,
     dim: usize,
 ) -> Result<RefineConfig, LwfStatus> {
-    check_ptr(config, 1)?;
-    // SAFETY: non-NULL and aligned (checked); the first field is readable by the contract, and
-    // a usize has no invalid bit patterns.
-    let struct_size = unsafe { config.cast::<usize>().read() };
-    if struct_size != CONFIG_SIZE {
-        return Err(LWF_INVALID_ARGUMENT);
-    }
-    // SAFETY: the caller's struct is `struct_size == size_of::<LwfRefineConfig>()` bytes long;
-    // every field is an integer or a float, so any bits are a valid value.
-    unsafe { config.read() }.to_core(dim)
+    let defaults = LwfRefineConfig::from_core(&RefineConfig::for_dim(dim));
+    // SAFETY: forwarded contract; every field is an integer or a float, so any bits are a
+    // valid value.
+    unsafe { read_growable(config, &CONFIG_LAYOUTS, defaults) }?.to_core(dim)
 }
 
 /// What one round measured (`lwf_refine_tell`'s output and the progress callback's argument).
@@ -1134,4 +1149,65 @@ pub unsafe extern "C" fn lwf_refine_write_model(
         unsafe { write_scalar(out_model, mem.cast::<LwfModel>()) };
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_for_every_dimension() {
+        for dim in [2, 3, 4, 8, 9, MAX_DIM] {
+            let core = RefineConfig::for_dim(dim);
+            let c = LwfRefineConfig::from_core(&core);
+            assert_eq!(c.struct_size, CONFIG_SIZE);
+            assert_eq!(c.max_kl, if dim <= 3 { 0.005 } else { 0.02 }, "dim {dim}");
+            assert_eq!(c.to_core(dim), Ok(core), "dim {dim}");
+        }
+    }
+
+    #[test]
+    fn max_kl_reaches_the_core_and_bad_values_are_invalid_arguments() {
+        let c = LwfRefineConfig::from_core(&RefineConfig::for_dim(2));
+        let tiny = LwfRefineConfig { max_kl: 1e-9, ..c };
+        assert_eq!(tiny.to_core(2).map(|r| r.max_kl), Ok(1e-9));
+        let zero = LwfRefineConfig { max_kl: 0.0, ..c };
+        assert_eq!(zero.to_core(2).map(|r| r.max_kl), Ok(0.0));
+        for bad in [f64::NAN, -1e-12, -1.0, f64::INFINITY, f64::NEG_INFINITY] {
+            let cfg = LwfRefineConfig { max_kl: bad, ..c };
+            assert_eq!(cfg.to_core(2), Err(LWF_INVALID_ARGUMENT), "max_kl {bad}");
+        }
+    }
+
+    #[test]
+    fn a_first_layout_config_gets_the_default_max_kl() {
+        for dim in [2, 5] {
+            let mut c = LwfRefineConfig::from_core(&RefineConfig::for_dim(dim));
+            c.struct_size = CONFIG_SIZE_V1;
+            c.seed = 77;
+            // The caller's struct ends at `seed`: words past it hold garbage the library must
+            // not read.
+            let mut words = [u64::MAX; CONFIG_SIZE.div_ceil(8)];
+            // SAFETY: `words` is at least as large as the struct and 8-byte aligned; only the
+            // first-layout prefix is copied.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    (&c as *const LwfRefineConfig).cast::<u8>(),
+                    words.as_mut_ptr().cast::<u8>(),
+                    CONFIG_SIZE_V1,
+                )
+            };
+            // SAFETY: readable for CONFIG_SIZE_V1 bytes (the whole array, in fact).
+            let core = unsafe { read_config(words.as_ptr().cast(), dim) }.expect("first layout");
+            assert_eq!(core.max_kl, RefineConfig::for_dim(dim).max_kl);
+            assert_eq!(core.seed, 77);
+            for size in [CONFIG_SIZE_V1 - 8, CONFIG_SIZE_V1 + 4, CONFIG_SIZE + 8, 0] {
+                // SAFETY: `words` is aligned for and starts with a usize.
+                unsafe { words.as_mut_ptr().cast::<usize>().write(size) };
+                // SAFETY: as above.
+                let got = unsafe { read_config(words.as_ptr().cast(), dim) };
+                assert_eq!(got.err(), Some(LWF_INVALID_ARGUMENT), "struct_size {size}");
+            }
+        }
+    }
 }

@@ -36,6 +36,7 @@ struct LwfRefineConfig {
     patience: usize,
     learning_rate: f64,
     seed: u64,
+    max_kl: f64,
 }
 
 #[repr(C)]
@@ -271,14 +272,24 @@ fn shape(hidden: usize, couplings: usize) -> LwfShape {
 }
 
 fn config_default() -> LwfRefineConfig {
+    config_default_for(2)
+}
+
+fn config_default_for(dim: usize) -> LwfRefineConfig {
     let mut c = std::mem::MaybeUninit::<LwfRefineConfig>::uninit();
     // SAFETY: writable; written on success (checked).
     ok(
-        unsafe { (api().config_default)(2, c.as_mut_ptr()) },
+        unsafe { (api().config_default)(dim, c.as_mut_ptr()) },
         "config_default",
     );
     // SAFETY: written by the successful call.
-    unsafe { c.assume_init() }
+    let c = unsafe { c.assume_init() };
+    assert_eq!(
+        c.struct_size,
+        std::mem::size_of::<LwfRefineConfig>(),
+        "the mirrored LwfRefineConfig differs from the library's"
+    );
+    c
 }
 
 /// A quick configuration for the input checks.
@@ -696,6 +707,11 @@ fn bad_inputs_return_typed_statuses_and_change_nothing() {
             learning_rate: 0.0,
             ..c
         },
+        LwfRefineConfig {
+            max_kl: f64::NAN,
+            ..c
+        },
+        LwfRefineConfig { max_kl: -0.1, ..c },
     ]
     .iter()
     .enumerate()
@@ -1189,4 +1205,92 @@ fn c_refine_program_is_valgrind_clean() {
         return;
     };
     run_valgrind(&exe, &["quick"]);
+}
+
+#[test]
+fn max_kl_has_the_cores_defaults_and_bad_values_change_nothing() {
+    assert_eq!(config_default_for(2).max_kl, 0.005);
+    assert_eq!(config_default_for(3).max_kl, 0.005);
+    assert_eq!(config_default_for(4).max_kl, 0.02);
+    assert_eq!(config_default_for(64).max_kl, 0.02);
+    let (s, c) = (shape(8, 2), small_config());
+    let mut w = Work::new(&s, &c);
+    let (lo, hi) = ([-BOX; 2], [BOX; 2]);
+    for bad in [f64::NAN, -1e-9, -1.0, f64::INFINITY, f64::NEG_INFINITY] {
+        let cfg = LwfRefineConfig { max_kl: bad, ..c };
+        let mut size = 0;
+        // SAFETY: valid pointers.
+        let st = unsafe { (api().work_size)(&s, &cfg, &mut size) };
+        assert_eq!(st, LWF_INVALID_ARGUMENT, "work_size, max_kl {bad}");
+        assert_eq!(size, 0);
+        let bytes = w.bytes;
+        refused(
+            &mut w,
+            LWF_INVALID_ARGUMENT,
+            "init with a bad max_kl",
+            |p| {
+                let mut h = std::ptr::null_mut();
+                // SAFETY: valid buffers of the documented lengths.
+                let st = unsafe {
+                    (api().init)(
+                        p.cast(),
+                        bytes,
+                        &s,
+                        lo.as_ptr(),
+                        hi.as_ptr(),
+                        2,
+                        &cfg,
+                        &mut h,
+                    )
+                };
+                assert!(h.is_null(), "the handle was written");
+                st
+            },
+        );
+    }
+}
+
+/// The refinement's end with `max_kl` as given and every other setting the default, on a
+/// budget of 6,000 calls (2D2 converges after 4,500 with the defaults).
+fn refine_2d2_with_max_kl(max_kl: f64) -> LwfRefineReport {
+    let s = shape(32, 6);
+    let c = LwfRefineConfig {
+        max_calls: 6_000,
+        max_kl,
+        ..config_default()
+    };
+    let mut w = Work::new(&s, &c);
+    ok(w.init(&s, &c), "init");
+    // SAFETY: valid handle; the callback follows the documented contract.
+    ok(
+        unsafe {
+            (api().run)(
+                w.handle(),
+                Some(c_log_likelihood),
+                1 << 20,
+                std::ptr::null_mut(),
+                None,
+                std::ptr::null_mut(),
+            )
+        },
+        "run",
+    );
+    w.report()
+}
+
+#[test]
+fn a_tiny_max_kl_is_never_met_while_the_default_converges() {
+    let default = refine_2d2_with_max_kl(config_default().max_kl);
+    eprintln!("default max_kl: {default:?}");
+    assert_eq!(default.status, CONVERGED);
+    // The estimate is 0 only when every weight of the check round is equal: 1e-9 is out of
+    // reach, so the refinement spends its whole budget although every other target holds.
+    let tiny = refine_2d2_with_max_kl(1e-9);
+    eprintln!("max_kl 1e-9: {tiny:?}");
+    assert_eq!(tiny.status, BUDGET_EXHAUSTED);
+    assert!(tiny.calls <= 6_000 && tiny.calls > default.calls);
+    assert_eq!(
+        tiny.has_k_hat, 0,
+        "the final model was fitted after the budget ran out"
+    );
 }
