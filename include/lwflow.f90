@@ -129,6 +129,7 @@ module lwflow
       real(c_double) :: min_weight
       integer(c_int64_t) :: seed
       integer(c_int64_t) :: init_seed
+      integer(c_int32_t) :: bounded
    end type lwf_fit_config
 
    !> LwfEpochReport: what the progress callback receives after every epoch.
@@ -269,7 +270,7 @@ module lwflow
 
    public :: lwf_status_string
    public :: lwf_fit_config_default, lwf_fit_model_size, lwf_fit_work_size
-   public :: lwf_model_fit_prior_box, lwf_model_fit_samples
+   public :: lwf_model_fit_prior_box, lwf_model_fit_samples, lwf_model_fit_samples_in_box
    public :: lwf_adam_default, lwf_model_adam_reset, lwf_model_adam_step, lwf_model_align
    public :: lwf_model_forward, lwf_model_get_params, lwf_model_init, lwf_model_inspect
    public :: lwf_model_inverse, lwf_model_load
@@ -389,6 +390,32 @@ module lwflow
          type(c_ptr), intent(inout) :: out_model
          integer(c_int) :: status
       end function lwf_model_fit_samples
+
+      function lwf_model_fit_samples_in_box(mem, mem_len, shape, config, lo, lo_len, hi, &
+         hi_len, theta, theta_len, log_weights, n, progress, progress_user, work, work_len, &
+         out_report, out_model) result(status) bind(c, name="lwf_model_fit_samples_in_box")
+         import :: c_int, c_ptr, c_funptr, c_size_t, c_double, lwf_shape, lwf_fit_config, &
+            lwf_fit_report
+         type(c_ptr), value :: mem
+         integer(c_size_t), value :: mem_len
+         type(lwf_shape), intent(in) :: shape
+         type(lwf_fit_config), intent(in) :: config
+         real(c_double), intent(in) :: lo(*)
+         integer(c_size_t), value :: lo_len
+         real(c_double), intent(in) :: hi(*)
+         integer(c_size_t), value :: hi_len
+         real(c_double), intent(in) :: theta(*)
+         integer(c_size_t), value :: theta_len
+         real(c_double), intent(in) :: log_weights(*)
+         integer(c_size_t), value :: n
+         type(c_funptr), value :: progress
+         type(c_ptr), value :: progress_user
+         type(c_ptr), value :: work
+         integer(c_size_t), value :: work_len
+         type(lwf_fit_report), intent(inout) :: out_report
+         type(c_ptr), intent(inout) :: out_model
+         integer(c_int) :: status
+      end function lwf_model_fit_samples_in_box
 
       function lwf_model_forward(model, z, z_len, out_theta, theta_len, out_log_det, n) &
          result(status) bind(c, name="lwf_model_forward")

@@ -311,7 +311,9 @@ typedef struct LwfAdam {
  * gives `LWF_INVALID_ARGUMENT`.
  *
  * The struct can grow: new fields are only ever appended, and `struct_size` (written by
- * `lwf_fit_config_default`) tells the library which fields the caller's header has.
+ * `lwf_fit_config_default`) tells the library which fields the caller's header has: the
+ * library accepts its own `sizeof(LwfFitConfig)` and every earlier one (the fields an older
+ * header lacks take their defaults), and refuses any other size (`LWF_INVALID_ARGUMENT`).
  * Enumerated fields are plain `int32_t` codes so that any value is defined; unknown codes
  * give `LWF_INVALID_ARGUMENT`.
  */
@@ -436,6 +438,17 @@ typedef struct LwfFitConfig {
      * Seed of the parameter initialisation, as `lwf_model_init`'s (default 0).
      */
     uint64_t init_seed;
+    /**
+     * 1 (the default): a fit that knows a box -- `lwf_model_fit_prior_box`, and
+     * `lwf_model_fit_samples_in_box` -- returns a model on it: the box support is the model's
+     * outermost map (its shape has `bounded` 1 and its parameters end with lo, then hi), every
+     * sample lies inside the box and log q is -inf outside. The base is fitted and the
+     * couplings trained in the box map's unbounded coordinates, so the report's EM figures and
+     * validation losses are in those. 0: an unbounded model, as the first layout of this
+     * struct gave. `lwf_model_fit_samples` knows no box and ignores this field. Not in the
+     * first layout: a config of that size gets the default, 1.
+     */
+    int32_t bounded;
 } LwfFitConfig;
 
 /**
@@ -929,7 +942,8 @@ enum LwfStatus lwf_adam_default(struct LwfAdam *out_adam);
 
 /**
  * Writes the default fit configuration to `*out_config`, with `struct_size =
- * sizeof(LwfFitConfig)`: an automatic mixture base (EM, K chosen by BIC up to 4),
+ * sizeof(LwfFitConfig)`: fits on the box when one is known (`bounded` 1), an automatic
+ * mixture base (EM, K chosen by BIC up to 4),
  * `LWF_NON_FINITE_ERROR`, ESS floor 100, likelihood batches of 4096, the core's EM defaults
  * (200 iterations, tolerance 1e-6, variance floor 1e-6, 3 restarts, min weight 1e-10) and
  * training defaults (200 epochs, batch 512, Adam lr 1e-3 / 0.9 / 0.999 / 1e-8, no weight
@@ -946,8 +960,9 @@ enum LwfStatus lwf_fit_config_default(struct LwfFitConfig *out_config);
 /**
  * Bytes of model memory a fit with this shape and config needs: `lwf_shape_model_size` of
  * the largest model the base choice can produce (`components` mixture components for the
- * mixture choices, including `LWF_FIT_BASE_AUTO` whatever K it picks). The shape's `base`
- * and `components` fields are ignored: the config's base choice replaces them.
+ * mixture choices, including `LWF_FIT_BASE_AUTO` whatever K it picks), with the box support
+ * when `config->bounded` is 1 (the default). The shape's `base` and `components` fields are
+ * ignored: the config's base choice replaces them.
  *
  * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT`
  * (a config field out of range).
@@ -961,11 +976,13 @@ enum LwfStatus lwf_fit_model_size(const struct LwfShape *shape,
 
 /**
  * Bytes of work memory (8-byte aligned) that `lwf_model_fit_prior_box` needs for
- * `n_samples` prior draws with this shape and config. `lwf_model_fit_samples` needs
- * `n_samples * (dim + 1) * 8` bytes fewer (it keeps no samples or log-likelihoods of its
- * own), so this size suffices for both. The memory holds the weights, the sample order,
- * the optimiser state, best parameters, minibatch and EM buffers; it is scratch: its
- * contents are unspecified after the call.
+ * `n_samples` prior draws with this shape and config. `lwf_model_fit_samples` and
+ * `lwf_model_fit_samples_in_box` need `n_samples * (dim + 1) * 8` bytes fewer (they keep no
+ * samples or log-likelihoods of their own), so this size suffices for all three. The memory
+ * holds the weights, the sample order, the optimiser state, best parameters, minibatch and
+ * EM buffers, and for a fit on the box (`config->bounded` 1, the default) the samples in the
+ * box map's unbounded coordinates (`n_samples * dim * 8` bytes); it is scratch: its contents
+ * are unspecified after the call.
  *
  * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT`
  * (a config field out of range, or `n_samples > UINT32_MAX`), `LWF_EMPTY_BATCH`
@@ -1044,24 +1061,29 @@ size_t lwf_model_align(void);
  * caller's memory `mem` (at least `lwf_fit_model_size` bytes, aligned to
  * `lwf_model_align()`), like `lwf_model_init`:
  *
- * 1. draws `n_samples` points uniformly on the box [lo, hi] (`lo_len == hi_len == dim`,
- *    finite, lo < hi) with the generator `lwf_rng_init(config->sample_seed)` gives;
+ * 1. draws `n_samples` points uniformly inside the box [lo, hi] (`lo_len == hi_len == dim`,
+ *    finite, lo < hi with a finite width hi - lo and its midpoint strictly inside) with the
+ *    generator `lwf_rng_init(config->sample_seed)` gives;
  * 2. calls `log_likelihood` on them in batches of at most `config->likelihood_batch` points,
  *    in order;
  * 3. normalises the log-likelihoods into weights of mean 1 (log-sum-exp), refusing a set
  *    whose effective sample size is below `config->min_ess`;
- * 4. runs the core's fit (`lwflow::train::fit`): the base per `config->base` (weighted EM,
- *    K by BIC for `LWF_FIT_BASE_AUTO`), the flow started at the identity, minibatch Adam with
+ * 4. runs the core's fit on the box (`lwflow::train::fit_in_box`; with `config->bounded` 0
+ *    the unbounded `lwflow::train::fit`): the base per `config->base` (weighted EM, K by
+ *    BIC for `LWF_FIT_BASE_AUTO`), the flow started at the identity, minibatch Adam with
  *    validation, early stopping and restore of the best parameters, calling `progress` (may
  *    be NULL) after every epoch;
  * 5. writes the trained model into `mem` (Adam state zero, as after `lwf_model_init`), the
  *    report into `*out_report` (may be NULL) and the handle into `*out_model`.
  *
- * The shape gives dim, hidden width, layers, activation and clamp; its `base` and
- * `components` are replaced per the config (the fitted shape is `lwf_model_shape`); it must
- * not ask for outer maps (`affine` and `bounded` 0: the refinement, `lwf_refine_init`, fits
- * those; `LWF_INVALID_ARGUMENT` otherwise, also from the size queries). The same
- * inputs give bit-identical models. `work` (`work_len` bytes, at least `lwf_fit_work_size`,
+ * With `config->bounded` 1 (the default) the model lives on the box: its shape has `bounded`
+ * 1 and its parameters end with lo, then hi; log q is -inf outside the open box and every
+ * sample lies inside it. The shape gives dim, hidden width, layers, activation and clamp; its
+ * `base` and `components` are replaced per the config (the fitted shape is
+ * `lwf_model_shape`); it must not ask for outer maps itself (`affine` and `bounded` 0: the
+ * box support is `config->bounded`, the affine standardisation only the refinement's;
+ * `LWF_INVALID_ARGUMENT` otherwise, also from the size queries). The same inputs give
+ * bit-identical models. `work` (`work_len` bytes, at least `lwf_fit_work_size`,
  * 8-byte aligned) is scratch. Every argument is checked before the first callback.
  *
  * Returns `LWF_OK`, or `LWF_CANCELLED` when `progress` returned non-zero: the model, handle
@@ -1071,7 +1093,8 @@ size_t lwf_model_align(void);
  *
  * Errors: `LWF_NULL_POINTER` (`log_likelihood`, `mem`, `shape`, `config`, `lo`, `hi`, `work`,
  * `out_model`), `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT` (a config
- * field, outer maps in the shape, lo >= hi, `n_samples > UINT32_MAX`), `LWF_LENGTH_MISMATCH` (`lo_len`, `hi_len`),
+ * field, outer maps in the shape, lo >= hi, a width hi - lo that overflows or a box with no
+ * interior midpoint, `n_samples > UINT32_MAX`), `LWF_LENGTH_MISMATCH` (`lo_len`, `hi_len`),
  * `LWF_NON_FINITE` (NaN/inf in lo or hi), `LWF_EMPTY_BATCH` (`n_samples == 0`),
  * `LWF_BUFFER_TOO_SMALL` (`mem_len`, `work_len`), `LWF_OVERLAPPING_BUFFERS` (model memory,
  * work, report or handle overlapping each other or an input), `LWF_CALLBACK_FAILED` (the
@@ -1110,9 +1133,12 @@ enum LwfStatus lwf_model_fit_prior_box(void *mem,
  * prior, the log-likelihoods; for samples from a proposal g, log L + log prior - log g
  * (-inf = weight 0; NaN / +inf per `config->non_finite`: `LWF_NON_FINITE` or weight 0).
  * Otherwise exactly as `lwf_model_fit_prior_box` from its step 3 (`sample_seed` and
- * `likelihood_batch` are unused); `work` needs `n * (dim + 1) * 8` bytes fewer than
- * `lwf_fit_work_size` gives (that size is fine too). `theta` and `log_weights` must not
- * change during the call.
+ * `likelihood_batch` are unused). It knows no box, so the model is unbounded whatever
+ * `config->bounded` says (`lwf_model_fit_samples_in_box` takes one). Model memory: the
+ * unbounded model's (`lwf_fit_model_size` with `bounded` 0; the size with the default config
+ * is fine too); `work` needs `n * (dim + 1) * 8` bytes fewer than `lwf_fit_work_size` gives
+ * with `bounded` 0 (that size, or the size with the default config, is fine too). `theta`
+ * and `log_weights` must not change during the call.
  *
  * Errors: as `lwf_model_fit_prior_box` without the likelihood ones, plus
  * `LWF_LENGTH_MISMATCH` (`theta_len != n * dim`), `LWF_NON_FINITE` (NaN/inf in theta, or
@@ -1136,6 +1162,41 @@ enum LwfStatus lwf_model_fit_samples(void *mem,
                                      size_t work_len,
                                      struct LwfFitReport *out_report,
                                      struct LwfModel **out_model);
+
+/**
+ * `lwf_model_fit_samples` on the box [lo, hi] (`lo_len == hi_len == dim`; checked as for
+ * `lwf_model_fit_prior_box`): with `config->bounded` 1 (the default) the model lives on the
+ * box, as a prior-box fit's does, and every sample of non-zero weight must lie strictly
+ * inside the box (`LWF_INVALID_ARGUMENT` otherwise; zero-weight samples may lie anywhere);
+ * with `bounded` 0 the box is only checked and the fit is `lwf_model_fit_samples`'s. Model
+ * memory: `lwf_fit_model_size`; `work` needs `n * (dim + 1) * 8` bytes fewer than
+ * `lwf_fit_work_size` gives (that size is fine too).
+ *
+ * Errors: as `lwf_model_fit_samples`, plus those of the box (`LWF_NULL_POINTER`,
+ * `LWF_LENGTH_MISMATCH`, `LWF_NON_FINITE`, `LWF_INVALID_ARGUMENT`) and
+ * `LWF_INVALID_ARGUMENT` for a sample of non-zero weight on or outside the box.
+ *
+ * # Safety
+ * As `lwf_model_fit_samples`; `lo`, `hi` NULL or readable for their lengths.
+ */
+enum LwfStatus lwf_model_fit_samples_in_box(void *mem,
+                                            size_t mem_len,
+                                            const struct LwfShape *shape,
+                                            const struct LwfFitConfig *config,
+                                            const double *lo,
+                                            size_t lo_len,
+                                            const double *hi,
+                                            size_t hi_len,
+                                            const double *theta,
+                                            size_t theta_len,
+                                            const double *log_weights,
+                                            size_t n,
+                                            LwfProgressFn progress,
+                                            void *progress_user,
+                                            void *work,
+                                            size_t work_len,
+                                            struct LwfFitReport *out_report,
+                                            struct LwfModel **out_model);
 
 /**
  * The sampling-direction map theta = f(z) of the `n` rows of `z` (`z_len == n * dim`) into

@@ -9,8 +9,8 @@
 //   LWF_NON_FINITE) also have std::error_code overloads that do not throw.
 // - Buffers are passed as lwflow::span<T> (pointer + length, like C++20 std::span), which
 //   converts from std::vector, std::array and C arrays.
-// - lwflow::fit_prior_box / lwflow::fit_samples run the one-call fit with C++ callables as the
-//   likelihood and progress callbacks; an exception thrown by one of them stops the fit and is
+// - lwflow::fit_prior_box / lwflow::fit_samples / lwflow::fit_samples_in_box run the one-call
+//   fit with C++ callables as the likelihood and progress callbacks; an exception thrown by one of them stops the fit and is
 //   rethrown from the call (it never unwinds through the C library). They return the model
 //   and the report (fit_result); a fit stopped by the progress callback is not an error.
 // - lwflow::refinement owns the work memory of an adaptive refinement (lwf_refine_*): ask() /
@@ -173,6 +173,9 @@ struct fit_config : LwfFitConfig {
     fit_config &epochs(std::size_t n) { return max_epochs = n, *this; }
     fit_config &learning_rate(double value) { return lr = value, *this; }
     fit_config &skip_non_finite() { return non_finite = LWF_NON_FINITE_SKIP, *this; }
+    /// Whether a fit that knows a box (fit_prior_box, fit_samples_in_box) returns a model on
+    /// it (the default) or an unbounded one.
+    fit_config &with_bounded(bool on) { return bounded = on ? 1 : 0, *this; }
     /// Seeds of the prior draws and of the parameter initialisation.
     fit_config &seeds(std::uint64_t samples, std::uint64_t init) {
         return sample_seed = samples, init_seed = init, *this;
@@ -502,7 +505,8 @@ fit_result fit_prior_box(const LwfShape &s, const LwfFitConfig &c, span<const do
 }
 
 /// Fits a model to weighted samples (lwf_model_fit_samples): theta row-major [n][dim],
-/// log_weights n (log-likelihoods for prior samples). As fit_prior_box otherwise.
+/// log_weights n (log-likelihoods for prior samples). As fit_prior_box otherwise; the model
+/// is unbounded (fit_samples_in_box takes a box).
 template <class Progress = detail::no_progress>
 fit_result fit_samples(const LwfShape &s, const LwfFitConfig &c, span<const double> theta,
                        span<const double> log_weights, Progress &&progress = Progress{}) {
@@ -516,6 +520,26 @@ fit_result fit_samples(const LwfShape &s, const LwfFitConfig &c, span<const doub
                                          log_weights.data(), log_weights.size(),
                                          &context::call_progress, &ctx, work, work_len, r,
                                          handle);
+        },
+        ctx.error);
+}
+
+/// fit_samples on the box [lo, hi] (lwf_model_fit_samples_in_box): the model lives on the
+/// box unless c.bounded is 0; every sample of non-zero weight must lie inside it.
+template <class Progress = detail::no_progress>
+fit_result fit_samples_in_box(const LwfShape &s, const LwfFitConfig &c, span<const double> lo,
+                              span<const double> hi, span<const double> theta,
+                              span<const double> log_weights, Progress &&progress = Progress{}) {
+    using context = detail::callback_context<void, std::remove_reference_t<Progress>>;
+    context ctx{nullptr, &progress, nullptr};
+    return detail::fitter::run(
+        s, c, log_weights.size(), "lwf_model_fit_samples_in_box",
+        [&](void *mem, std::size_t mem_len, void *work, std::size_t work_len, LwfFitReport *r,
+            LwfModel **handle) {
+            return lwf_model_fit_samples_in_box(
+                mem, mem_len, &s, &c, lo.data(), lo.size(), hi.data(), hi.size(), theta.data(),
+                theta.size(), log_weights.data(), log_weights.size(), &context::call_progress,
+                &ctx, work, work_len, r, handle);
         },
         ctx.error);
 }

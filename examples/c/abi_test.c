@@ -619,7 +619,7 @@ int main(void) {
         LwfFitConfig cfg, bad_cfg;
         OK(lwf_fit_config_default(&cfg));
         TRUE(cfg.struct_size == sizeof(LwfFitConfig));
-        TRUE(cfg.base == LWF_FIT_BASE_AUTO && cfg.components == 4);
+        TRUE(cfg.base == LWF_FIT_BASE_AUTO && cfg.components == 4 && cfg.bounded == 1);
         TRUE(cfg.non_finite == LWF_NON_FINITE_ERROR && cfg.min_ess == 100.0);
         TRUE(cfg.max_epochs == 200 && cfg.batch_size == 512 && cfg.lr == 1e-3);
         TRUE(cfg.schedule == LWF_SCHEDULE_COSINE && cfg.min_lr_factor == 0.05);
@@ -643,8 +643,22 @@ int main(void) {
             LwfShape k3 = fshape;
             k3.base = LWF_BASE_MIXTURE;
             k3.components = 3;
+            k3.bounded = 1; /* fits on the box by default */
             OK(lwf_shape_model_size(&k3, &k3_len));
             TRUE(k3_len == fmem_len);
+        }
+        {
+            /* A config from the first header (fields up to init_seed, no bounded) in memory
+             * of exactly that size: read with bounded = 1, nothing beyond (valgrind). */
+            const size_t v1 = offsetof(LwfFitConfig, bounded);
+            size_t v1_len = 0;
+            unsigned char *old = malloc(v1);
+            if (!old) return 1;
+            memcpy(old, &cfg, v1);
+            memcpy(old, &v1, sizeof v1); /* struct_size, the first field */
+            OK(lwf_fit_model_size(&fshape, (const LwfFitConfig *)(void *)old, &v1_len));
+            TRUE(v1_len == fmem_len);
+            free(old);
         }
         /* one extra double each, for misaligned and one-short views */
         double *fmem = malloc(fmem_len + 8), *fwork = malloc(fwork_len + 8);
@@ -674,6 +688,7 @@ int main(void) {
         OK(lwf_model_shape(fmodel, &fitted));
         TRUE(fitted.base == LWF_BASE_MIXTURE && fitted.components == rep.components);
         TRUE(fitted.dim == 2 && fitted.hidden == 8 && fitted.couplings == 2);
+        TRUE(fitted.bounded == 1 && fitted.affine == 0); /* on the prior box */
         double fq[N], fq2[N];
         OK(lwf_model_log_prob(fmodel, theta, N * 2, fq, N));
         for (int i = 0; i < N; i++) TRUE(isfinite(fq[i]));
@@ -728,7 +743,10 @@ int main(void) {
         /* invalid configuration fields */
         FIT_BOX(LWF_NULL_POINTER, fmem, fmem_len, NULL, lo, 2, hi, 2, NF, test_likelihood, fwork,
                 fwork_len, &rep);
-        bad_cfg = cfg, bad_cfg.struct_size = sizeof(LwfFitConfig) - 8;
+        bad_cfg = cfg, bad_cfg.struct_size = sizeof(LwfFitConfig) - 4;
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.bounded = 2;
         FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo, 2, hi, 2, NF,
                 test_likelihood, fwork, fwork_len, &rep);
         bad_cfg = cfg, bad_cfg.base = 9;
@@ -781,6 +799,24 @@ int main(void) {
                 test_likelihood, fwork, fwork_len, &rep);
         /* the box and the sample count */
         const double lo_nan[2] = {NAN, -6.0}, hi_low[2] = {6.0, -6.0};
+        const double lo_huge[2] = {-1e308, -6.0}, hi_huge[2] = {1e308, 6.0};
+        const double lo_inf[2] = {-INFINITY, -6.0}, hi_inf[2] = {6.0, INFINITY};
+        /* 2^53 and 2^53 + 2: no double strictly between them */
+        const double lo_tight[2] = {9007199254740992.0, -6.0},
+                     hi_tight[2] = {9007199254740994.0, 6.0};
+        lik.calls = 0; /* every box is checked before the first callback */
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &cfg, lo_huge, 2, hi_huge, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep); /* the width overflows */
+        FIT_BOX(LWF_NON_FINITE, fmem, fmem_len, &cfg, lo_inf, 2, hi, 2, NF, test_likelihood,
+                fwork, fwork_len, &rep);
+        FIT_BOX(LWF_NON_FINITE, fmem, fmem_len, &cfg, lo, 2, hi_inf, 2, NF, test_likelihood,
+                fwork, fwork_len, &rep);
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &cfg, lo_tight, 2, hi_tight, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        bad_cfg = cfg, bad_cfg.bounded = 0; /* checked the same way when not fitting on it */
+        FIT_BOX(LWF_INVALID_ARGUMENT, fmem, fmem_len, &bad_cfg, lo_huge, 2, hi_huge, 2, NF,
+                test_likelihood, fwork, fwork_len, &rep);
+        TRUE(lik.calls == 0);
         FIT_BOX(LWF_LENGTH_MISMATCH, fmem, fmem_len, &cfg, lo, 3, hi, 2, NF, test_likelihood,
                 fwork, fwork_len, &rep);
         FIT_BOX(LWF_NON_FINITE, fmem, fmem_len, &cfg, lo_nan, 2, hi, 2, NF, test_likelihood,
@@ -873,10 +909,14 @@ int main(void) {
         }
         lik.mode = LIK_GOOD;
         test_likelihood(st, NS, 2, slw, &lik);
-        /* it needs NS * (dim + 1) doubles less work than the prior-box fit */
-        size_t swork_len = 0;
-        OK(lwf_fit_work_size(&fshape, &cfg, NS, &swork_len));
+        /* it needs NS * (dim + 1) doubles less work than the prior-box fit of its config;
+         * knowing no box, it fits unbounded: that of the config with bounded = 0 */
+        size_t swork_len = 0, bwork_len = 0;
+        bad_cfg = cfg, bad_cfg.bounded = 0;
+        OK(lwf_fit_work_size(&fshape, &bad_cfg, NS, &swork_len));
         swork_len -= NS * 3 * sizeof(double);
+        OK(lwf_fit_work_size(&fshape, &cfg, NS, &bwork_len));
+        bwork_len -= NS * 3 * sizeof(double); /* on a box, with the default bounded = 1 */
         OK(lwf_model_fit_samples(fmem, fmem_len, &fshape, &cfg, st, NS * 2, slw, NS,
                                  test_progress, &prog, fwork, swork_len, &rep, &fmodel));
         TRUE(rep.n_samples == NS && rep.components >= 1 && rep.epochs == 2);
@@ -912,6 +952,58 @@ int main(void) {
                                  NULL, fwork, swork_len, &rep, &fmodel));
         TRUE(rep.skipped_samples == 1);
         slw[5] = keep_lw;
+        OK(lwf_model_shape(fmodel, &fitted));
+        TRUE(fitted.bounded == 0); /* lwf_model_fit_samples knows no box */
+
+        /* ---- samples on a box: the model lives on it, unless bounded = 0 ---- */
+        {
+            const double slo[2] = {-6.5, -6.5}, shi[2] = {6.5, 6.5};
+            const double small_lo[2] = {-5.0, -5.0}, small_hi[2] = {5.0, 5.0};
+            const double probe[4] = {-7.0, 0.0, 0.0, 6.5};
+            double probe_q[2];
+            OK(lwf_model_fit_samples_in_box(fmem, fmem_len, &fshape, &cfg, slo, 2, shi, 2, st,
+                                            NS * 2, slw, NS, NULL, NULL, fwork, bwork_len, &rep,
+                                            &fmodel));
+            OK(lwf_model_shape(fmodel, &fitted));
+            TRUE(fitted.bounded == 1 && rep.n_samples == NS);
+            OK(lwf_model_log_prob(fmodel, probe, 4, probe_q, 2));
+            TRUE(probe_q[0] == -INFINITY && probe_q[1] == -INFINITY);
+            bad_cfg = cfg, bad_cfg.bounded = 0;
+            OK(lwf_model_fit_samples_in_box(fmem, fmem_len, &fshape, &bad_cfg, slo, 2, shi, 2,
+                                            st, NS * 2, slw, NS, NULL, NULL, fwork, swork_len,
+                                            &rep, &fmodel));
+            OK(lwf_model_shape(fmodel, &fitted));
+            TRUE(fitted.bounded == 0);
+            OK(lwf_model_log_prob(fmodel, probe, 4, probe_q, 2));
+            TRUE(isfinite(probe_q[0]) && isfinite(probe_q[1]));
+            memcpy(fmem_copy, fmem, fmem_len);
+            memcpy(&rep, &rep_pattern, sizeof rep);
+            fout = fsentinel;
+#define FIT_SAMPLES_BOX(want, lo_, lo_len_, hi_, hi_len_)                                    \
+    BAD(want, lwf_model_fit_samples_in_box(fmem, fmem_len, &fshape, &cfg, lo_, lo_len_, hi_,   \
+                                           hi_len_, st, NS * 2, slw, NS, NULL, NULL, fwork,   \
+                                           bwork_len, &rep, &fout))
+            FIT_SAMPLES_BOX(LWF_NULL_POINTER, NULL, 2, shi, 2);
+            FIT_SAMPLES_BOX(LWF_LENGTH_MISMATCH, slo, 1, shi, 2);
+            FIT_SAMPLES_BOX(LWF_LENGTH_MISMATCH, NULL, 0, NULL, 0);
+            FIT_SAMPLES_BOX(LWF_NON_FINITE, lo_nan, 2, shi, 2);
+            FIT_SAMPLES_BOX(LWF_NON_FINITE, lo_inf, 2, shi, 2);
+            FIT_SAMPLES_BOX(LWF_INVALID_ARGUMENT, shi, 2, slo, 2);
+            FIT_SAMPLES_BOX(LWF_INVALID_ARGUMENT, lo_huge, 2, hi_huge, 2);
+            FIT_SAMPLES_BOX(LWF_INVALID_ARGUMENT, lo_tight, 2, hi_tight, 2);
+            /* samples of non-zero weight outside the box */
+            FIT_SAMPLES_BOX(LWF_INVALID_ARGUMENT, small_lo, 2, small_hi, 2);
+            FIT_SAMPLES_BOX(LWF_OVERLAPPING_BUFFERS, (const double *)fwork, 2, shi, 2);
+            FIT_SAMPLES_BOX(LWF_MISALIGNED, MISALIGNED_DOUBLES, 2, shi, 2);
+            BAD(LWF_BUFFER_TOO_SMALL,
+                lwf_model_fit_samples_in_box(fmem, fmem_len, &fshape, &cfg, slo, 2, shi, 2, st,
+                                             NS * 2, slw, NS, NULL, NULL, fwork, bwork_len - 1,
+                                             &rep, &fout));
+            TRUE(memcmp(fmem, fmem_copy, fmem_len) == 0);
+            TRUE(memcmp(&rep, &rep_pattern, sizeof rep) == 0);
+            TRUE(fout == fsentinel);
+#undef FIT_SAMPLES_BOX
+        }
 
         /* ---- the size queries and the config default ---- */
         size_t size_sentinel = 777;

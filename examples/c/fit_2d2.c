@@ -1,8 +1,8 @@
 /* Fit task 2D2 (BENCHMARKS.md) from C in one call: lwf_model_fit_prior_box draws prior samples
  * on the box, weighs them with the C likelihood below (a batched callback), fits the mixture
  * base by weighted EM (K chosen by BIC) and trains the flow, reporting every epoch to a
- * progress callback. Then: KL(p||q) against the analytic posterior, save, reload (bit-identical
- * log_prob), sample.
+ * progress callback; the model lives on the box (the default, LwfFitConfig.bounded = 1). Then:
+ * KL(p||q) against the analytic posterior, save, reload (bit-identical log_prob), sample.
  *
  * Build (from the repository root, after `cargo build --release -p lwflow-ffi`):
  *   cc -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -Iinclude examples/c/fit_2d2.c \
@@ -10,8 +10,8 @@
  *   ./fit_2d2            (prints "RESULT kl=...", exit 0 if KL < 0.05)
  *   ./fit_2d2 quick      few samples, 2 epochs (for valgrind), no accuracy check
  *
- * ffi/tests/c_program.rs runs the same fit through the Rust API (lwflow::train::fit) and
- * compares the KL and the report with what this program prints. */
+ * ffi/tests/c_program.rs runs the same fit through the Rust API (lwflow::train::fit_in_box)
+ * and compares the KL and the report with what this program prints. */
 #include "common_2d2.h"
 
 #include <string.h>
@@ -130,6 +130,7 @@ int main(int argc, char **argv) {
     CHECK(lwf_model_shape(model, &fitted));
     if (calls.points != n || epochs_seen != report.epochs || fitted.components != report.components)
         return 1;
+    if (fitted.bounded != 1) return 1; /* on the prior box */
 
     const size_t n_exact = quick ? 2000 : 20000;
     double kl = kl_exact(model, n_exact, 7);

@@ -242,6 +242,20 @@ int main() {
     lwflow::fit_result from_samples = lwflow::fit_samples(shape, cfg, theta, log_w);
     EXPECT(from_samples.model.shape().components == from_samples.report.components);
     EXPECT(from_samples.report.n_samples == n);
+    // The box: the prior-box fit lives on it by default; the samples fit on a box given.
+    EXPECT(fitted.model.shape().bounded == 1 && from_samples.model.shape().bounded == 0);
+    const std::array<double, 2> wide_lo{-6.5, -6.5}, wide_hi{6.5, 6.5};
+    lwflow::fit_result in_box =
+        lwflow::fit_samples_in_box(shape, cfg, wide_lo, wide_hi, theta, log_w);
+    EXPECT(in_box.model.shape().bounded == 1 && in_box.report.n_samples == n);
+    const double q_outside = in_box.model.log_prob(std::vector<double>{6.6, 0.0})[0];
+    EXPECT(std::isinf(q_outside) && q_outside < 0.0);
+    lwflow::fit_config unbounded = cfg;
+    unbounded.with_bounded(false);
+    EXPECT(lwflow::fit_prior_box(shape, unbounded, lo, hi, 4000, batched).model.shape().bounded ==
+           0);
+    EXPECT_THROWS(LWF_INVALID_ARGUMENT,
+                  lwflow::fit_samples_in_box(shape, cfg, wide_hi, wide_lo, theta, log_w));
     lwflow::fit_config bad = cfg;
     bad.lr = -1.0;
     EXPECT_THROWS(LWF_INVALID_ARGUMENT, lwflow::fit_samples(shape, bad, theta, log_w));

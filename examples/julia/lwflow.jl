@@ -58,7 +58,7 @@ export LwfShape, LwfAdam, Rng, Model, LwflowError, shape_default, with_mixture, 
        set_affine!, save, load,
        inspect, jump!, version, status_message, model_shape, model_align, LwfFitConfig,
        LwfEpochReport, LwfFitReport, fit_config_default, fit_model_size, fit_work_size,
-       fit_prior_box, fit_samples, LwfRefineConfig, LwfRefineRound, LwfRefineReport, Refinement,
+       fit_prior_box, fit_samples, fit_samples_in_box, LwfRefineConfig, LwfRefineRound, LwfRefineReport, Refinement,
        refine_config_default, refine_work_size, batch_capacity, refine_status, ask, tell!, run!,
        refine_report, refine_model, LwfImportanceSummary, importance_summary
 export LWF_REFINE_RUNNING, LWF_REFINE_CONVERGED, LWF_REFINE_BUDGET_EXHAUSTED,
@@ -171,6 +171,7 @@ struct LwfFitConfig
     min_weight::Cdouble
     seed::UInt64
     init_seed::UInt64
+    bounded::Int32
 end
 
 "The LwfEpochReport struct: what the progress callback sees after every epoch."
@@ -653,6 +654,37 @@ function fit_samples(s::LwfShape, theta::AbstractMatrix{Float64}, log_weights::V
               progress === nothing ? C_NULL : pointer_from_objref(cb), work, work_bytes, report, h)
     end
     _fit_result(status, cb, mem, h, report, s, :lwf_model_fit_samples)
+end
+
+"""
+    fit_samples_in_box(shape, lo, hi, theta, log_weights; config = fit_config_default(), progress = nothing)
+
+`fit_samples` on the box [lo, hi]: the model lives on the box unless `config.bounded == 0`;
+every sample of non-zero weight must lie inside it. Returns `(model, report)`.
+"""
+function fit_samples_in_box(s::LwfShape, lo::Vector{Float64}, hi::Vector{Float64},
+                            theta::AbstractMatrix{Float64}, log_weights::Vector{Float64};
+                            config::LwfFitConfig = fit_config_default(), progress = nothing)
+    t = Matrix{Float64}(theta)
+    n = size(t, 2)
+    mem_bytes, work_bytes = fit_model_size(s, config), fit_work_size(s, config, n)
+    mem = Vector{Float64}(undef, cld(mem_bytes, 8))
+    work = Vector{Float64}(undef, cld(work_bytes, 8))
+    cb = FitCallbacks(nothing, progress, nothing)
+    prog_c = progress === nothing ? C_NULL :
+             @cfunction(_progress_trampoline, Cint, (Ptr{LwfEpochReport}, Ptr{Cvoid}))
+    report = Ref{LwfFitReport}()
+    h = Ref{Ptr{Cvoid}}(C_NULL)
+    status = GC.@preserve cb mem work begin
+        ccall((:lwf_model_fit_samples_in_box, LIB), Cint,
+              (Ptr{Cvoid}, Csize_t, Ref{LwfShape}, Ref{LwfFitConfig}, Ptr{Cdouble}, Csize_t, Ptr{Cdouble},
+               Csize_t, Ptr{Cdouble}, Csize_t, Ptr{Cdouble}, Csize_t, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
+               Csize_t, Ref{LwfFitReport}, Ref{Ptr{Cvoid}}),
+              mem, mem_bytes, s, config, lo, length(lo), hi, length(hi), t, length(t), log_weights,
+              length(log_weights), prog_c, progress === nothing ? C_NULL : pointer_from_objref(cb),
+              work, work_bytes, report, h)
+    end
+    _fit_result(status, cb, mem, h, report, s, :lwf_model_fit_samples_in_box)
 end
 
 # ---- refinement: ask / tell, or the likelihood as a callback ----

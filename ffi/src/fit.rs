@@ -1,7 +1,9 @@
 //! The one-call fit: a model constructor (like `lwf_model_init`) that draws prior samples and
 //! weighs them with a C likelihood callback, or takes the caller's samples and log-weights,
 //! then runs the core's `lwflow::train::fit` (base by weighted EM / BIC, minibatch Adam with
-//! validation and early stopping) with a progress callback that can cancel.
+//! validation and early stopping) with a progress callback that can cancel. A fit that knows
+//! a box (the prior-box fit, the samples fit with a box) runs `lwflow::train::fit_in_box`
+//! instead unless `LwfFitConfig.bounded` is 0: the model then lives on the box.
 //!
 //! Memory: the model memory is sized for the largest base the configuration can produce
 //! (`lwf_fit_model_size`); everything else lives in one caller-provided work buffer
@@ -16,6 +18,7 @@
 //! | EM weights, means, standard deviations, scratch | K, K·D, K·D, `em::scratch_len(K, D)` (EM bases only) |
 //! | normalised weights | n |
 //! | prior-box fit only: log-likelihoods, samples | n, n·D |
+//! | fit on the box only: the samples in the box map's unbounded coordinates | n·D |
 //! | sample order (`uint32_t`) | n / 2 |
 //!
 //! The model memory is written only at the end, from the trained parameters in the work
@@ -31,8 +34,8 @@ use core::mem::size_of;
 use lwflow::base::em::scratch_len;
 use lwflow::rand_core::SeedableRng;
 use lwflow::train::{
-    fit, normalise_log_weights, sample_and_weigh, BaseChoice, EpochReport, FitBuffers, FitReport,
-    StopReason, TrainBuffers, WeightStats,
+    fit, fit_in_box, normalise_log_weights, sample_and_weigh, BaseChoice, EpochReport, FitBuffers,
+    FitReport, StopReason, TrainBuffers, WeightStats,
 };
 use lwflow::{Error, Shape};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -178,11 +181,39 @@ impl LwfFitReport {
     }
 }
 
+/// The three fit entry points, as far as their memory and their box differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entry {
+    /// `lwf_model_fit_prior_box`: draws and keeps its samples; knows a box.
+    PriorBox,
+    /// `lwf_model_fit_samples`: the caller's samples, no box.
+    Samples,
+    /// `lwf_model_fit_samples_in_box`: the caller's samples and a box.
+    SamplesInBox,
+}
+
 /// The shape and settings of a fit, checked.
 struct Plan {
+    /// The caller's shape, without outer maps.
     template: Shape,
-    max_shape: Shape,
     settings: Settings,
+}
+
+impl Plan {
+    /// Whether a fit by `entry` fits on its box.
+    fn in_box(&self, entry: Entry) -> bool {
+        self.settings.bounded && entry != Entry::Samples
+    }
+
+    /// The template of a fit by `entry`: with the box support when it fits on its box.
+    fn fit_template(&self, entry: Entry) -> Shape {
+        self.template.with_bounded(self.in_box(entry))
+    }
+
+    /// The largest shape a fit by `entry` can produce: size every buffer for it.
+    fn max_shape(&self, entry: Entry) -> Shape {
+        self.settings.fit.base.max_shape(&self.fit_template(entry))
+    }
 }
 
 /// Reads the shape and the config; the largest shape the base choice can produce must be
@@ -193,21 +224,42 @@ struct Plan {
 unsafe fn plan(shape: *const LwfShape, config: *const LwfFitConfig) -> Result<Plan, LwfStatus> {
     // SAFETY: forwarded contract.
     let template = unsafe { read_shape(shape) }?;
-    // The one-call fit fits flows without outer maps (the refinement fits them).
+    // The box support comes from the config (`bounded`), the affine standardisation only
+    // from the refinement: the shape asks for neither.
     if template.affine || template.bounded {
         return Err(LWF_INVALID_ARGUMENT);
     }
     // SAFETY: forwarded contract.
     let settings = unsafe { read_config(config) }?;
-    let max_shape = settings.fit.base.max_shape(&template);
+    let plan = Plan { template, settings };
+    // The prior-box fit's shape is the largest of the three entry points'.
+    let max_shape = plan.max_shape(Entry::PriorBox);
     if max_shape.validate().is_err() || layout(&max_shape).is_err() {
         return Err(LWF_INVALID_ARGUMENT);
     }
-    Ok(Plan {
-        template,
-        max_shape,
-        settings,
-    })
+    Ok(plan)
+}
+
+/// Checks a fit's box [lo, hi] of `d` coordinates: `LWF_LENGTH_MISMATCH` for a length other
+/// than `d`, `LWF_NON_FINITE` for NaN / inf, `LWF_INVALID_ARGUMENT` unless every coordinate
+/// has lo < hi, a finite width hi - lo and a midpoint lo + (hi - lo) / 2 strictly inside (so
+/// the prior draws, whose last resort is that midpoint, all lie in the open box, where a
+/// model on the box has a finite density).
+fn check_box(lo: &[f64], hi: &[f64], d: usize) -> Result<(), LwfStatus> {
+    if lo.len() != d || hi.len() != d {
+        return Err(LWF_LENGTH_MISMATCH);
+    }
+    if !lo.iter().chain(hi).all(|v| v.is_finite()) {
+        return Err(LWF_NON_FINITE);
+    }
+    let usable = |(&a, &b): (&f64, &f64)| {
+        let mid = a + 0.5 * (b - a);
+        a < b && (b - a).is_finite() && a < mid && mid < b
+    };
+    if !lo.iter().zip(hi).all(usable) {
+        return Err(LWF_INVALID_ARGUMENT);
+    }
+    Ok(())
 }
 
 /// Element counts of the work regions (see the module docs).
@@ -221,13 +273,15 @@ struct WorkLayout {
     em_scratch: usize,
     n: usize,
     prior_box: bool,
+    /// Doubles of the samples in the box map's unbounded coordinates (n·D on the box, else 0).
+    outer: usize,
     /// Doubles before the `uint32_t` order region.
     doubles: usize,
     bytes: usize,
 }
 
 impl WorkLayout {
-    fn new(plan: &Plan, n: usize, prior_box: bool) -> Result<WorkLayout, LwfStatus> {
+    fn new(plan: &Plan, n: usize, entry: Entry) -> Result<WorkLayout, LwfStatus> {
         if n == 0 {
             return Err(LWF_EMPTY_BATCH);
         }
@@ -235,7 +289,8 @@ impl WorkLayout {
         if n > u32::MAX as usize {
             return Err(LWF_INVALID_ARGUMENT);
         }
-        let shape = &plan.max_shape;
+        let shape = &plan.max_shape(entry);
+        let prior_box = entry == Entry::PriorBox;
         let d = shape.dim;
         let params = shape.param_len();
         let workspace = shape.workspace_len();
@@ -258,7 +313,8 @@ impl WorkLayout {
         } else {
             0
         };
-        let per_sample = 1 + if prior_box { 1 + d } else { 0 };
+        let per_sample =
+            1 + if prior_box { 1 + d } else { 0 } + if plan.in_box(entry) { d } else { 0 };
         let sum = |parts: &[Option<usize>]| {
             parts
                 .iter()
@@ -287,6 +343,8 @@ impl WorkLayout {
             em_scratch,
             n,
             prior_box,
+            // n·D fits (n·per_sample did).
+            outer: if plan.in_box(entry) { n * d } else { 0 },
             doubles,
             bytes,
         })
@@ -351,11 +409,10 @@ unsafe fn carve<'a>(work: *mut c_void, wl: &WorkLayout) -> Result<Work<'a>, LwfS
     let (em_sds, rest) = rest.split_at_mut(k * d);
     let (em_scratch, rest) = rest.split_at_mut(wl.em_scratch);
     let (weights, rest) = rest.split_at_mut(wl.n);
-    let (log_l, theta) = if wl.prior_box {
-        rest.split_at_mut(wl.n)
-    } else {
-        rest.split_at_mut(0)
-    };
+    let drawn = if wl.prior_box { wl.n } else { 0 };
+    let (log_l, rest) = rest.split_at_mut(drawn);
+    let (theta, rest) = rest.split_at_mut(drawn * d);
+    let (outer_samples, _) = rest.split_at_mut(wl.outer);
     Ok(Work {
         params,
         buffers: FitBuffers {
@@ -373,8 +430,8 @@ unsafe fn carve<'a>(work: *mut c_void, wl: &WorkLayout) -> Result<Work<'a>, LwfS
             em_means,
             em_sds,
             em_scratch,
-            // The fit's shapes have no outer maps (refused by `plan`).
-            outer_samples: &mut [],
+            outer_samples,
+            // No affine standardisation (refused by `plan`).
             cov: &mut [],
         },
         weights,
@@ -397,6 +454,7 @@ fn optional_out<T>(ptr: *mut T) -> Result<Option<Span>, LwfStatus> {
 /// arrays).
 struct Checked {
     plan: Plan,
+    entry: Entry,
     mem: *mut u8,
     work: WorkLayout,
 }
@@ -410,7 +468,7 @@ unsafe fn check_common(
     shape: *const LwfShape,
     config: *const LwfFitConfig,
     n: usize,
-    prior_box: bool,
+    entry: Entry,
     inputs: &[Span],
     work: *mut c_void,
     work_len: usize,
@@ -421,8 +479,9 @@ unsafe fn check_common(
     let plan = unsafe { plan(shape, config) }?;
     // SAFETY: forwarded contract. Checks mem (NULL, alignment, size for the largest shape)
     // and out_model (NULL, alignment, not inside mem).
-    let (mem, mem_layout) = unsafe { prepare_memory(mem, mem_len, &plan.max_shape, out_model) }?;
-    let wl = WorkLayout::new(&plan, n, prior_box)?;
+    let (mem, mem_layout) =
+        unsafe { prepare_memory(mem, mem_len, &plan.max_shape(entry), out_model) }?;
+    let wl = WorkLayout::new(&plan, n, entry)?;
     let work_span = check_work(work, work_len, &wl)?;
     let report_span = optional_out(out_report)?;
     let mem_span = Span::raw(mem, mem_layout.total_bytes);
@@ -443,19 +502,22 @@ unsafe fn check_common(
     }
     Ok(Checked {
         plan,
+        entry,
         mem,
         work: wl,
     })
 }
 
-/// Runs the core fit on weighted samples in the work buffer and, on success or cancellation,
-/// writes the model into `mem`, the report and the handle.
+/// Runs the core fit on weighted samples in the work buffer (on the box `bounds` when the
+/// entry point fits on its box) and, on success or cancellation, writes the model into `mem`,
+/// the report and the handle.
 ///
 /// # Safety
 /// `checked` came from [`check_common`] for these pointers; `work` holds the regions.
 #[allow(clippy::too_many_arguments)]
 unsafe fn train_and_write(
     checked: &Checked,
+    bounds: Option<(&[f64], &[f64])>,
     params: &mut [f64],
     buffers: FitBuffers<'_, f64>,
     samples: &[f64],
@@ -474,15 +536,15 @@ unsafe fn train_and_write(
             unsafe { f(&report, progress_user) == 0 }
         }
     };
-    let fitted = fit(
-        &checked.plan.template,
-        &checked.plan.settings.fit,
-        params,
-        samples,
-        weights,
-        buffers,
-        on_epoch,
-    )?;
+    let template = checked.plan.fit_template(checked.entry);
+    let cfg = &checked.plan.settings.fit;
+    let fitted = match bounds.filter(|_| template.bounded) {
+        // Every sample of non-zero weight inside the open box, else InvalidArgument.
+        Some((lo, hi)) => fit_in_box(
+            &template, cfg, lo, hi, params, samples, weights, buffers, on_epoch,
+        )?,
+        None => fit(&template, cfg, params, samples, weights, buffers, on_epoch)?,
+    };
     let shape = fitted.shape;
     let params = &params[..shape.param_len()];
     // SAFETY: `checked.mem` came from prepare_memory for the largest shape, whose layout is
@@ -508,8 +570,9 @@ unsafe fn train_and_write(
 
 /// Bytes of model memory a fit with this shape and config needs: `lwf_shape_model_size` of
 /// the largest model the base choice can produce (`components` mixture components for the
-/// mixture choices, including `LWF_FIT_BASE_AUTO` whatever K it picks). The shape's `base`
-/// and `components` fields are ignored: the config's base choice replaces them.
+/// mixture choices, including `LWF_FIT_BASE_AUTO` whatever K it picks), with the box support
+/// when `config->bounded` is 1 (the default). The shape's `base` and `components` fields are
+/// ignored: the config's base choice replaces them.
 ///
 /// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT`
 /// (a config field out of range).
@@ -526,7 +589,7 @@ pub unsafe extern "C" fn lwf_fit_model_size(
         let out = out_scalar(out_bytes)?;
         // SAFETY: forwarded contract.
         let plan = unsafe { plan(shape, config) }?;
-        let bytes = layout(&plan.max_shape)?.total_bytes;
+        let bytes = layout(&plan.max_shape(Entry::PriorBox))?.total_bytes;
         // SAFETY: checked by out_scalar.
         unsafe { write_scalar(out, bytes) };
         Ok(())
@@ -534,11 +597,13 @@ pub unsafe extern "C" fn lwf_fit_model_size(
 }
 
 /// Bytes of work memory (8-byte aligned) that `lwf_model_fit_prior_box` needs for
-/// `n_samples` prior draws with this shape and config. `lwf_model_fit_samples` needs
-/// `n_samples * (dim + 1) * 8` bytes fewer (it keeps no samples or log-likelihoods of its
-/// own), so this size suffices for both. The memory holds the weights, the sample order,
-/// the optimiser state, best parameters, minibatch and EM buffers; it is scratch: its
-/// contents are unspecified after the call.
+/// `n_samples` prior draws with this shape and config. `lwf_model_fit_samples` and
+/// `lwf_model_fit_samples_in_box` need `n_samples * (dim + 1) * 8` bytes fewer (they keep no
+/// samples or log-likelihoods of their own), so this size suffices for all three. The memory
+/// holds the weights, the sample order, the optimiser state, best parameters, minibatch and
+/// EM buffers, and for a fit on the box (`config->bounded` 1, the default) the samples in the
+/// box map's unbounded coordinates (`n_samples * dim * 8` bytes); it is scratch: its contents
+/// are unspecified after the call.
 ///
 /// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT`
 /// (a config field out of range, or `n_samples > UINT32_MAX`), `LWF_EMPTY_BATCH`
@@ -557,7 +622,7 @@ pub unsafe extern "C" fn lwf_fit_work_size(
         let out = out_scalar(out_bytes)?;
         // SAFETY: forwarded contract.
         let plan = unsafe { plan(shape, config) }?;
-        let bytes = WorkLayout::new(&plan, n_samples, true)?.bytes;
+        let bytes = WorkLayout::new(&plan, n_samples, Entry::PriorBox)?.bytes;
         // SAFETY: checked by out_scalar.
         unsafe { write_scalar(out, bytes) };
         Ok(())
@@ -568,24 +633,29 @@ pub unsafe extern "C" fn lwf_fit_work_size(
 /// caller's memory `mem` (at least `lwf_fit_model_size` bytes, aligned to
 /// `lwf_model_align()`), like `lwf_model_init`:
 ///
-/// 1. draws `n_samples` points uniformly on the box [lo, hi] (`lo_len == hi_len == dim`,
-///    finite, lo < hi) with the generator `lwf_rng_init(config->sample_seed)` gives;
+/// 1. draws `n_samples` points uniformly inside the box [lo, hi] (`lo_len == hi_len == dim`,
+///    finite, lo < hi with a finite width hi - lo and its midpoint strictly inside) with the
+///    generator `lwf_rng_init(config->sample_seed)` gives;
 /// 2. calls `log_likelihood` on them in batches of at most `config->likelihood_batch` points,
 ///    in order;
 /// 3. normalises the log-likelihoods into weights of mean 1 (log-sum-exp), refusing a set
 ///    whose effective sample size is below `config->min_ess`;
-/// 4. runs the core's fit (`lwflow::train::fit`): the base per `config->base` (weighted EM,
-///    K by BIC for `LWF_FIT_BASE_AUTO`), the flow started at the identity, minibatch Adam with
+/// 4. runs the core's fit on the box (`lwflow::train::fit_in_box`; with `config->bounded` 0
+///    the unbounded `lwflow::train::fit`): the base per `config->base` (weighted EM, K by
+///    BIC for `LWF_FIT_BASE_AUTO`), the flow started at the identity, minibatch Adam with
 ///    validation, early stopping and restore of the best parameters, calling `progress` (may
 ///    be NULL) after every epoch;
 /// 5. writes the trained model into `mem` (Adam state zero, as after `lwf_model_init`), the
 ///    report into `*out_report` (may be NULL) and the handle into `*out_model`.
 ///
-/// The shape gives dim, hidden width, layers, activation and clamp; its `base` and
-/// `components` are replaced per the config (the fitted shape is `lwf_model_shape`); it must
-/// not ask for outer maps (`affine` and `bounded` 0: the refinement, `lwf_refine_init`, fits
-/// those; `LWF_INVALID_ARGUMENT` otherwise, also from the size queries). The same
-/// inputs give bit-identical models. `work` (`work_len` bytes, at least `lwf_fit_work_size`,
+/// With `config->bounded` 1 (the default) the model lives on the box: its shape has `bounded`
+/// 1 and its parameters end with lo, then hi; log q is -inf outside the open box and every
+/// sample lies inside it. The shape gives dim, hidden width, layers, activation and clamp; its
+/// `base` and `components` are replaced per the config (the fitted shape is
+/// `lwf_model_shape`); it must not ask for outer maps itself (`affine` and `bounded` 0: the
+/// box support is `config->bounded`, the affine standardisation only the refinement's;
+/// `LWF_INVALID_ARGUMENT` otherwise, also from the size queries). The same inputs give
+/// bit-identical models. `work` (`work_len` bytes, at least `lwf_fit_work_size`,
 /// 8-byte aligned) is scratch. Every argument is checked before the first callback.
 ///
 /// Returns `LWF_OK`, or `LWF_CANCELLED` when `progress` returned non-zero: the model, handle
@@ -595,7 +665,8 @@ pub unsafe extern "C" fn lwf_fit_work_size(
 ///
 /// Errors: `LWF_NULL_POINTER` (`log_likelihood`, `mem`, `shape`, `config`, `lo`, `hi`, `work`,
 /// `out_model`), `LWF_MISALIGNED`, `LWF_INVALID_SHAPE`, `LWF_INVALID_ARGUMENT` (a config
-/// field, outer maps in the shape, lo >= hi, `n_samples > UINT32_MAX`), `LWF_LENGTH_MISMATCH` (`lo_len`, `hi_len`),
+/// field, outer maps in the shape, lo >= hi, a width hi - lo that overflows or a box with no
+/// interior midpoint, `n_samples > UINT32_MAX`), `LWF_LENGTH_MISMATCH` (`lo_len`, `hi_len`),
 /// `LWF_NON_FINITE` (NaN/inf in lo or hi), `LWF_EMPTY_BATCH` (`n_samples == 0`),
 /// `LWF_BUFFER_TOO_SMALL` (`mem_len`, `work_len`), `LWF_OVERLAPPING_BUFFERS` (model memory,
 /// work, report or handle overlapping each other or an input), `LWF_CALLBACK_FAILED` (the
@@ -636,22 +707,23 @@ pub unsafe extern "C" fn lwf_model_fit_prior_box(
         // SAFETY: forwarded contract.
         let checked = unsafe {
             check_common(
-                mem, mem_len, shape, config, n_samples, true, &inputs, work, work_len, out_report,
+                mem,
+                mem_len,
+                shape,
+                config,
+                n_samples,
+                Entry::PriorBox,
+                &inputs,
+                work,
+                work_len,
+                out_report,
                 out_model,
             )
         }?;
         let d = checked.plan.template.dim;
         // SAFETY: forwarded contract; inputs are only read and overlap no output (checked).
         let (lo, hi) = unsafe { (input(lo, lo_len)?, input(hi, hi_len)?) };
-        if lo.len() != d || hi.len() != d {
-            return Err(LWF_LENGTH_MISMATCH);
-        }
-        if !lo.iter().chain(hi).all(|v| v.is_finite()) {
-            return Err(LWF_NON_FINITE);
-        }
-        if lo.iter().zip(hi).any(|(a, b)| a >= b) {
-            return Err(LWF_INVALID_ARGUMENT);
-        }
+        check_box(lo, hi, d)?;
         // SAFETY: `work` passed check_work in check_common and overlaps nothing else.
         let w = unsafe { carve(work, &checked.work) }?;
         let settings = &checked.plan.settings;
@@ -702,6 +774,7 @@ pub unsafe extern "C" fn lwf_model_fit_prior_box(
         unsafe {
             train_and_write(
                 &checked,
+                Some((lo, hi)),
                 params,
                 buffers,
                 theta,
@@ -721,9 +794,12 @@ pub unsafe extern "C" fn lwf_model_fit_prior_box(
 /// prior, the log-likelihoods; for samples from a proposal g, log L + log prior - log g
 /// (-inf = weight 0; NaN / +inf per `config->non_finite`: `LWF_NON_FINITE` or weight 0).
 /// Otherwise exactly as `lwf_model_fit_prior_box` from its step 3 (`sample_seed` and
-/// `likelihood_batch` are unused); `work` needs `n * (dim + 1) * 8` bytes fewer than
-/// `lwf_fit_work_size` gives (that size is fine too). `theta` and `log_weights` must not
-/// change during the call.
+/// `likelihood_batch` are unused). It knows no box, so the model is unbounded whatever
+/// `config->bounded` says (`lwf_model_fit_samples_in_box` takes one). Model memory: the
+/// unbounded model's (`lwf_fit_model_size` with `bounded` 0; the size with the default config
+/// is fine too); `work` needs `n * (dim + 1) * 8` bytes fewer than `lwf_fit_work_size` gives
+/// with `bounded` 0 (that size, or the size with the default config, is fine too). `theta`
+/// and `log_weights` must not change during the call.
 ///
 /// Errors: as `lwf_model_fit_prior_box` without the likelihood ones, plus
 /// `LWF_LENGTH_MISMATCH` (`theta_len != n * dim`), `LWF_NON_FINITE` (NaN/inf in theta, or
@@ -750,45 +826,194 @@ pub unsafe extern "C" fn lwf_model_fit_samples(
     out_report: *mut LwfFitReport,
     out_model: *mut *mut LwfModel,
 ) -> LwfStatus {
-    guard(|| {
-        let inputs = [
-            Span::checked(theta, theta_len)?,
-            Span::checked(log_weights, n)?,
-        ];
-        // SAFETY: forwarded contract.
-        let checked = unsafe {
-            check_common(
-                mem, mem_len, shape, config, n, false, &inputs, work, work_len, out_report,
-                out_model,
-            )
-        }?;
-        let d = checked.plan.template.dim;
-        if n.checked_mul(d) != Some(theta_len) {
-            return Err(LWF_LENGTH_MISMATCH);
-        }
-        // SAFETY: forwarded contract; inputs are only read and overlap no output (checked).
-        let (samples, log_w) = unsafe { (input(theta, theta_len)?, input(log_weights, n)?) };
-        if !samples.iter().all(|v| v.is_finite()) {
-            return Err(LWF_NON_FINITE);
-        }
-        // SAFETY: `work` passed check_work in check_common and overlaps nothing else.
-        let w = unsafe { carve(work, &checked.work) }?;
-        let settings = &checked.plan.settings;
-        let stats = normalise_log_weights(log_w, settings.policy, settings.min_ess, w.weights)?;
-        // SAFETY: checked above; outputs disjoint from everything else.
-        unsafe {
-            train_and_write(
-                &checked,
-                w.params,
-                w.buffers,
-                samples,
-                w.weights,
-                &stats,
-                progress,
-                progress_user,
-                out_report,
-                out_model,
-            )
-        }
+    let samples = SamplesArgs {
+        theta,
+        theta_len,
+        log_weights,
+        n,
+    };
+    // SAFETY: forwarded contract.
+    guard(|| unsafe {
+        fit_samples(
+            mem,
+            mem_len,
+            shape,
+            config,
+            None,
+            samples,
+            progress,
+            progress_user,
+            work,
+            work_len,
+            out_report,
+            out_model,
+        )
     })
+}
+
+/// `lwf_model_fit_samples` on the box [lo, hi] (`lo_len == hi_len == dim`; checked as for
+/// `lwf_model_fit_prior_box`): with `config->bounded` 1 (the default) the model lives on the
+/// box, as a prior-box fit's does, and every sample of non-zero weight must lie strictly
+/// inside the box (`LWF_INVALID_ARGUMENT` otherwise; zero-weight samples may lie anywhere);
+/// with `bounded` 0 the box is only checked and the fit is `lwf_model_fit_samples`'s. Model
+/// memory: `lwf_fit_model_size`; `work` needs `n * (dim + 1) * 8` bytes fewer than
+/// `lwf_fit_work_size` gives (that size is fine too).
+///
+/// Errors: as `lwf_model_fit_samples`, plus those of the box (`LWF_NULL_POINTER`,
+/// `LWF_LENGTH_MISMATCH`, `LWF_NON_FINITE`, `LWF_INVALID_ARGUMENT`) and
+/// `LWF_INVALID_ARGUMENT` for a sample of non-zero weight on or outside the box.
+///
+/// # Safety
+/// As `lwf_model_fit_samples`; `lo`, `hi` NULL or readable for their lengths.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn lwf_model_fit_samples_in_box(
+    mem: *mut c_void,
+    mem_len: usize,
+    shape: *const LwfShape,
+    config: *const LwfFitConfig,
+    lo: *const f64,
+    lo_len: usize,
+    hi: *const f64,
+    hi_len: usize,
+    theta: *const f64,
+    theta_len: usize,
+    log_weights: *const f64,
+    n: usize,
+    progress: LwfProgressFn,
+    progress_user: *mut c_void,
+    work: *mut c_void,
+    work_len: usize,
+    out_report: *mut LwfFitReport,
+    out_model: *mut *mut LwfModel,
+) -> LwfStatus {
+    let samples = SamplesArgs {
+        theta,
+        theta_len,
+        log_weights,
+        n,
+    };
+    // SAFETY: forwarded contract.
+    guard(|| unsafe {
+        fit_samples(
+            mem,
+            mem_len,
+            shape,
+            config,
+            Some(BoxArgs {
+                lo,
+                lo_len,
+                hi,
+                hi_len,
+            }),
+            samples,
+            progress,
+            progress_user,
+            work,
+            work_len,
+            out_report,
+            out_model,
+        )
+    })
+}
+
+/// The samples arguments of the samples fits, unchecked.
+#[derive(Clone, Copy)]
+struct SamplesArgs {
+    theta: *const f64,
+    theta_len: usize,
+    log_weights: *const f64,
+    n: usize,
+}
+
+/// The box arguments of `lwf_model_fit_samples_in_box`, unchecked.
+#[derive(Clone, Copy)]
+struct BoxArgs {
+    lo: *const f64,
+    lo_len: usize,
+    hi: *const f64,
+    hi_len: usize,
+}
+
+/// Both samples fits: checks everything, then weighs and trains.
+///
+/// # Safety
+/// The pointers satisfy the exported functions' contracts.
+#[allow(clippy::too_many_arguments)]
+unsafe fn fit_samples(
+    mem: *mut c_void,
+    mem_len: usize,
+    shape: *const LwfShape,
+    config: *const LwfFitConfig,
+    bounds: Option<BoxArgs>,
+    samples: SamplesArgs,
+    progress: LwfProgressFn,
+    progress_user: *mut c_void,
+    work: *mut c_void,
+    work_len: usize,
+    out_report: *mut LwfFitReport,
+    out_model: *mut *mut LwfModel,
+) -> Result<(), LwfStatus> {
+    let SamplesArgs {
+        theta,
+        theta_len,
+        log_weights,
+        n,
+    } = samples;
+    let (entry, lo, lo_len, hi, hi_len) = match bounds {
+        Some(b) => (Entry::SamplesInBox, b.lo, b.lo_len, b.hi, b.hi_len),
+        None => (Entry::Samples, core::ptr::null(), 0, core::ptr::null(), 0),
+    };
+    let inputs = [
+        Span::checked(theta, theta_len)?,
+        Span::checked(log_weights, n)?,
+        Span::checked(lo, lo_len)?,
+        Span::checked(hi, hi_len)?,
+    ];
+    // SAFETY: forwarded contract.
+    let checked = unsafe {
+        check_common(
+            mem, mem_len, shape, config, n, entry, &inputs, work, work_len, out_report, out_model,
+        )
+    }?;
+    let d = checked.plan.template.dim;
+    if n.checked_mul(d) != Some(theta_len) {
+        return Err(LWF_LENGTH_MISMATCH);
+    }
+    // SAFETY: forwarded contract; inputs are only read and overlap no output (checked).
+    let (samples, log_w, lo, hi) = unsafe {
+        (
+            input(theta, theta_len)?,
+            input(log_weights, n)?,
+            input(lo, lo_len)?,
+            input(hi, hi_len)?,
+        )
+    };
+    if entry == Entry::SamplesInBox {
+        check_box(lo, hi, d)?;
+    }
+    if !samples.iter().all(|v| v.is_finite()) {
+        return Err(LWF_NON_FINITE);
+    }
+    // SAFETY: `work` passed check_work in check_common and overlaps nothing else.
+    let w = unsafe { carve(work, &checked.work) }?;
+    let settings = &checked.plan.settings;
+    let stats = normalise_log_weights(log_w, settings.policy, settings.min_ess, w.weights)?;
+    let bounds = (entry == Entry::SamplesInBox).then_some((lo, hi));
+    // SAFETY: checked above; outputs disjoint from everything else.
+    unsafe {
+        train_and_write(
+            &checked,
+            bounds,
+            w.params,
+            w.buffers,
+            samples,
+            w.weights,
+            &stats,
+            progress,
+            progress_user,
+            out_report,
+            out_model,
+        )
+    }
 }

@@ -2,7 +2,7 @@
 //! seeds) in one growable struct, its defaults (the core's `TrainConfig::default()` and
 //! `EmConfig::default()`) and its validation into the core's `FitConfig`.
 
-use crate::guard::{check_ptr, guard, out_scalar, write_scalar};
+use crate::guard::{guard, out_scalar, read_growable, write_scalar};
 use crate::status::LwfStatus::{self, *};
 use core::mem::size_of;
 use lwflow::base::em::EmConfig;
@@ -56,7 +56,9 @@ pub enum LwfNonFinitePolicy {
 /// gives `LWF_INVALID_ARGUMENT`.
 ///
 /// The struct can grow: new fields are only ever appended, and `struct_size` (written by
-/// `lwf_fit_config_default`) tells the library which fields the caller's header has.
+/// `lwf_fit_config_default`) tells the library which fields the caller's header has: the
+/// library accepts its own `sizeof(LwfFitConfig)` and every earlier one (the fields an older
+/// header lacks take their defaults), and refuses any other size (`LWF_INVALID_ARGUMENT`).
 /// Enumerated fields are plain `int32_t` codes so that any value is defined; unknown codes
 /// give `LWF_INVALID_ARGUMENT`.
 #[repr(C)]
@@ -126,10 +128,24 @@ pub struct LwfFitConfig {
     pub seed: u64,
     /// Seed of the parameter initialisation, as `lwf_model_init`'s (default 0).
     pub init_seed: u64,
+    /// 1 (the default): a fit that knows a box -- `lwf_model_fit_prior_box`, and
+    /// `lwf_model_fit_samples_in_box` -- returns a model on it: the box support is the model's
+    /// outermost map (its shape has `bounded` 1 and its parameters end with lo, then hi), every
+    /// sample lies inside the box and log q is -inf outside. The base is fitted and the
+    /// couplings trained in the box map's unbounded coordinates, so the report's EM figures and
+    /// validation losses are in those. 0: an unbounded model, as the first layout of this
+    /// struct gave. `lwf_model_fit_samples` knows no box and ignores this field. Not in the
+    /// first layout: a config of that size gets the default, 1.
+    pub bounded: i32,
 }
 
-/// The first and, so far, only layout of `LwfFitConfig`.
+/// The current layout of `LwfFitConfig`.
 const CONFIG_SIZE: usize = size_of::<LwfFitConfig>();
+/// The first layout: every field up to `init_seed`.
+const CONFIG_SIZE_V1: usize = core::mem::offset_of!(LwfFitConfig, bounded);
+/// Every layout the library reads, oldest first.
+const CONFIG_LAYOUTS: [usize; 2] = [CONFIG_SIZE_V1, CONFIG_SIZE];
+const _: () = assert!(CONFIG_SIZE_V1 < CONFIG_SIZE);
 
 impl LwfFitConfig {
     /// The defaults: the core's `TrainConfig::default()`, `EmConfig::default()` and
@@ -170,13 +186,14 @@ impl LwfFitConfig {
             min_weight: train.min_weight,
             seed: train.seed,
             init_seed: 0,
+            bounded: 1,
         }
     }
 
     /// The core's settings, or `LWF_INVALID_ARGUMENT` for any field out of range.
     pub(crate) fn to_core(self) -> Result<Settings, LwfStatus> {
         let invalid = Err(LWF_INVALID_ARGUMENT);
-        if self.struct_size != CONFIG_SIZE {
+        if !CONFIG_LAYOUTS.contains(&self.struct_size) {
             return invalid;
         }
         let k = self.components;
@@ -185,6 +202,11 @@ impl LwfFitConfig {
             1 if k >= 1 => BaseChoice::PaperMixture(k),
             2 if k >= 1 => BaseChoice::Mixture(k),
             3 if k >= 1 => BaseChoice::Auto(k),
+            _ => return invalid,
+        };
+        let bounded = match self.bounded {
+            0 => false,
+            1 => true,
             _ => return invalid,
         };
         let policy = match self.non_finite {
@@ -248,6 +270,7 @@ impl LwfFitConfig {
             min_ess: self.min_ess,
             sample_seed: self.sample_seed,
             likelihood_batch: self.likelihood_batch,
+            bounded,
         })
     }
 }
@@ -260,30 +283,25 @@ pub(crate) struct Settings {
     pub(crate) min_ess: f64,
     pub(crate) sample_seed: u64,
     pub(crate) likelihood_batch: usize,
+    /// Fits that know a box fit on it.
+    pub(crate) bounded: bool,
 }
 
-/// Reads and checks a config argument: `struct_size` first, then the fields it covers.
+/// Reads and checks a config argument: `struct_size` first, then the fields it covers (the
+/// fields a first-layout config lacks take their defaults).
 ///
 /// # Safety
 /// `config` is NULL or valid for reads of `config->struct_size` bytes (at least the
 /// `struct_size` field itself).
 pub(crate) unsafe fn read_config(config: *const LwfFitConfig) -> Result<Settings, LwfStatus> {
-    check_ptr(config, 1)?;
-    // SAFETY: non-NULL and aligned (checked); the first field is readable by the contract, and
-    // a usize has no invalid bit patterns.
-    let struct_size = unsafe { config.cast::<usize>().read() };
-    if struct_size != CONFIG_SIZE {
-        // Not this library's layout (an older or newer header, or garbage): reading further
-        // could run past the caller's struct.
-        return Err(LWF_INVALID_ARGUMENT);
-    }
-    // SAFETY: the caller's struct is `struct_size == size_of::<LwfFitConfig>()` bytes long;
-    // every field is an integer or a float, so any bits are a valid value.
-    unsafe { config.read() }.to_core()
+    // SAFETY: forwarded contract; every field is an integer or a float, so any bits are a
+    // valid value.
+    unsafe { read_growable(config, &CONFIG_LAYOUTS, LwfFitConfig::defaults()) }?.to_core()
 }
 
 /// Writes the default fit configuration to `*out_config`, with `struct_size =
-/// sizeof(LwfFitConfig)`: an automatic mixture base (EM, K chosen by BIC up to 4),
+/// sizeof(LwfFitConfig)`: fits on the box when one is known (`bounded` 1), an automatic
+/// mixture base (EM, K chosen by BIC up to 4),
 /// `LWF_NON_FINITE_ERROR`, ESS floor 100, likelihood batches of 4096, the core's EM defaults
 /// (200 iterations, tolerance 1e-6, variance floor 1e-6, 3 restarts, min weight 1e-10) and
 /// training defaults (200 epochs, batch 512, Adam lr 1e-3 / 0.9 / 0.999 / 1e-8, no weight
@@ -317,13 +335,61 @@ mod tests {
         assert_eq!(s.fit.em, EmConfig::default());
         assert_eq!(s.fit.base, BaseChoice::Auto(4));
         assert_eq!(s.policy, NonFinitePolicy::Error);
+        assert!(s.bounded);
+    }
+
+    #[test]
+    fn the_box_switch_is_a_flag() {
+        let d = LwfFitConfig::defaults();
+        let off = LwfFitConfig { bounded: 0, ..d };
+        assert!(!off.to_core().unwrap().bounded);
+        for bad in [2, -1, i32::MIN] {
+            let c = LwfFitConfig { bounded: bad, ..d };
+            assert_eq!(
+                c.to_core().err(),
+                Some(LWF_INVALID_ARGUMENT),
+                "bounded {bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_first_layout_config_fits_on_the_box_by_default() {
+        let mut c = LwfFitConfig::defaults();
+        c.bounded = 0;
+        c.init_seed = 31;
+        // The caller's struct ends at `init_seed`; the word after it is garbage (here a value
+        // the library would refuse) that must not be read.
+        let mut words = [u64::MAX; CONFIG_SIZE.div_ceil(8)];
+        // SAFETY: `words` is 8-byte aligned and as large as the struct; the first-layout
+        // prefix is copied, then its struct_size set.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (&c as *const LwfFitConfig).cast::<u8>(),
+                words.as_mut_ptr().cast::<u8>(),
+                CONFIG_SIZE_V1,
+            );
+            words.as_mut_ptr().cast::<usize>().write(CONFIG_SIZE_V1);
+        }
+        // SAFETY: readable for CONFIG_SIZE_V1 bytes (the whole array, in fact).
+        let s = unsafe { read_config(words.as_ptr().cast()) }.expect("first layout");
+        assert!(s.bounded);
+        assert_eq!(s.fit.init_seed, 31);
+        for size in [CONFIG_SIZE_V1 - 8, CONFIG_SIZE_V1 + 4, CONFIG_SIZE + 8, 0] {
+            // SAFETY: as above.
+            unsafe { words.as_mut_ptr().cast::<usize>().write(size) };
+            // SAFETY: as above.
+            let got = unsafe { read_config(words.as_ptr().cast()) };
+            assert_eq!(got.err(), Some(LWF_INVALID_ARGUMENT), "struct_size {size}");
+        }
     }
 
     #[test]
     fn every_bad_field_is_an_invalid_argument() {
         let d = LwfFitConfig::defaults();
-        let bad: [fn(&mut LwfFitConfig); 16] = [
-            |c| c.struct_size -= 8,
+        let bad: [fn(&mut LwfFitConfig); 17] = [
+            |c| c.struct_size -= 4,
+            |c| c.bounded = 2,
             |c| c.base = 4,
             |c| c.components = 0,
             |c| c.non_finite = -1,

@@ -171,7 +171,7 @@ mod mirror {
     use lwflow::base::em::EmConfig;
     use lwflow::rand_core::SeedableRng;
     use lwflow::train::{
-        fit, sample_and_weigh, BaseChoice, FitBuffers, FitConfig, FitMemory, FitReport,
+        fit_in_box, sample_and_weigh, BaseChoice, FitBuffers, FitConfig, FitMemory, FitReport,
         NonFinitePolicy, TrainConfig, WeightStats,
     };
     use lwflow::{init_params, set_mixture_base, Adam, BaseKind, Error, Flow, Shape};
@@ -372,9 +372,10 @@ mod mirror {
         (kl, kl_start)
     }
 
-    /// fit_2d2.c's fit (full budget) through `lwflow::train::fit` in f64: the same prior
-    /// draws (xoshiro256++ from sample_seed 42), likelihood, batches, configuration (the C
-    /// ABI's defaults are the core's) and seeds. Returns (KL, fit report, weight statistics).
+    /// fit_2d2.c's fit (full budget) through `lwflow::train::fit_in_box` in f64 (the C ABI's
+    /// prior-box fit is on the box by default): the same prior draws (xoshiro256++ from
+    /// sample_seed 42), likelihood, batches, configuration (the C ABI's defaults are the
+    /// core's) and seeds. Returns (KL, fit report, weight statistics).
     pub fn fit_2d2() -> (f64, FitReport, WeightStats) {
         let (n, dim) = (20000usize, 2usize);
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(42);
@@ -396,7 +397,7 @@ mod mirror {
         )
         .expect("weights");
 
-        let template = Shape::new(dim, 32, 4);
+        let template = Shape::new(dim, 32, 4).with_bounded(true);
         let cfg = FitConfig {
             base: BaseChoice::Auto(4),
             em: EmConfig::default(),
@@ -415,9 +416,11 @@ mod mirror {
         );
         let buffers =
             FitBuffers::split(&template, &cfg, n, &mut reals, &mut order, &mut em).unwrap();
-        let report = fit(
+        let report = fit_in_box(
             &template,
             &cfg,
+            &[-BOX, -BOX],
+            &[BOX, BOX],
             &mut params,
             &theta,
             &weights,

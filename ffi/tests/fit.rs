@@ -1,8 +1,11 @@
 //! The fit API exercised from Rust through the built `liblwflow.so` (the real exported
-//! symbols, loaded with libloading), against the core's `lwflow::train::fit` on the same
-//! inputs: the prior-box fit with a likelihood callback, the samples fit and a fit cancelled
-//! by the progress callback all give bit-identical parameters and the same report; two fits
-//! on two threads at once equal the same fits alone; the mirrored config struct has the
+//! symbols, loaded with libloading), against the core's `lwflow::train::fit` and
+//! `lwflow::train::fit_in_box` on the same inputs: the prior-box fit with a likelihood
+//! callback (on its box by default, unbounded with `bounded` 0), the samples fits with and
+//! without a box and a fit cancelled by the progress callback all give bit-identical
+//! parameters and the same report; a prior-box fit's model lives on its box (shape, saved
+//! bytes, 10^5 samples, log q outside); bad boxes are typed errors before any callback; two
+//! fits on two threads at once equal the same fits alone; the mirrored config struct has the
 //! library's size.
 
 mod common;
@@ -10,8 +13,8 @@ mod common;
 use lwflow::base::em::EmConfig;
 use lwflow::rand_core::SeedableRng;
 use lwflow::train::{
-    fit, normalise_log_weights, sample_and_weigh, BaseChoice, EpochReport, FitBuffers, FitConfig,
-    FitMemory, FitReport, NonFinitePolicy, Schedule, StopReason, TrainConfig,
+    fit, fit_in_box, normalise_log_weights, sample_and_weigh, BaseChoice, EpochReport, FitBuffers,
+    FitConfig, FitMemory, FitReport, NonFinitePolicy, Schedule, StopReason, TrainConfig,
 };
 use lwflow::Shape;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -52,6 +55,7 @@ struct LwfFitConfig {
     min_weight: f64,
     seed: u64,
     init_seed: u64,
+    bounded: i32,
 }
 
 #[repr(C)]
@@ -92,6 +96,9 @@ type LogLikelihoodFn =
 type ProgressFn = Option<unsafe extern "C" fn(*const LwfEpochReport, *mut c_void) -> c_int>;
 
 const LWF_OK: i32 = 0;
+const LWF_LENGTH_MISMATCH: i32 = 3;
+const LWF_INVALID_ARGUMENT: i32 = 6;
+const LWF_NON_FINITE: i32 = 7;
 const LWF_CANCELLED: i32 = 10;
 const LWF_FIT_BASE_MIXTURE: i32 = 2;
 const LWF_FIT_BASE_AUTO: i32 = 3;
@@ -138,9 +145,42 @@ struct Api {
         *mut LwfFitReport,
         *mut *mut Model,
     ) -> i32,
+    fit_samples_in_box: unsafe extern "C" fn(
+        *mut c_void,
+        usize,
+        *const LwfShape,
+        *const LwfFitConfig,
+        *const f64,
+        usize,
+        *const f64,
+        usize,
+        *const f64,
+        usize,
+        *const f64,
+        usize,
+        ProgressFn,
+        *mut c_void,
+        *mut c_void,
+        usize,
+        *mut LwfFitReport,
+        *mut *mut Model,
+    ) -> i32,
     model_shape: unsafe extern "C" fn(*const Model, *mut LwfShape) -> i32,
     model_get_params: unsafe extern "C" fn(*const Model, *mut f64, usize) -> i32,
     shape_param_count: unsafe extern "C" fn(*const LwfShape, *mut usize) -> i32,
+    shape_serialized_size: unsafe extern "C" fn(*const LwfShape, *mut usize) -> i32,
+    model_save: unsafe extern "C" fn(*const Model, *mut u8, usize, *mut usize) -> i32,
+    model_inspect: unsafe extern "C" fn(*const u8, usize, *mut LwfShape) -> i32,
+    model_log_prob: unsafe extern "C" fn(*mut Model, *const f64, usize, *mut f64, usize) -> i32,
+    model_sample:
+        unsafe extern "C" fn(*mut Model, *mut LwfRng, *mut f64, usize, *mut f64, usize) -> i32,
+    rng_init: unsafe extern "C" fn(*mut LwfRng, u64) -> i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct LwfRng {
+    state: [u64; 4],
 }
 
 fn api() -> &'static Api {
@@ -160,9 +200,16 @@ fn api() -> &'static Api {
             fit_work_size: sym!("lwf_fit_work_size"),
             fit_prior_box: sym!("lwf_model_fit_prior_box"),
             fit_samples: sym!("lwf_model_fit_samples"),
+            fit_samples_in_box: sym!("lwf_model_fit_samples_in_box"),
             model_shape: sym!("lwf_model_shape"),
             model_get_params: sym!("lwf_model_get_params"),
             shape_param_count: sym!("lwf_shape_param_count"),
+            shape_serialized_size: sym!("lwf_shape_serialized_size"),
+            model_save: sym!("lwf_model_save"),
+            model_inspect: sym!("lwf_model_inspect"),
+            model_log_prob: sym!("lwf_model_log_prob"),
+            model_sample: sym!("lwf_model_sample"),
+            rng_init: sym!("lwf_rng_init"),
         }
     })
 }
@@ -229,8 +276,8 @@ fn shape() -> LwfShape {
     unsafe { s.assume_init() }
 }
 
-/// A small, quick configuration with every field away from its default where it matters.
-fn config() -> LwfFitConfig {
+/// `lwf_fit_config_default`.
+fn config_default() -> LwfFitConfig {
     let mut c = std::mem::MaybeUninit::<LwfFitConfig>::uninit();
     // SAFETY: writable; written on success (checked).
     assert_eq!(
@@ -238,12 +285,20 @@ fn config() -> LwfFitConfig {
         LWF_OK
     );
     // SAFETY: written by the successful call.
-    let mut c = unsafe { c.assume_init() };
+    let c = unsafe { c.assume_init() };
     assert_eq!(
         c.struct_size,
         std::mem::size_of::<LwfFitConfig>(),
         "the mirrored LwfFitConfig differs from the library's"
     );
+    c
+}
+
+/// A small, quick configuration with every field away from its default where it matters
+/// (the box switch at its default: on).
+fn config() -> LwfFitConfig {
+    let mut c = config_default();
+    assert_eq!(c.bounded, 1, "fits on the box by default");
     c.base = LWF_FIT_BASE_AUTO;
     c.components = 3;
     c.min_ess = 20.0;
@@ -305,16 +360,17 @@ fn core_config(c: &LwfFitConfig) -> FitConfig {
     }
 }
 
-/// `lwflow::train::fit` in f64 with freshly allocated buffers: (parameters of the fitted
-/// shape, report).
+/// `lwflow::train::fit` in f64 with freshly allocated buffers, or `fit_in_box` on `bounds`
+/// when given: (parameters of the fitted shape, report).
 fn core_fit(
     c: &LwfFitConfig,
+    bounds: Option<(&[f64], &[f64])>,
     samples: &[f64],
     weights: &[f64],
     on_epoch: impl FnMut(&EpochReport) -> bool,
 ) -> (Vec<f64>, FitReport) {
     let cfg = core_config(c);
-    let template = Shape::new(2, 16, 3);
+    let template = Shape::new(2, 16, 3).with_bounded(bounds.is_some());
     let n = weights.len();
     let mut params = vec![0.0; cfg.base.max_shape(&template).param_len()];
     let need = FitMemory::new(&template, &cfg, n);
@@ -324,15 +380,28 @@ fn core_fit(
         vec![0.0; need.em],
     );
     let buffers = FitBuffers::split(&template, &cfg, n, &mut reals, &mut order, &mut em).unwrap();
-    let report = fit(
-        &template,
-        &cfg,
-        &mut params,
-        samples,
-        weights,
-        buffers,
-        on_epoch,
-    )
+    let report = match bounds {
+        Some((lo, hi)) => fit_in_box(
+            &template,
+            &cfg,
+            lo,
+            hi,
+            &mut params,
+            samples,
+            weights,
+            buffers,
+            on_epoch,
+        ),
+        None => fit(
+            &template,
+            &cfg,
+            &mut params,
+            samples,
+            weights,
+            buffers,
+            on_epoch,
+        ),
+    }
     .expect("core fit");
     params.truncate(report.shape.param_len());
     (params, report)
@@ -344,6 +413,74 @@ struct AbiFit {
     report: LwfFitReport,
     params: Vec<f64>,
     shape: LwfShape,
+    /// The model memory (the model stays usable).
+    mem: Vec<f64>,
+}
+
+impl AbiFit {
+    fn handle(&mut self) -> *mut Model {
+        self.mem.as_mut_ptr().cast()
+    }
+
+    fn log_prob(&mut self, theta: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; theta.len() / 2];
+        // SAFETY: a valid model and buffers of the stated lengths.
+        let st = unsafe {
+            (api().model_log_prob)(
+                self.handle(),
+                theta.as_ptr(),
+                theta.len(),
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        assert_eq!(st, LWF_OK);
+        out
+    }
+
+    fn sample(&mut self, n: usize, seed: u64) -> Vec<f64> {
+        let mut rng = LwfRng::default();
+        let (mut theta, mut log_q) = (vec![0.0; 2 * n], vec![0.0; n]);
+        // SAFETY: a valid model and buffers of the stated lengths.
+        unsafe {
+            assert_eq!((api().rng_init)(&mut rng, seed), LWF_OK);
+            assert_eq!(
+                (api().model_sample)(
+                    self.handle(),
+                    &mut rng,
+                    theta.as_mut_ptr(),
+                    2 * n,
+                    log_q.as_mut_ptr(),
+                    n
+                ),
+                LWF_OK
+            );
+        }
+        assert!(log_q.iter().all(|v| v.is_finite()));
+        theta
+    }
+
+    /// The shape `lwf_model_inspect` reads from the saved bytes.
+    fn inspect_saved(&mut self) -> LwfShape {
+        let a = api();
+        let mut len = 0;
+        let mut written = 0;
+        let mut shape = shape();
+        // SAFETY: valid model and buffers.
+        unsafe {
+            assert_eq!((a.shape_serialized_size)(&self.shape, &mut len), LWF_OK);
+            let mut bytes = vec![0u8; len];
+            assert_eq!(
+                (a.model_save)(self.handle(), bytes.as_mut_ptr(), len, &mut written),
+                LWF_OK
+            );
+            assert_eq!(
+                (a.model_inspect)(bytes.as_ptr(), written, &mut shape),
+                LWF_OK
+            );
+        }
+        shape
+    }
 }
 
 /// Model and work memory sized by the ABI's queries (Vec<f64>: 8-byte aligned).
@@ -364,8 +501,13 @@ fn memory(c: &LwfFitConfig, n: usize) -> (Vec<f64>, usize, Vec<f64>, usize) {
 }
 
 /// Reads the fitted model's shape and parameters.
-fn finish(status: i32, report: LwfFitReport, model: *mut Model) -> AbiFit {
+fn finish(status: i32, report: LwfFitReport, model: *mut Model, mem: Vec<f64>) -> AbiFit {
     let a = api();
+    assert_eq!(
+        model,
+        mem.as_ptr().cast_mut().cast(),
+        "the handle is the memory"
+    );
     let mut shape = shape();
     let mut p = 0;
     // SAFETY: `model` is the handle the fit wrote (status OK or CANCELLED); locals are valid.
@@ -381,18 +523,21 @@ fn finish(status: i32, report: LwfFitReport, model: *mut Model) -> AbiFit {
         report,
         params,
         shape,
+        mem,
     }
 }
 
-fn abi_fit_prior_box(
+/// A prior-box fit of 2D2 on [lo, hi] through the ABI.
+fn abi_fit_prior_box_on(
     c: &LwfFitConfig,
+    lo: [f64; 2],
+    hi: [f64; 2],
     n: usize,
     progress: ProgressFn,
     progress_user: *mut c_void,
 ) -> AbiFit {
     let s = shape();
     let (mut mem, mem_len, mut work, work_len) = memory(c, n);
-    let (lo, hi) = ([-BOX; 2], [BOX; 2]);
     let mut calls = 0usize;
     let mut report = LwfFitReport::default();
     let mut model = std::ptr::null_mut();
@@ -423,10 +568,18 @@ fn abi_fit_prior_box(
         "status {status}"
     );
     assert_eq!(calls, n.div_ceil(c.likelihood_batch));
-    let fitted = finish(status, report, model);
     drop(work);
-    drop(mem);
-    fitted
+    finish(status, report, model, mem)
+}
+
+/// A prior-box fit of 2D2 on [-6, 6]^2 through the ABI.
+fn abi_fit_prior_box(
+    c: &LwfFitConfig,
+    n: usize,
+    progress: ProgressFn,
+    progress_user: *mut c_void,
+) -> AbiFit {
+    abi_fit_prior_box_on(c, [-BOX; 2], [BOX; 2], n, progress, progress_user)
 }
 
 /// The prior draws and weights the ABI's prior-box fit makes, through the core.
@@ -454,8 +607,17 @@ fn prior_samples(c: &LwfFitConfig, n: usize) -> (Vec<f64>, Vec<f64>, f64) {
     (theta, w, stats.ess)
 }
 
+/// The box the core fit gets for a prior-box fit with config `c`: [-6, 6]^2 when the switch
+/// is on, none when off.
+fn core_box(c: &LwfFitConfig) -> Option<(&'static [f64], &'static [f64])> {
+    const LO: [f64; 2] = [-BOX; 2];
+    const HI: [f64; 2] = [BOX; 2];
+    (c.bounded == 1).then_some((&LO[..], &HI[..]))
+}
+
 fn assert_same(abi: &AbiFit, params: &[f64], report: &FitReport, ess: f64) {
     assert_eq!(abi.shape.components, report.shape.components());
+    assert_eq!(abi.shape.bounded, i32::from(report.shape.bounded));
     assert_eq!(abi.params, params, "parameters differ from the core's fit");
     let (r, t) = (&abi.report, &report.train);
     assert_eq!(r.components, report.shape.components());
@@ -472,67 +634,336 @@ fn assert_same(abi: &AbiFit, params: &[f64], report: &FitReport, ess: f64) {
 }
 
 #[test]
-fn prior_box_fit_through_the_abi_equals_the_core_fit() {
-    let (c, n) = (config(), 3000);
-    let abi = abi_fit_prior_box(&c, n, None, std::ptr::null_mut());
-    assert_eq!(abi.status, LWF_OK);
-    assert_eq!(abi.report.n_samples, n);
-    let (theta, w, ess) = prior_samples(&c, n);
-    let (params, report) = core_fit(&c, &theta, &w, |_| true);
-    assert_same(&abi, &params, &report, ess);
-    eprintln!(
-        "prior-box fit: K = {}, {} epochs, {} steps, ESS {:.1}: bit-identical to the core",
-        abi.report.components, abi.report.epochs, abi.report.steps, abi.report.ess
-    );
+fn prior_box_fit_through_the_abi_equals_the_core_fit_on_and_off_the_box() {
+    let n = 3000;
+    for bounded in [1, 0] {
+        let c = LwfFitConfig {
+            bounded,
+            ..config()
+        };
+        let abi = abi_fit_prior_box(&c, n, None, std::ptr::null_mut());
+        assert_eq!(abi.status, LWF_OK);
+        assert_eq!(abi.report.n_samples, n);
+        assert_eq!(abi.shape.bounded, bounded);
+        let (theta, w, ess) = prior_samples(&c, n);
+        let (params, report) = core_fit(&c, core_box(&c), &theta, &w, |_| true);
+        assert_same(&abi, &params, &report, ess);
+        eprintln!(
+            "prior-box fit, bounded {bounded}: K = {}, {} epochs, {} steps, ESS {:.1}: \
+             bit-identical to the core",
+            abi.report.components, abi.report.epochs, abi.report.steps, abi.report.ess
+        );
+    }
 }
 
-#[test]
-fn samples_fit_through_the_abi_equals_the_core_fit() {
-    let mut c = config();
-    c.base = LWF_FIT_BASE_MIXTURE;
-    c.components = 2;
-    let n = 2500;
-    // Samples from a wider box than the prior (any proposal): log-weights are the
-    // log-likelihoods plus a constant, which normalisation removes.
+/// The 2D2 log-likelihoods of n draws from a wider box than the prior (any proposal), minus a
+/// constant that normalisation removes: (theta, log-weights).
+fn proposal_samples(n: usize) -> (Vec<f64>, Vec<f64>) {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
     let mut theta = vec![0.0; 2 * n];
     lwflow::train::sample_box(&[-5.0; 2], &[5.0; 2], &mut rng, &mut theta).unwrap();
     let log_w: Vec<f64> = theta.chunks(2).map(|x| log_likelihood(x) - 7.0).collect();
+    (theta, log_w)
+}
 
+/// A samples fit through the ABI: `lwf_model_fit_samples_in_box` on [lo, hi] when `bounds`
+/// is given, else `lwf_model_fit_samples`; work memory as small as documented.
+fn abi_fit_samples(
+    c: &LwfFitConfig,
+    bounds: Option<([f64; 2], [f64; 2])>,
+    theta: &[f64],
+    log_w: &[f64],
+) -> (i32, Option<AbiFit>) {
+    let n = log_w.len();
     let s = shape();
-    let (mut mem, mem_len, mut work, work_len) = memory(&c, n);
+    let (mut mem, mem_len, mut work, work_len) = memory(c, n);
+    // Without a box, or with the switch off, the fit needs neither the box's parameters nor
+    // the unbounded samples: the sizes of the config with `bounded` 0 suffice.
+    let (unbounded_mem, unbounded_work) = {
+        let off = LwfFitConfig { bounded: 0, ..*c };
+        let (m, ml, w, wl) = memory(&off, n);
+        drop((m, w));
+        (ml, wl)
+    };
+    let in_box = bounds.is_some() && c.bounded == 1;
+    let mem_len = if in_box { mem_len } else { unbounded_mem };
+    let work_len = if in_box { work_len } else { unbounded_work } - n * 3 * 8;
     let mut report = LwfFitReport::default();
     let mut model = std::ptr::null_mut();
-    // SAFETY: every buffer is valid for its stated length. The samples fit needs n (dim + 1)
-    // doubles less work than the size query gives: pass exactly that.
+    // SAFETY: every buffer is valid for its stated length.
     let status = unsafe {
-        (api().fit_samples)(
-            mem.as_mut_ptr().cast(),
-            mem_len,
-            &s,
-            &c,
-            theta.as_ptr(),
-            theta.len(),
-            log_w.as_ptr(),
-            n,
-            None,
-            std::ptr::null_mut(),
-            work.as_mut_ptr().cast(),
-            work_len - n * 3 * 8,
-            &mut report,
-            &mut model,
-        )
+        match bounds {
+            Some((lo, hi)) => (api().fit_samples_in_box)(
+                mem.as_mut_ptr().cast(),
+                mem_len,
+                &s,
+                c,
+                lo.as_ptr(),
+                2,
+                hi.as_ptr(),
+                2,
+                theta.as_ptr(),
+                theta.len(),
+                log_w.as_ptr(),
+                n,
+                None,
+                std::ptr::null_mut(),
+                work.as_mut_ptr().cast(),
+                work_len,
+                &mut report,
+                &mut model,
+            ),
+            None => (api().fit_samples)(
+                mem.as_mut_ptr().cast(),
+                mem_len,
+                &s,
+                c,
+                theta.as_ptr(),
+                theta.len(),
+                log_w.as_ptr(),
+                n,
+                None,
+                std::ptr::null_mut(),
+                work.as_mut_ptr().cast(),
+                work_len,
+                &mut report,
+                &mut model,
+            ),
+        }
     };
-    assert_eq!(status, LWF_OK);
-    let abi = finish(status, report, model);
-
-    let mut w = vec![0.0; n];
-    let stats = normalise_log_weights(&log_w, NonFinitePolicy::Error, c.min_ess, &mut w).unwrap();
-    let (params, core) = core_fit(&c, &theta, &w, |_| true);
-    assert_same(&abi, &params, &core, stats.ess);
-    assert_eq!(abi.shape.components, 2);
     drop(work);
-    drop(mem);
+    if status != LWF_OK {
+        assert!(model.is_null(), "the handle was written");
+        return (status, None);
+    }
+    (status, Some(finish(status, report, model, mem)))
+}
+
+#[test]
+fn samples_fits_through_the_abi_equal_the_core_fits() {
+    let mut c = config();
+    c.base = LWF_FIT_BASE_MIXTURE;
+    c.components = 2;
+    let (theta, log_w) = proposal_samples(2500);
+    let mut w = vec![0.0; log_w.len()];
+    let stats = normalise_log_weights(&log_w, NonFinitePolicy::Error, c.min_ess, &mut w).unwrap();
+    let (lo, hi) = ([-5.5, -5.0], [5.0, 5.5]);
+    // No box: the unbounded fit whatever the switch says.
+    let (plain, plain_core) = core_fit(&c, None, &theta, &w, |_| true);
+    for bounded in [1, 0] {
+        let c = LwfFitConfig { bounded, ..c };
+        let abi = abi_fit_samples(&c, None, &theta, &log_w).1.expect("fit");
+        assert_same(&abi, &plain, &plain_core, stats.ess);
+        assert_eq!(abi.shape.bounded, 0);
+    }
+    // A box: on it by default, and as without a box when the switch is off.
+    let abi = abi_fit_samples(&c, Some((lo, hi)), &theta, &log_w)
+        .1
+        .expect("fit");
+    let (params, core) = core_fit(&c, Some((&lo, &hi)), &theta, &w, |_| true);
+    assert_same(&abi, &params, &core, stats.ess);
+    assert_eq!(abi.shape.bounded, 1);
+    assert_eq!(&abi.params[abi.params.len() - 4..], &[lo, hi].concat()[..]);
+    let off = LwfFitConfig { bounded: 0, ..c };
+    let abi = abi_fit_samples(&off, Some((lo, hi)), &theta, &log_w)
+        .1
+        .expect("fit");
+    assert_same(&abi, &plain, &plain_core, stats.ess);
+    assert_eq!(abi.shape.components, 2);
+}
+
+#[test]
+fn a_samples_fit_on_a_box_refuses_weighted_samples_outside_it() {
+    let c = LwfFitConfig {
+        base: LWF_FIT_BASE_MIXTURE,
+        components: 2,
+        ..config()
+    };
+    let (mut theta, mut log_w) = proposal_samples(2000);
+    let (lo, hi) = ([-5.0; 2], [5.0; 2]);
+    // sample_box draws inside the open box: the fit takes them all.
+    assert_eq!(
+        abi_fit_samples(&c, Some((lo, hi)), &theta, &log_w).0,
+        LWF_OK
+    );
+    theta[10] = 5.0; // on the boundary, weight > 0
+    assert_eq!(
+        abi_fit_samples(&c, Some((lo, hi)), &theta, &log_w).0,
+        LWF_INVALID_ARGUMENT
+    );
+    // ... unless its weight is zero, or the fit is not on the box.
+    let kept = log_w[5];
+    log_w[5] = f64::NEG_INFINITY;
+    assert_eq!(
+        abi_fit_samples(&c, Some((lo, hi)), &theta, &log_w).0,
+        LWF_OK
+    );
+    log_w[5] = kept;
+    let off = LwfFitConfig { bounded: 0, ..c };
+    assert_eq!(
+        abi_fit_samples(&off, Some((lo, hi)), &theta, &log_w).0,
+        LWF_OK
+    );
+}
+
+#[test]
+fn a_prior_box_fit_lives_on_its_box() {
+    // The default configuration but for the training budget; an asymmetric box, so lo and
+    // hi cannot be confused.
+    let c = LwfFitConfig {
+        max_epochs: 5,
+        sample_seed: 2,
+        ..config_default()
+    };
+    let (lo, hi) = ([-6.0, -5.0], [7.0, 4.5]);
+    let mut fitted = abi_fit_prior_box_on(&c, lo, hi, 4000, None, std::ptr::null_mut());
+    assert_eq!(fitted.status, LWF_OK);
+    assert_eq!(fitted.shape.bounded, 1);
+    assert_eq!(fitted.shape.affine, 0);
+    let saved = fitted.inspect_saved();
+    assert_eq!(saved, fitted.shape, "the saved bytes say bounded too");
+    // The box is the last 2D parameters: lo, then hi, exactly.
+    let p = &fitted.params;
+    assert_eq!(&p[p.len() - 4..], &[lo[0], lo[1], hi[0], hi[1]]);
+    // Every one of 10^5 samples lies inside the open box.
+    let draws = fitted.sample(100_000, 5);
+    for x in draws.chunks_exact(2) {
+        assert!(
+            lo[0] < x[0] && x[0] < hi[0] && lo[1] < x[1] && x[1] < hi[1],
+            "sample {x:?} outside the box"
+        );
+    }
+    // Both modes are covered.
+    let right = draws.chunks(2).filter(|x| x[0] > 0.0).count() as f64 / 100_000.0;
+    assert!((right - 0.5).abs() < 0.1, "share right of 0: {right}");
+    // log q is -inf on and outside the boundary, finite inside.
+    let outside = [
+        lo[0], 0.0, hi[0], 0.0, 0.0, lo[1], 0.0, hi[1], -6.5, 0.0, 7.5, 0.0, 0.0, -5.01, 0.0, 4.51,
+        1e300, -1e300,
+    ];
+    assert!(fitted
+        .log_prob(&outside)
+        .iter()
+        .all(|&v| v == f64::NEG_INFINITY));
+    let inside = [-5.99, -4.99, 6.99, 4.49, 2.5, 0.0, -2.5, 0.0, 0.0, 0.0];
+    assert!(fitted.log_prob(&inside).iter().all(|v| v.is_finite()));
+
+    // The switch off: an unbounded model, as before.
+    let off = LwfFitConfig { bounded: 0, ..c };
+    let mut unbounded = abi_fit_prior_box_on(&off, lo, hi, 4000, None, std::ptr::null_mut());
+    assert_eq!(unbounded.shape.bounded, 0);
+    assert_eq!(unbounded.inspect_saved().bounded, 0);
+    assert!(unbounded
+        .log_prob(&outside[..16])
+        .iter()
+        .all(|v| v.is_finite()));
+}
+
+#[test]
+fn bad_boxes_are_typed_errors_before_any_callback() {
+    let n = 500;
+    let (theta, log_w) = proposal_samples(n);
+    let nan = f64::NAN;
+    let inf = f64::INFINITY;
+    let cases: [(&str, [f64; 2], [f64; 2], i32); 10] = [
+        ("lo == hi", [-1.0, 0.0], [1.0, 0.0], LWF_INVALID_ARGUMENT),
+        ("lo > hi", [1.0, -1.0], [-1.0, 1.0], LWF_INVALID_ARGUMENT),
+        ("NaN lo", [nan, -1.0], [1.0, 1.0], LWF_NON_FINITE),
+        ("NaN hi", [-1.0, -1.0], [1.0, nan], LWF_NON_FINITE),
+        ("-inf lo", [-inf, -1.0], [1.0, 1.0], LWF_NON_FINITE),
+        ("+inf hi", [-1.0, -1.0], [1.0, inf], LWF_NON_FINITE),
+        (
+            "overflowing width",
+            [-1e308, -1.0],
+            [1e308, 1.0],
+            LWF_INVALID_ARGUMENT,
+        ),
+        (
+            "largest doubles",
+            [-f64::MAX, -1.0],
+            [f64::MAX, 1.0],
+            LWF_INVALID_ARGUMENT,
+        ),
+        // 2^53 and 2^53 + 2: no double strictly between them.
+        (
+            "no interior point",
+            [9_007_199_254_740_992.0, -1.0],
+            [9_007_199_254_740_994.0, 1.0],
+            LWF_INVALID_ARGUMENT,
+        ),
+        ("inf width", [-inf, -inf], [inf, inf], LWF_NON_FINITE),
+    ];
+    for bounded in [1, 0] {
+        let c = LwfFitConfig {
+            bounded,
+            ..config()
+        };
+        let s = shape();
+        let (mut mem, mem_len, mut work, work_len) = memory(&c, n);
+        for (what, lo, hi, want) in cases {
+            let mut calls = 0usize;
+            let mut model = std::ptr::null_mut();
+            // SAFETY: every buffer is valid for its stated length.
+            let st = unsafe {
+                (api().fit_prior_box)(
+                    mem.as_mut_ptr().cast(),
+                    mem_len,
+                    &s,
+                    &c,
+                    lo.as_ptr(),
+                    2,
+                    hi.as_ptr(),
+                    2,
+                    n,
+                    Some(c_log_likelihood),
+                    (&mut calls as *mut usize).cast(),
+                    None,
+                    std::ptr::null_mut(),
+                    work.as_mut_ptr().cast(),
+                    work_len,
+                    std::ptr::null_mut(),
+                    &mut model,
+                )
+            };
+            assert_eq!(st, want, "prior box, {what}, bounded {bounded}");
+            assert_eq!(calls, 0, "{what}: the likelihood was called");
+            assert!(model.is_null());
+            assert!(
+                mem.iter().all(|&v| v == 0.0),
+                "{what}: model memory written"
+            );
+            let (st, _) = abi_fit_samples(&c, Some((lo, hi)), &theta, &log_w);
+            assert_eq!(st, want, "samples in box, {what}, bounded {bounded}");
+        }
+        // Lengths other than dim.
+        let (lo, hi) = ([-BOX; 3], [BOX; 3]);
+        let mut model = std::ptr::null_mut();
+        // SAFETY: every buffer is valid for its stated length.
+        let st = unsafe {
+            (api().fit_samples_in_box)(
+                mem.as_mut_ptr().cast(),
+                mem_len,
+                &s,
+                &c,
+                lo.as_ptr(),
+                3,
+                hi.as_ptr(),
+                3,
+                theta.as_ptr(),
+                theta.len(),
+                log_w.as_ptr(),
+                n,
+                None,
+                std::ptr::null_mut(),
+                work.as_mut_ptr().cast(),
+                work_len,
+                std::ptr::null_mut(),
+                &mut model,
+            )
+        };
+        assert_eq!(st, LWF_LENGTH_MISMATCH);
+        assert!(model.is_null());
+    }
 }
 
 #[test]
@@ -551,7 +982,7 @@ fn cancelled_fit_keeps_the_best_model_so_far_like_the_core() {
 
     let (theta, w, ess) = prior_samples(&c, n);
     let mut core_seen = Vec::new();
-    let (params, report) = core_fit(&c, &theta, &w, |r| {
+    let (params, report) = core_fit(&c, core_box(&c), &theta, &w, |r| {
         core_seen.push(*r);
         r.epoch < CANCEL_AT
     });
