@@ -162,7 +162,7 @@ struct adam : LwfAdam {
 struct fit_config : LwfFitConfig {
     fit_config() : LwfFitConfig() { check(lwf_fit_config_default(this), "lwf_fit_config_default"); }
 
-    /// K chosen by BIC among 1..k_max (the default, k_max 4).
+    /// K chosen by BIC among 1..k_max (the default, k_max 8).
     fit_config &automatic(std::size_t k_max) { return set_base(LWF_FIT_BASE_AUTO, k_max); }
     /// k components fitted by weighted EM.
     fit_config &mixture(std::size_t k) { return set_base(LWF_FIT_BASE_MIXTURE, k); }

@@ -619,7 +619,7 @@ int main(void) {
         LwfFitConfig cfg, bad_cfg;
         OK(lwf_fit_config_default(&cfg));
         TRUE(cfg.struct_size == sizeof(LwfFitConfig));
-        TRUE(cfg.base == LWF_FIT_BASE_AUTO && cfg.components == 4 && cfg.bounded == 1);
+        TRUE(cfg.base == LWF_FIT_BASE_AUTO && cfg.components == 8 && cfg.bounded == 1);
         TRUE(cfg.non_finite == LWF_NON_FINITE_ERROR && cfg.min_ess == 100.0);
         TRUE(cfg.max_epochs == 200 && cfg.batch_size == 512 && cfg.lr == 1e-3);
         TRUE(cfg.schedule == LWF_SCHEDULE_COSINE && cfg.min_lr_factor == 0.05);

@@ -93,7 +93,7 @@ int main(int argc, char **argv) {
     LwfShape shape;
     CHECK(lwf_shape_default(dim, 32, 4, &shape));
     LwfFitConfig config;
-    CHECK(lwf_fit_config_default(&config)); /* automatic GMM base, K <= 4 by BIC */
+    CHECK(lwf_fit_config_default(&config)); /* automatic GMM base, K <= 8 by BIC */
     config.max_epochs = quick ? 2 : 40;
     config.sample_seed = 42;
     config.init_seed = 1;

@@ -71,7 +71,8 @@ pub struct LwfFitConfig {
     /// An `LwfNonFinitePolicy` code (default `LWF_NON_FINITE_ERROR`).
     pub non_finite: i32,
     /// K for `LWF_FIT_BASE_PAPER_MIXTURE` and `LWF_FIT_BASE_MIXTURE`, the largest K for
-    /// `LWF_FIT_BASE_AUTO` (>= 1; default 4). Ignored for `LWF_FIT_BASE_GAUSSIAN`.
+    /// `LWF_FIT_BASE_AUTO` (>= 1; default 8, as the refinement's: with 4, a five-mode
+    /// posterior came back with KL 0.44). Ignored for `LWF_FIT_BASE_GAUSSIAN`.
     pub components: usize,
     /// Refuse a weight set whose Kish effective sample size (sum w)^2 / sum w^2 is below this
     /// (`LWF_DEGENERATE_WEIGHTS`); finite, >= 0 (default 100).
@@ -161,7 +162,9 @@ impl LwfFitConfig {
             struct_size: CONFIG_SIZE,
             base: LwfFitBase::LWF_FIT_BASE_AUTO as i32,
             non_finite: LwfNonFinitePolicy::LWF_NON_FINITE_ERROR as i32,
-            components: 4,
+            // The refinement's cap: a posterior with more modes than the cap loses some (five
+            // modes under a cap of 4: KL 0.44, ffi/tests/fit.rs).
+            components: 8,
             min_ess: 100.0,
             sample_seed: 0,
             likelihood_batch: 4096,
@@ -301,7 +304,7 @@ pub(crate) unsafe fn read_config(config: *const LwfFitConfig) -> Result<Settings
 
 /// Writes the default fit configuration to `*out_config`, with `struct_size =
 /// sizeof(LwfFitConfig)`: fits on the box when one is known (`bounded` 1), an automatic
-/// mixture base (EM, K chosen by BIC up to 4),
+/// mixture base (EM, K chosen by BIC up to 8),
 /// `LWF_NON_FINITE_ERROR`, ESS floor 100, likelihood batches of 4096, the core's EM defaults
 /// (200 iterations, tolerance 1e-6, variance floor 1e-6, 3 restarts, min weight 1e-10) and
 /// training defaults (200 epochs, batch 512, Adam lr 1e-3 / 0.9 / 0.999 / 1e-8, no weight
@@ -333,7 +336,7 @@ mod tests {
             .expect("defaults are valid");
         assert_eq!(s.fit.train, TrainConfig::default());
         assert_eq!(s.fit.em, EmConfig::default());
-        assert_eq!(s.fit.base, BaseChoice::Auto(4));
+        assert_eq!(s.fit.base, BaseChoice::Auto(8));
         assert_eq!(s.policy, NonFinitePolicy::Error);
         assert!(s.bounded);
     }

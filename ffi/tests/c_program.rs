@@ -399,7 +399,7 @@ mod mirror {
 
         let template = Shape::new(dim, 32, 4).with_bounded(true);
         let cfg = FitConfig {
-            base: BaseChoice::Auto(4),
+            base: BaseChoice::Auto(8),
             em: EmConfig::default(),
             train: TrainConfig {
                 max_epochs: 40,
