@@ -487,7 +487,9 @@ typedef struct LwfShape {
     size_t components;
     /**
      * Soft clamp c of the log-scale, s = c * tanh(raw / c); 0 = off (normflows' formulas).
-     * Stored as a 32-bit float: must be 0 or a normal float in (0, FLT_MAX]. Default 3.
+     * Stored as a 32-bit float: must be +0.0 or a positive normal float in [FLT_MIN, FLT_MAX]
+     * after rounding to float (-0.0, subnormals, NaN and infinities are invalid, here and in
+     * model bytes). Default 3.
      */
     double clamp;
     /**

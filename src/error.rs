@@ -16,7 +16,8 @@ pub enum ShapeError {
     Couplings,
     /// A mixture base has zero components.
     Components,
-    /// The soft clamp bound is negative, NaN or infinite (0 means "off").
+    /// The soft clamp bound is not +0.0 ("off") or a positive normal finite f32: negative,
+    /// −0.0, subnormal, NaN or infinite.
     Clamp,
     /// A size computed from the shape overflows `usize` or exceeds the format's `u32` fields.
     TooLarge,
@@ -99,7 +100,7 @@ impl fmt::Display for ShapeError {
             ShapeError::HiddenLayers => "conditioner needs at least one hidden layer",
             ShapeError::Couplings => "flow needs at least one coupling layer",
             ShapeError::Components => "mixture base needs at least one component",
-            ShapeError::Clamp => "scale clamp must be finite and >= 0 (0 = off)",
+            ShapeError::Clamp => "scale clamp must be +0 (off) or a positive normal finite f32",
             ShapeError::TooLarge => "shape too large: sizes overflow",
         })
     }

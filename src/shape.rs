@@ -27,6 +27,14 @@ pub const TILE: usize = if cfg!(any(target_arch = "x86_64", target_arch = "aarch
 /// size fits the format's `u32` fields and no size computation can overflow.
 pub const MAX_EXTENT: usize = 1 << 16;
 
+/// The one rule for a soft-clamp bound, applied by [`Shape::validate`] and so by every
+/// door (model bytes, the C ABI's shapes and model headers): exactly +0.0 (the clamp is off)
+/// or a positive normal finite f32. −0.0, subnormals (whose reciprocal overflows f32), NaN,
+/// infinities and negative values are refused.
+pub const fn clamp_valid(clamp: f32) -> bool {
+    clamp.to_bits() == 0 || (clamp.is_normal() && clamp.is_sign_positive())
+}
+
 /// The base distribution of the flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BaseKind {
@@ -71,7 +79,8 @@ pub struct Shape {
     pub base: BaseKind,
     /// Hidden activation.
     pub activation: Activation,
-    /// Soft-clamp bound of the log-scale (0 = off, exact normflows behaviour).
+    /// Soft-clamp bound of the log-scale: +0.0 (off, exact normflows behaviour) or a
+    /// positive normal finite f32 (see [`clamp_valid`]).
     pub clamp: f32,
     /// An affine standardisation y = μ + L·u, L lower-triangular with a positive diagonal,
     /// between the couplings' output u and θ (or the box map): a correlated or far-off
@@ -166,7 +175,7 @@ impl Shape {
                 return Err(ShapeError::TooLarge);
             }
         }
-        if !self.clamp.is_finite() || self.clamp < 0.0 {
+        if !clamp_valid(self.clamp) {
             return Err(ShapeError::Clamp);
         }
         if !(in_range(self.dim)

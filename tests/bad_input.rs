@@ -39,6 +39,17 @@ fn invalid_shapes_are_refused() {
         Shape::new(2, 8, 2).with_clamp(f32::INFINITY).validate(),
         Err(ShapeError::Clamp)
     );
+    // One clamp rule: +0.0 (off) or a positive normal finite f32.
+    for bad in [-0.0f32, 1e-42, f32::MIN_POSITIVE / 2.0, f32::from_bits(1)] {
+        assert_eq!(
+            Shape::new(2, 8, 2).with_clamp(bad).validate(),
+            Err(ShapeError::Clamp),
+            "{bad:e}"
+        );
+    }
+    for good in [0.0f32, f32::MIN_POSITIVE, 3.0, f32::MAX] {
+        assert_eq!(Shape::new(2, 8, 2).with_clamp(good).validate(), Ok(()));
+    }
     // Huge extents saturate instead of overflowing (no panic in the const sizes).
     let huge = Shape::new(usize::MAX, usize::MAX, usize::MAX);
     assert_eq!(huge.param_len(), usize::MAX);
@@ -357,4 +368,32 @@ fn non_finite_parameters_in_a_file_are_refused() {
         Err(Error::Format(FormatError::NonFiniteParameter))
     );
     assert!(p32.iter().all(|&v| v == 7.0));
+}
+
+/// A file whose clamp is −0.0 or a subnormal f32 (valid CRC) is refused by `inspect` and `load`
+/// and cannot be written by `save`: the clamp rule of `Shape::validate` holds at every door.
+#[test]
+fn a_clamp_outside_the_one_rule_is_refused_in_files() {
+    let (shape, params, bytes) = saved_model();
+    for bad in [-0.0f32, 1e-42, f32::from_bits(1)] {
+        let mut b = bytes.clone();
+        b[32..36].copy_from_slice(&bad.to_le_bytes());
+        let end = b.len() - 4;
+        let crc = format::crc32(&b[..end]);
+        b[end..].copy_from_slice(&crc.to_le_bytes());
+        let want = Err(Error::Format(FormatError::BadHeader));
+        assert_eq!(format::inspect(&b), want.map(|()| (shape, 8)), "{bad:e}");
+        let mut out = vec![SENTINEL; params.len()];
+        assert_eq!(format::load(&b, &mut out), want.map(|()| shape));
+        assert!(out.iter().all(|&v| v == SENTINEL));
+        let mut again = vec![0u8; bytes.len()];
+        assert_eq!(
+            format::save(&shape.with_clamp(bad), &params, &mut again),
+            Err(Error::InvalidShape(ShapeError::Clamp))
+        );
+    }
+    let smallest = shape.with_clamp(f32::MIN_POSITIVE);
+    let mut b = vec![0u8; bytes.len()];
+    format::save(&smallest, &params, &mut b).unwrap();
+    assert_eq!(format::inspect(&b), Ok((smallest, 8)));
 }

@@ -53,7 +53,9 @@ pub struct LwfShape {
     /// Base components K: >= 1 for `LWF_BASE_MIXTURE`, exactly 1 for the Gaussian bases.
     pub components: usize,
     /// Soft clamp c of the log-scale, s = c * tanh(raw / c); 0 = off (normflows' formulas).
-    /// Stored as a 32-bit float: must be 0 or a normal float in (0, FLT_MAX]. Default 3.
+    /// Stored as a 32-bit float: must be +0.0 or a positive normal float in [FLT_MIN, FLT_MAX]
+    /// after rounding to float (-0.0, subnormals, NaN and infinities are invalid, here and in
+    /// model bytes). Default 3.
     pub clamp: f64,
     /// An `LwfBaseKind` code (default `LWF_BASE_GAUSSIAN`).
     pub base: i32,
@@ -83,10 +85,12 @@ impl LwfShape {
             1 => Activation::Tanh,
             _ => return Err(LWF_INVALID_SHAPE),
         };
-        // The core stores the clamp as f32: refuse values that f32 would turn into 0 (off),
-        // a subnormal or infinity rather than silently changing the model.
+        // The core stores the clamp as f32 and its rule (`Shape::validate`: +0.0 or a positive
+        // normal finite f32) decides; here only the conversion must not change the meaning:
+        // a non-zero double that f32 would flush to +0.0 (off) is refused. A double that
+        // becomes a subnormal or infinity is refused by the core's rule.
         let clamp = self.clamp as f32;
-        if !(self.clamp == 0.0 || (clamp.is_normal() && clamp > 0.0)) {
+        if clamp == 0.0 && self.clamp != 0.0 {
             return Err(LWF_INVALID_SHAPE);
         }
         let flag = |v: i32| match v {

@@ -1,0 +1,202 @@
+/* Regression tests from C for the silent failures of issue 15 that fuzzing found. The rules
+ * they check: LWF_OK never comes with a non-finite output (except the documented -inf log
+ * density outside a bounded model's box); a value one entry point accepts, every entry point
+ * accepts; misuse of a model from two threads is reported, never silently wrong.
+ *
+ *   d1  a clamp that is -0.0 or a subnormal float: refused at every door (shape, model bytes)
+ *       alike, and whatever a door accepts is usable by every later call
+ *
+ * Run by ffi/tests/defects_program.rs (natively, one section per test, and all sections with
+ * "quick" under valgrind):
+ *
+ *   cc -std=c11 -Wall -Wextra -Wpedantic -Werror -pthread -Iinclude examples/c/defects_test.c \
+ *      target/debug/liblwflow.a -lm -lpthread -ldl -o defects_test && ./defects_test all
+ *
+ * Everything here also compiles against the header of the library before these fixes. */
+#define _POSIX_C_SOURCE 200809L
+#include "lwflow.h"
+
+#include <float.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0, checks = 0;
+static int quick = 0; /* smaller counts (valgrind) */
+
+static void expect_true(int cond, const char *what, int line) {
+    checks++;
+    if (!cond) {
+        failures++;
+        printf("FAIL line %d: %s\n", line, what);
+    }
+}
+static void expect_status(LwfStatus got, LwfStatus want, const char *what, int line) {
+    checks++;
+    if (got != want) {
+        failures++;
+        printf("FAIL line %d: %s returned %d (%s), expected %d (%s)\n", line, what, (int)got,
+               lwf_status_message((int)got), (int)want, lwf_status_message((int)want));
+    }
+}
+#define TRUE(cond) expect_true((cond), #cond, __LINE__)
+#define STATUS(want, call) expect_status((call), (want), #call, __LINE__)
+#define OK(call) STATUS(LWF_OK, call)
+
+static void *xmalloc(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1); /* malloc memory is aligned for double: 8 bytes */
+    if (!p) {
+        printf("out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+static int all_finite(const double *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return 0;
+    return 1;
+}
+
+/* A model in malloc'd memory. */
+typedef struct {
+    void *mem;
+    size_t mem_len;
+    LwfModel *h;
+    LwfShape shape;
+    size_t params, ws;
+} Model;
+
+static Model make_model(LwfShape shape, uint64_t seed) {
+    Model m;
+    memset(&m, 0, sizeof m);
+    m.shape = shape;
+    OK(lwf_shape_model_size(&shape, &m.mem_len));
+    OK(lwf_shape_param_count(&shape, &m.params));
+    OK(lwf_shape_workspace_count(&shape, &m.ws));
+    m.mem = xmalloc(m.mem_len);
+    OK(lwf_model_init(m.mem, m.mem_len, &shape, seed, &m.h));
+    return m;
+}
+static void free_model(Model *m) {
+    free(m->mem);
+    m->mem = NULL;
+    m->h = NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* D1: the clamp rule at every door.                                                          */
+
+static uint32_t crc32_ieee(const uint8_t *b, size_t n) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= b[i];
+        for (int k = 0; k < 8; k++) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    return ~c;
+}
+static void put_u32_le(uint8_t *at, uint32_t u) {
+    at[0] = (uint8_t)u, at[1] = (uint8_t)(u >> 8), at[2] = (uint8_t)(u >> 16);
+    at[3] = (uint8_t)(u >> 24);
+}
+/* Model bytes with another clamp (bytes 32..36, an f32) and a valid CRC-32. */
+static void patch_clamp(uint8_t *bytes, size_t len, float clamp) {
+    uint32_t bits;
+    memcpy(&bits, &clamp, sizeof bits);
+    put_u32_le(bytes + 32, bits);
+    put_u32_le(bytes + len - 4, crc32_ieee(bytes, len - 4));
+}
+
+static void d1_clamp_rule_at_every_door(void) {
+    printf("d1: clamp -0.0 / subnormal refused at every door; accepted values usable\n");
+    LwfShape shape;
+    OK(lwf_shape_default(2, 8, 2, &shape));
+    Model m = make_model(shape, 1);
+    size_t len = 0, written = 0;
+    OK(lwf_shape_serialized_size(&shape, &len));
+    uint8_t *saved = xmalloc(len), *bytes = xmalloc(len), *again = xmalloc(len);
+    OK(lwf_model_save(m.h, saved, len, &written));
+    TRUE(written == len);
+    void *mem = xmalloc(m.mem_len);
+    double theta[6] = {0.1, -0.2, 0.7, 0.3, -1.5, 2.0}, log_q[3];
+
+    const struct {
+        float clamp;
+        int valid;
+        const char *what;
+    } cases[] = {
+        {1e-42f, 0, "1e-42 (subnormal)"},
+        {-0.0f, 0, "-0.0"},
+        {FLT_TRUE_MIN, 0, "FLT_TRUE_MIN (subnormal)"},
+        {FLT_MIN / 2.0f, 0, "FLT_MIN / 2 (subnormal)"},
+        {-1.0f, 0, "-1"},
+        {0.0f, 1, "+0.0 (off)"},
+        {FLT_MIN, 1, "FLT_MIN (smallest normal)"},
+        {3.0f, 1, "3"},
+        {FLT_MAX, 1, "FLT_MAX"},
+    };
+    TRUE(fpclassify(1e-42f) == FP_SUBNORMAL);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const float clamp = cases[c].clamp;
+        printf("  clamp %s\n", cases[c].what);
+        /* Door 1: the shape. */
+        LwfShape s = shape;
+        s.clamp = (double)clamp;
+        const LwfStatus st_shape = lwf_shape_validate(&s);
+        STATUS(cases[c].valid ? LWF_OK : LWF_INVALID_SHAPE, st_shape);
+        /* Door 2: model bytes (what a file with this clamp says). */
+        memcpy(bytes, saved, len);
+        patch_clamp(bytes, len, clamp);
+        LwfShape got;
+        const LwfStatus st_inspect = lwf_model_inspect(bytes, len, &got);
+        STATUS(cases[c].valid ? LWF_OK : LWF_BAD_FORMAT, st_inspect);
+        /* One rule: the two doors agree ... */
+        TRUE((st_shape == LWF_OK) == (st_inspect == LWF_OK));
+        /* ... and whatever a door accepts, every later call accepts. */
+        LwfModel *h = NULL;
+        const LwfStatus st_load = lwf_model_load(mem, m.mem_len, bytes, len, &h);
+        TRUE(st_load == st_inspect);
+        if (st_load == LWF_OK) {
+            OK(lwf_model_log_prob(h, theta, 6, log_q, 3));
+            TRUE(all_finite(log_q, 3));
+            LwfShape back;
+            OK(lwf_model_shape(h, &back));
+            TRUE(memcmp(&back.clamp, &s.clamp, sizeof back.clamp) == 0);
+            OK(lwf_model_save(h, again, len, &written));
+            TRUE(written == len && memcmp(again, bytes, len) == 0);
+        }
+        const LwfStatus st_init = lwf_model_init(mem, m.mem_len, &s, 1, &h);
+        TRUE(st_init == st_shape);
+        if (st_init == LWF_OK) {
+            OK(lwf_model_log_prob(h, theta, 6, log_q, 3));
+            TRUE(all_finite(log_q, 3));
+            OK(lwf_model_save(h, again, len, &written));
+            OK(lwf_model_inspect(again, written, &got));
+        }
+    }
+    /* A double that float flushes to +0.0 would silently switch the clamp off: refused. */
+    LwfShape s = shape;
+    s.clamp = 1e-50;
+    STATUS(LWF_INVALID_SHAPE, lwf_shape_validate(&s));
+    free(mem);
+    free(saved);
+    free(bytes);
+    free(again);
+    free_model(&m);
+}
+
+int main(int argc, char **argv) {
+    const char *which = argc > 1 ? argv[1] : "all";
+    quick = argc > 2 && strcmp(argv[2], "quick") == 0;
+    const int all = strcmp(which, "all") == 0;
+    int ran = 0;
+    if (all || strcmp(which, "d1") == 0) d1_clamp_rule_at_every_door(), ran++;
+    TRUE(ran > 0);
+    printf("checks: %d, failures: %d\n", checks, failures);
+    return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,80 @@
+//! `examples/c/defects_test.c`, the regression tests from C for the silent failures of issue 15
+//! (compiled with `-std=c11 -Wall -Wextra -Wpedantic -Werror -pthread` against the built
+//! `liblwflow.a`): one test per defect, each running its section of the program natively, and
+//! the whole program with small counts under valgrind.
+//!
+//! - D1: a clamp of -0.0 or a subnormal float is refused by `lwf_shape_validate`,
+//!   `lwf_model_inspect` and `lwf_model_load` alike; what any door accepts, every later call
+//!   accepts.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const C_FLAGS: [&str; 7] = [
+    "-std=c11",
+    "-Wall",
+    "-Wextra",
+    "-Wpedantic",
+    "-Werror",
+    "-O2",
+    "-pthread",
+];
+
+/// The compiled program, built once per test binary; `None` (skipped, said on stderr) without
+/// a C compiler.
+fn program() -> Option<&'static Path> {
+    static EXE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let cc = tool("CC", "cc", "C defect regression tests")?;
+        let dir = scratch("defects_test");
+        let exe = dir.join("defects_test");
+        let mut cmd = Command::new(cc);
+        cmd.args(C_FLAGS)
+            .arg("-I")
+            .arg(repo().join("include"))
+            .arg(repo().join("examples/c/defects_test.c"))
+            .arg(staticlib())
+            .args(native_libs())
+            .arg("-o")
+            .arg(&exe);
+        run(cmd);
+        Some(exe)
+    })
+    .as_deref()
+}
+
+/// Runs one section of the program; it exits non-zero (and `run` fails with its output) on
+/// any failed check.
+fn section(name: &str) {
+    let Some(exe) = program() else {
+        return;
+    };
+    let out = run({
+        let mut c = Command::new(exe);
+        c.arg(name);
+        c
+    });
+    eprint!("{out}");
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("checks:"))
+        .expect("summary line");
+    assert!(summary.ends_with("failures: 0"), "{summary}");
+}
+
+#[test]
+fn d1_clamp_minus_zero_or_subnormal_is_refused_at_every_door() {
+    section("d1");
+}
+
+#[test]
+fn defects_program_is_valgrind_clean() {
+    let Some(exe) = program() else {
+        return;
+    };
+    run_valgrind(exe, &["all", "quick"]);
+}
