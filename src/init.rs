@@ -149,7 +149,9 @@ pub fn latent_index(shape: &Shape, i: usize) -> usize {
 
 /// Sets a diagonal-Gaussian base (`loc[D]`, `scale[D] > 0`) given in data space: the values
 /// are placed on the latent coordinates (see [`latent_index`]) so that, while the couplings
-/// are the identity, the flow's density is exactly N(loc, diag(scale²)) in θ.
+/// are the identity, the flow's density is exactly N(loc, diag(scale²)) in θ. `NonFinite`
+/// for NaN/∞, `InvalidArgument` for another base, a scale ≤ 0 or a loc that is not finite in
+/// `T` (beyond the f32 range of an f32 model); nothing is written on error.
 pub fn set_gaussian_base<T: Real>(
     shape: &Shape,
     params: &mut [T],
@@ -166,7 +168,7 @@ pub fn set_gaussian_base<T: Real>(
     if !all_finite(loc) || !all_finite(scale) {
         return Err(Error::NonFinite);
     }
-    if scale.iter().any(|&s| s <= 0.0) {
+    if scale.iter().any(|&s| s <= 0.0) || loc.iter().any(|&m| !T::from_f64(m).is_finite()) {
         return Err(Error::InvalidArgument);
     }
     let d = shape.dim;
@@ -182,7 +184,12 @@ pub fn set_gaussian_base<T: Real>(
 /// Sets a mixture base from component weights (`K`, positive, any sum), means (`K·D`) and
 /// standard deviations (`K·D`, positive), given in data space (placed on the latent
 /// coordinates as in [`set_gaussian_base`]), so that while the couplings are the identity
-/// the flow's density is exactly this mixture in θ. Logits are ln(weight / Σ weights).
+/// the flow's density is exactly this mixture in θ. Logits are ln(weight / Σ weights),
+/// computed in logs where that quotient would overflow or underflow (weights spanning more
+/// than the floating-point range, e.g. 1e308 and 1e-308), so every logit is finite for any
+/// positive finite weights. `NonFinite` for NaN/∞ inputs, `InvalidArgument` for another
+/// base, a weight or scale ≤ 0, or a mean that is not finite in `T` (an f64 mean beyond the
+/// f32 range of an f32 model); nothing is written on error.
 pub fn set_mixture_base<T: Real>(
     shape: &Shape,
     params: &mut [T],
@@ -205,12 +212,25 @@ pub fn set_mixture_base<T: Real>(
     if weights.iter().any(|&w| w <= 0.0) || scales.iter().any(|&s| s <= 0.0) {
         return Err(Error::InvalidArgument);
     }
+    if means.iter().any(|&m| !T::from_f64(m).is_finite()) {
+        return Err(Error::InvalidArgument);
+    }
     let total: f64 = weights.iter().sum();
+    // ln(m) + ln Σ(w / m), m = max w: finite whatever the weights' spread (Σ(w / m) ∈ [1, K]).
+    let w_max = weights.iter().fold(0.0f64, |a, &w| a.max(w));
+    let log_total = libm::log(w_max) + libm::log(weights.iter().fold(0.0, |a, &w| a + w / w_max));
     let base = &mut params[shape.flow_param_len()..];
     let (logits, rest) = base.split_at_mut(k);
     let (loc, log_scale) = rest.split_at_mut(k * shape.dim);
     for (l, &w) in logits.iter_mut().zip(weights) {
-        *l = T::from_f64(libm::log(w / total));
+        let q = w / total;
+        // The plain quotient wherever it is exact to rounding (bit-identical to earlier
+        // versions); in logs where the sum overflowed or the quotient left the normal range.
+        *l = T::from_f64(if total.is_finite() && q >= f64::MIN_POSITIVE {
+            libm::log(q)
+        } else {
+            libm::log(w) - log_total
+        });
     }
     let d = shape.dim;
     for (((lr, sr), mr), scr) in loc

@@ -397,3 +397,75 @@ fn a_clamp_outside_the_one_rule_is_refused_in_files() {
     format::save(&smallest, &params, &mut b).unwrap();
     assert_eq!(format::inspect(&b), Ok((smallest, 8)));
 }
+
+/// Mixture weights spanning more than the f64 range still give finite logits (the quotient
+/// w / Σw underflows to 0 for 1e-308 / 1e308); the logits' softmax is still the weights'
+/// shares. Means beyond the model's precision are refused, in f32 only.
+#[test]
+fn mixture_and_gaussian_bases_store_only_finite_parameters() {
+    use lwflow::rand_core::SeedableRng;
+    use lwflow::{init_params, set_gaussian_base, set_mixture_base};
+    let shape = Shape::new(2, 4, 2).with_base(BaseKind::Mixture(2));
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
+    let mut params = vec![0.0f64; shape.param_len()];
+    init_params(&shape, &mut params, &mut rng).unwrap();
+    let (means, scales) = ([0.0, 0.0, 1.0, 1.0], [1.0; 4]);
+    for weights in [
+        [1e308, 1e-308],
+        [1e308, 1e308],
+        [f64::MAX, 5e-324],
+        [5e-324, 5e-324],
+    ] {
+        set_mixture_base(&shape, &mut params, &weights, &means, &scales).unwrap();
+        assert!(params.iter().all(|p| p.is_finite()), "{weights:?}");
+        let logits = &params[shape.flow_param_len()..][..2];
+        let lse = logits[0].max(logits[1])
+            + ((logits[0] - logits[0].max(logits[1])).exp()
+                + (logits[1] - logits[0].max(logits[1])).exp())
+            .ln();
+        let share0 = (logits[0] - lse).exp();
+        let want = 1.0 / (1.0 + weights[1] / weights[0]);
+        assert!(
+            (share0 - want).abs() < 1e-12,
+            "{weights:?}: {share0} vs {want}"
+        );
+        let flow = Flow::new(shape, &params).unwrap();
+        let mut ws = vec![0.0; shape.eval_workspace_len()];
+        let mut out = [0.0; 2];
+        flow.log_prob(&[0.0, 0.0, 1.0, 1.0], &mut out, &mut ws)
+            .unwrap();
+        assert!(out.iter().all(|v| v.is_finite()), "{weights:?}: {out:?}");
+    }
+    // Ordinary weights: exactly ln(w / Σw), as before.
+    set_mixture_base(&shape, &mut params, &[1.0, 3.0], &means, &scales).unwrap();
+    assert_eq!(
+        &params[shape.flow_param_len()..][..2],
+        &[0.25f64.ln(), 0.75f64.ln()]
+    );
+
+    let mut p32 = vec![0.0f32; shape.param_len()];
+    init_params(&shape, &mut p32, &mut rng).unwrap();
+    let before = p32.clone();
+    assert_eq!(
+        set_mixture_base(
+            &shape,
+            &mut p32,
+            &[1.0, 1.0],
+            &[1e300, 0.0, 0.0, 0.0],
+            &scales
+        ),
+        Err(Error::InvalidArgument)
+    );
+    set_mixture_base(&shape, &mut p32, &[1e308, 1e-308], &means, &scales).unwrap();
+    assert!(p32.iter().all(|p| p.is_finite()));
+    assert_ne!(p32, before);
+    let g = Shape::new(2, 4, 2);
+    let mut g32 = vec![0.0f32; g.param_len()];
+    assert_eq!(
+        set_gaussian_base(&g, &mut g32, &[1e300, 0.0], &[1.0, 1.0]),
+        Err(Error::InvalidArgument)
+    );
+    assert!(g32.iter().all(|&p| p == 0.0));
+    let mut g64 = vec![0.0f64; g.param_len()];
+    set_gaussian_base(&g, &mut g64, &[1e300, 0.0], &[1.0, 1.0]).unwrap();
+}

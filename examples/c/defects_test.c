@@ -5,6 +5,8 @@
  *
  *   d1  a clamp that is -0.0 or a subnormal float: refused at every door (shape, model bytes)
  *       alike, and whatever a door accepts is usable by every later call
+ *   d2  mixture weights spanning more than the double range (1e308, 1e-308): finite
+ *       parameters, the intended density
  *
  * Run by ffi/tests/defects_program.rs (natively, one section per test, and all sections with
  * "quick" under valgrind):
@@ -190,12 +192,54 @@ static void d1_clamp_rule_at_every_door(void) {
     free_model(&m);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* D2: mixture weights across the whole double range.                                         */
+
+static void d2_mixture_weights_give_finite_parameters(void) {
+    printf("d2: mixture weights {1e308, 1e-308} and friends: finite parameters\n");
+    LwfShape shape;
+    OK(lwf_shape_default(2, 8, 2, &shape));
+    shape.base = LWF_BASE_MIXTURE;
+    shape.components = 2;
+    Model m = make_model(shape, 2);
+    double *params = xmalloc(m.params * sizeof(double));
+    const double means[4] = {-1.0, 0.0, 3.0, 0.0}, scales[4] = {1.0, 1.0, 1.0, 1.0};
+    const double weights[][2] = {
+        {1e308, 1e-308}, {DBL_MAX, DBL_TRUE_MIN}, {DBL_MAX, DBL_MAX}, {1e-308, 1e308}, {1.0, 3.0},
+    };
+    for (size_t c = 0; c < sizeof weights / sizeof weights[0]; c++) {
+        const double *w = weights[c];
+        printf("  weights {%g, %g}\n", w[0], w[1]);
+        OK(lwf_model_set_mixture_base(m.h, w, 2, means, 4, scales, 4));
+        OK(lwf_model_get_params(m.h, params, m.params));
+        TRUE(all_finite(params, m.params));
+        /* The couplings are the identity after lwf_model_init: log q is the mixture's. */
+        const double theta[4] = {-1.0, 0.0, 3.0, 0.0};
+        double log_q[2];
+        OK(lwf_model_log_prob(m.h, theta, 4, log_q, 2));
+        TRUE(all_finite(log_q, 2));
+        const double share0 = 1.0 / (1.0 + w[1] / w[0]);
+        const double norm = -log(2.0 * acos(-1.0)), far = exp(-8.0); /* points 4 apart */
+        const double want0 = norm + log(share0 + (1.0 - share0) * far);
+        const double want1 = norm + log(share0 * far + (1.0 - share0));
+        TRUE(fabs(log_q[0] - want0) < 1e-9 && fabs(log_q[1] - want1) < 1e-9);
+        LwfRng rng;
+        double sample[8], sample_lq[4];
+        OK(lwf_rng_init(&rng, 5));
+        OK(lwf_model_sample(m.h, &rng, sample, 8, sample_lq, 4));
+        TRUE(all_finite(sample, 8) && all_finite(sample_lq, 4));
+    }
+    free(params);
+    free_model(&m);
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "all";
     quick = argc > 2 && strcmp(argv[2], "quick") == 0;
     const int all = strcmp(which, "all") == 0;
     int ran = 0;
     if (all || strcmp(which, "d1") == 0) d1_clamp_rule_at_every_door(), ran++;
+    if (all || strcmp(which, "d2") == 0) d2_mixture_weights_give_finite_parameters(), ran++;
     TRUE(ran > 0);
     printf("checks: %d, failures: %d\n", checks, failures);
     return failures == 0 ? 0 : 1;

@@ -509,8 +509,11 @@ pub unsafe extern "C" fn lwf_model_set_gaussian_base(
 /// Sets a `LWF_BASE_MIXTURE` base from component weights (`K`, > 0, any sum), means (`K*dim`,
 /// row-major `[K][dim]`) and standard deviations (`K*dim`, > 0), given in data space (theta
 /// coordinates): while the couplings are the identity (as after `lwf_model_init`) the flow's
-/// density is exactly this mixture in theta. `LWF_INVALID_ARGUMENT` for another base kind or a
-/// non-positive weight or scale.
+/// density is exactly this mixture in theta. The stored logits are ln(weight / sum of weights),
+/// computed in logs where that quotient would underflow or overflow, so they are finite for
+/// any positive finite weights (e.g. 1e308 and 1e-308). `LWF_INVALID_ARGUMENT` for another
+/// base kind or a non-positive weight or scale, `LWF_NON_FINITE` for NaN/inf; nothing changes
+/// on error.
 ///
 /// # Safety
 /// `model` NULL or a valid handle; the arrays NULL or readable for their lengths.

@@ -6,6 +6,7 @@
 //! - D1: a clamp of -0.0 or a subnormal float is refused by `lwf_shape_validate`,
 //!   `lwf_model_inspect` and `lwf_model_load` alike; what any door accepts, every later call
 //!   accepts.
+//! - D2: `lwf_model_set_mixture_base` with weights {1e308, 1e-308} stores finite parameters.
 
 mod common;
 
@@ -69,6 +70,11 @@ fn section(name: &str) {
 #[test]
 fn d1_clamp_minus_zero_or_subnormal_is_refused_at_every_door() {
     section("d1");
+}
+
+#[test]
+fn d2_mixture_weights_across_the_double_range_give_finite_parameters() {
+    section("d2");
 }
 
 #[test]
