@@ -4,7 +4,10 @@
  * Conventions: symbols lwf_<object>_<verb>; object first, then inputs, then outputs; every
  * buffer is followed by its length in elements (bytes for uint8_t and void buffers), and NULL
  * with length 0 is an empty buffer; const pointers are never written; every fallible function
- * returns an LwfStatus and writes its outputs only on LWF_OK (and on the fit's LWF_CANCELLED).
+ * returns an LwfStatus and writes its outputs only on LWF_OK (and on the fit's LWF_CANCELLED;
+ * an evaluation whose result overflowed returns LWF_NON_FINITE with its outputs set to NaN);
+ * LWF_OK never comes with a NaN or infinite output, except a -inf log density outside the box
+ * of a bounded model.
  * The library allocates nothing and has no global state. Batches of points are row-major
  * [n][dim] arrays of doubles. Double buffers, model and work memory must be 8-byte aligned.
  */
@@ -44,7 +47,9 @@
  * Result of every fallible `lwf_*` call. The numbers are part of the ABI: they are explicit,
  * never reused and never renumbered; new codes are only ever appended. On any status other
  * than `LWF_OK` the function wrote nothing to its outputs (exceptions: `LWF_CANCELLED`, whose
- * outputs are valid, and `LWF_PANIC`).
+ * outputs are valid; `LWF_NON_FINITE` from an evaluation whose result overflowed, which sets
+ * its outputs to NaN; and `LWF_PANIC`). `LWF_OK` never comes with a NaN or infinite output,
+ * except a log density of -inf where documented (outside the box of a bounded model).
  */
 typedef enum LwfStatus {
     /**
@@ -81,7 +86,10 @@ typedef enum LwfStatus {
      */
     LWF_INVALID_ARGUMENT = 6,
     /**
-     * An input contains NaN or infinity, or the result (loss, gradient) overflowed.
+     * An input contains NaN or infinity (nothing written), or a result overflowed: a loss or
+     * gradient (nothing written: skip the step), or the output of `log_prob`, `sample`,
+     * `forward`, `inverse` or their `_ws` forms (possible with extreme finite parameters; the
+     * outputs are then all NaN and an rng is not advanced).
      */
     LWF_NON_FINITE = 7,
     /**
@@ -1205,6 +1213,9 @@ enum LwfStatus lwf_model_fit_samples_in_box(void *mem,
  * The sampling-direction map theta = f(z) of the `n` rows of `z` (`z_len == n * dim`) into
  * `out_theta` (`theta_len == z_len`), with log|det d f / d z| in `out_log_det` (`n`).
  *
+ * Every value written is finite: a result that overflowed (e.g. a huge `z`, or extreme
+ * parameters) gives `LWF_NON_FINITE` with every output set to NaN.
+ *
  * Errors: as `lwf_model_log_prob`.
  *
  * # Safety
@@ -1270,7 +1281,11 @@ enum LwfStatus lwf_model_inspect(const uint8_t *bytes,
  * n * dim`) into `out_z` (`z_len == theta_len`), with log|det d f^-1 / d theta| in
  * `out_log_det` (`n`); log q(theta) = log q0(z) + log_det.
  *
- * Errors: as `lwf_model_log_prob`.
+ * Every value written is finite: a result that overflowed gives `LWF_NON_FINITE` with every
+ * output set to NaN. A bounded model has no preimage for a point on or outside its box:
+ * `LWF_INVALID_ARGUMENT`.
+ *
+ * Errors: as `lwf_model_log_prob`, plus `LWF_INVALID_ARGUMENT`.
  *
  * # Safety
  * `model` NULL or a valid handle not used by another thread during the call; `theta` NULL or
@@ -1307,9 +1322,13 @@ enum LwfStatus lwf_model_load(void *mem,
 /**
  * log q(theta) of the `n` rows of `theta` (`theta_len == n * dim`) into `out_log_q` (`n`).
  *
+ * Every value written is finite, except -inf for a point on or outside the box of a bounded
+ * model (density 0). NaN or +inf never come with `LWF_OK`: a result that overflowed (possible
+ * with extreme parameters, e.g. 1e300) gives `LWF_NON_FINITE` and sets every output to NaN.
+ *
  * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`
- * (`n == 0`), `LWF_LENGTH_MISMATCH`, `LWF_NON_FINITE` (NaN/inf in `theta`),
- * `LWF_OVERLAPPING_BUFFERS`.
+ * (`n == 0`), `LWF_LENGTH_MISMATCH`, `LWF_NON_FINITE` (NaN/inf in `theta`, or a result that
+ * overflowed), `LWF_OVERLAPPING_BUFFERS`.
  *
  * # Safety
  * `model` NULL or a valid handle not used by another thread during the call; `theta` NULL or
@@ -1322,7 +1341,8 @@ enum LwfStatus lwf_model_log_prob(struct LwfModel *model,
                                   size_t n);
 
 /**
- * As `lwf_model_log_prob`, reading the model only and using the caller's workspace `ws`
+ * As `lwf_model_log_prob` (the same outputs, the same `LWF_NON_FINITE` for a result that
+ * overflowed), reading the model only and using the caller's workspace `ws`
  * (`ws_len >= lwf_shape_workspace_count`, else `LWF_BUFFER_TOO_SMALL`; its contents are
  * scratch). Safe to call from many threads on one model with a workspace per thread.
  *
@@ -1395,10 +1415,13 @@ enum LwfStatus lwf_model_loss_grad_accumulate(struct LwfModel *model,
  * their log-density log q(theta) in `out_log_q` (`n`), advancing `*rng`. Deterministic: the
  * same model and rng state give bit-identical samples on every run and thread, and drawing
  * n1 then n2 samples gives the same rows as drawing n1 + n2 at once. `*rng` is advanced only
- * on success.
+ * on success. Every value written is finite: samples whose values or log densities
+ * overflowed (possible with extreme parameters) give `LWF_NON_FINITE`, every output set to
+ * NaN and `*rng` unchanged.
  *
  * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`,
- * `LWF_LENGTH_MISMATCH`, `LWF_OVERLAPPING_BUFFERS`.
+ * `LWF_LENGTH_MISMATCH`, `LWF_OVERLAPPING_BUFFERS`, `LWF_NON_FINITE` (a result that
+ * overflowed).
  *
  * # Safety
  * `model` NULL or a valid handle not used by another thread during the call; `rng` NULL or
@@ -1412,7 +1435,8 @@ enum LwfStatus lwf_model_sample(struct LwfModel *model,
                                 size_t n);
 
 /**
- * As `lwf_model_sample`, reading the model only and using the caller's workspace `ws`
+ * As `lwf_model_sample` (the same outputs, the same `LWF_NON_FINITE` for a result that
+ * overflowed), reading the model only and using the caller's workspace `ws`
  * (`ws_len >= lwf_shape_workspace_count`). Safe to call from many threads on one model, each
  * with its own workspace and rng (see `lwf_rng_jump`).
  *
@@ -1515,10 +1539,13 @@ enum LwfStatus lwf_model_set_mixture_base(struct LwfModel *model,
 
 /**
  * Replaces the flat parameter vector (e.g. broadcast from rank 0). `params_len` must equal
- * `lwf_shape_param_count`; every value must be finite (`LWF_NON_FINITE` otherwise, and
- * nothing changes), and the outer maps' values valid (a positive diagonal of the affine
- * map's L, lo < hi with a finite width for the box; `LWF_INVALID_ARGUMENT` otherwise). Adam
- * state is kept; call `lwf_model_adam_reset` to restart it.
+ * `lwf_shape_param_count`; every value must be finite in the model's precision, which is
+ * double for every model of the C ABI (`LWF_NON_FINITE` otherwise, and nothing changes), and
+ * the outer maps' values valid (a positive diagonal of the affine map's L, lo < hi with a
+ * finite width for the box; `LWF_INVALID_ARGUMENT` otherwise). Extreme finite values (say
+ * 1e300) are accepted, but an evaluation they make overflow returns `LWF_NON_FINITE`, never
+ * `LWF_OK` with NaN or infinity. Adam state is kept; call `lwf_model_adam_reset` to restart
+ * it.
  *
  * # Safety
  * `model` NULL or a valid handle; `params` NULL or readable for `params_len` doubles.

@@ -19,6 +19,9 @@
 // - Nothing here has global state except the error category object, as in the standard
 //   library. One model must not be used by two threads at once, except through the const
 //   members taking a workspace.
+// - No call returns normally with a NaN or infinite output (except log q = -inf outside the
+//   box of a bounded model): a result that overflowed throws lwflow::error with
+//   code() == LWF_NON_FINITE.
 #ifndef LWFLOW_HPP
 #define LWFLOW_HPP
 

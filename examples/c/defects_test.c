@@ -7,6 +7,7 @@
  *       alike, and whatever a door accepts is usable by every later call
  *   d2  mixture weights spanning more than the double range (1e308, 1e-308): finite
  *       parameters, the intended density
+ *   o1  finite but extreme parameters (1e300): no evaluation returns LWF_OK with NaN or inf
  *
  * Run by ffi/tests/defects_program.rs (natively, one section per test, and all sections with
  * "quick" under valgrind):
@@ -64,6 +65,14 @@ static int all_finite(const double *v, size_t n) {
         if (!isfinite(v[i])) return 0;
     return 1;
 }
+static int all_nan(const double *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!isnan(v[i])) return 0;
+    return 1;
+}
+static int same_doubles(const double *a, const double *b, size_t n) {
+    return memcmp(a, b, n * sizeof(double)) == 0;
+}
 
 /* A model in malloc'd memory. */
 typedef struct {
@@ -89,6 +98,15 @@ static void free_model(Model *m) {
     free(m->mem);
     m->mem = NULL;
     m->h = NULL;
+}
+
+/* Deterministic points: a small LCG, values in (-range, range). */
+static void fill_points(double *x, size_t count, uint64_t seed, double range) {
+    uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < count; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = range * (2.0 * (double)(s >> 11) / 9007199254740992.0 - 1.0);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -233,6 +251,171 @@ static void d2_mixture_weights_give_finite_parameters(void) {
     free_model(&m);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* O1: extreme finite parameters: never LWF_OK with a non-finite output.                      */
+
+enum { O1_N = 40 };
+
+/* Outside the open box of a bounded model (only there may log q be -inf). */
+static int outside_box(const LwfShape *s, const double *params, size_t n_params,
+                       const double *row) {
+    if (!s->bounded) return 0;
+    const double *lo = params + n_params - 2 * s->dim, *hi = params + n_params - s->dim;
+    for (size_t i = 0; i < s->dim; i++)
+        if (!(row[i] > lo[i] && row[i] < hi[i])) return 1;
+    return 0;
+}
+
+/* Every evaluation entry point on batches of n: LWF_OK only with finite outputs (log q: or
+ * -inf outside the box), else LWF_NON_FINITE with NaN outputs (an rng not advanced), or a
+ * status the input explains (LWF_INVALID_ARGUMENT: inverse of a point outside the box).
+ * Returns how many calls gave LWF_NON_FINITE. */
+static int o1_every_entry_point(const Model *m, const double *params, const double *theta,
+                                size_t n) {
+    const size_t d = m->shape.dim, P = m->params;
+    double *out = xmalloc(n * sizeof(double));
+    double *x = xmalloc(n * d * sizeof(double)), *ws = xmalloc(m->ws * sizeof(double));
+    double *grad = xmalloc(P * sizeof(double)), *w = xmalloc(n * sizeof(double));
+    int non_finite = 0;
+    LwfStatus st;
+    for (size_t i = 0; i < n; i++) w[i] = 1.0;
+
+#define O1_RESULT(st, finite_ok)                                                                \
+    do {                                                                                       \
+        if ((st) == LWF_NON_FINITE) non_finite++;                                              \
+        TRUE((st) == LWF_OK ? (finite_ok) : ((st) == LWF_NON_FINITE));                         \
+    } while (0)
+
+    /* log_prob and log_prob_ws */
+    for (int with_ws = 0; with_ws < 2; with_ws++) {
+        st = with_ws ? lwf_model_log_prob_ws(m->h, theta, n * d, out, n, ws, m->ws)
+                     : lwf_model_log_prob(m->h, theta, n * d, out, n);
+        int valid = 1;
+        for (size_t i = 0; i < n; i++)
+            if (!(isfinite(out[i]) ||
+                  (out[i] == -INFINITY && outside_box(&m->shape, params, P, theta + i * d))))
+                valid = 0;
+        O1_RESULT(st, valid);
+        if (st == LWF_NON_FINITE) TRUE(all_nan(out, n));
+    }
+    /* sample and sample_ws: the rng moves only on LWF_OK */
+    for (int with_ws = 0; with_ws < 2; with_ws++) {
+        LwfRng rng, before;
+        OK(lwf_rng_init(&rng, 9));
+        before = rng;
+        st = with_ws ? lwf_model_sample_ws(m->h, &rng, x, n * d, out, n, ws, m->ws)
+                     : lwf_model_sample(m->h, &rng, x, n * d, out, n);
+        O1_RESULT(st, all_finite(x, n * d) && all_finite(out, n));
+        if (st != LWF_OK) TRUE(memcmp(&rng, &before, sizeof rng) == 0);
+        if (st == LWF_NON_FINITE) TRUE(all_nan(x, n * d) && all_nan(out, n));
+    }
+    /* forward from z = the points, inverse of the points */
+    st = lwf_model_forward(m->h, theta, n * d, x, n * d, out, n);
+    O1_RESULT(st, all_finite(x, n * d) && all_finite(out, n));
+    st = lwf_model_inverse(m->h, theta, n * d, x, n * d, out, n);
+    int any_outside = 0;
+    for (size_t i = 0; i < n; i++)
+        any_outside |= outside_box(&m->shape, params, P, theta + i * d);
+    if (any_outside) {
+        STATUS(LWF_INVALID_ARGUMENT, st);
+    } else {
+        O1_RESULT(st, all_finite(x, n * d) && all_finite(out, n));
+    }
+    /* loss and gradient, plain and accumulating (only inside the box) */
+    if (!any_outside) {
+        double loss = 0.0;
+        st = lwf_model_loss_grad(m->h, theta, n * d, w, n, grad, P, &loss);
+        O1_RESULT(st, isfinite(loss) && all_finite(grad, P));
+        memset(grad, 0, P * sizeof(double));
+        loss = 0.0;
+        st = lwf_model_loss_grad_accumulate(m->h, theta, n * d, w, n, 1.0 / (double)n, grad, P,
+                                            &loss);
+        O1_RESULT(st, isfinite(loss) && all_finite(grad, P));
+    }
+#undef O1_RESULT
+    free(out);
+    free(x);
+    free(ws);
+    free(grad);
+    free(w);
+    return non_finite;
+}
+
+static void o1_extreme_parameters_never_give_ok_with_non_finite_outputs(void) {
+    printf("o1: parameters of 1e300: no LWF_OK with NaN / inf outputs\n");
+    LwfShape shapes[3];
+    OK(lwf_shape_default(2, 8, 2, &shapes[0])); /* Gaussian base, unbounded */
+    shapes[1] = shapes[0];
+    shapes[1].base = LWF_BASE_MIXTURE, shapes[1].components = 2, shapes[1].bounded = 1;
+    shapes[2] = shapes[1];
+    shapes[2].affine = 1;
+    int non_finite = 0, first_all_big = -1;
+    for (int k = 0; k < 3; k++) {
+        Model m = make_model(shapes[k], 3);
+        const size_t P = m.params, d = m.shape.dim;
+        if (m.shape.bounded) {
+            const double lo[2] = {-2.0, -2.0}, hi[2] = {2.0, 2.0};
+            OK(lwf_model_set_box(m.h, lo, hi, 2));
+        }
+        double *start = xmalloc(P * sizeof(double)), *p = xmalloc(P * sizeof(double));
+        double *theta = xmalloc(O1_N * d * sizeof(double));
+        fill_points(theta, O1_N * d, 11, 1.9); /* inside the box */
+        if (m.shape.bounded) theta[0] = 3.0;   /* one row outside it: log q = -inf is valid */
+        OK(lwf_model_get_params(m.h, start, P));
+        /* The tail of a bounded model (the box, and the affine map before it) stays valid. */
+        const size_t tail =
+            (m.shape.bounded ? 2 * d : 0) + (m.shape.affine ? d + d * (d + 1) / 2 : 0);
+        const size_t base_at = P - tail - (m.shape.base == LWF_BASE_MIXTURE ? 2 + 4 * d : 2 * d);
+        for (int v = 0; v < 6; v++) {
+            memcpy(p, start, P * sizeof(double));
+            for (size_t i = 0; i < P - tail; i++) {
+                switch (v) {
+                case 0: p[i] = 1e300; break;                       /* everything huge */
+                case 1: p[i] = -1e300; break;                      /* everything huge, < 0 */
+                case 2: p[i] = (i % 2) ? 1e300 : -1e300; break;    /* alternating */
+                case 3: if (i >= base_at) p[i] = 1e300; break;     /* the base only */
+                case 4: if (i >= base_at) p[i] = -1e300; break;    /* base scales e^-1e300 */
+                case 5: if (i < base_at) p[i] = 1e300; break;      /* the couplings only */
+                }
+            }
+            if (m.shape.affine)
+                for (size_t i = P - tail; i < P - tail + d; i++) p[i] = 1e300; /* the shift */
+            /* Finite doubles are the model's precision: accepted. */
+            OK(lwf_model_set_params(m.h, p, P));
+            const int nf1 = o1_every_entry_point(&m, p, theta + d, 1);
+            const int nf = o1_every_entry_point(&m, p, theta, O1_N);
+            non_finite += nf + nf1;
+            if (k == 0 && v == 0) first_all_big = nf;
+        }
+        /* Non-finite values are refused, and nothing changes. */
+        double *now = xmalloc(P * sizeof(double));
+        OK(lwf_model_get_params(m.h, p, P));
+        const double bad[3] = {INFINITY, -INFINITY, NAN};
+        for (int b = 0; b < 3; b++) {
+            memcpy(now, p, P * sizeof(double));
+            now[1] = bad[b];
+            STATUS(LWF_NON_FINITE, lwf_model_set_params(m.h, now, P));
+        }
+        OK(lwf_model_get_params(m.h, now, P));
+        TRUE(same_doubles(now, p, P));
+        /* The ordinary model keeps its contract: finite inside, -inf outside the box. */
+        OK(lwf_model_set_params(m.h, start, P));
+        double log_q[O1_N];
+        OK(lwf_model_log_prob(m.h, theta, O1_N * d, log_q, O1_N));
+        TRUE(m.shape.bounded ? log_q[0] == -INFINITY : isfinite(log_q[0]));
+        TRUE(all_finite(log_q + 1, O1_N - 1));
+        OK(lwf_model_log_prob(m.h, theta, d, log_q, 1)); /* the single-sample path */
+        TRUE(m.shape.bounded ? log_q[0] == -INFINITY : isfinite(log_q[0]));
+        free(now);
+        free(start);
+        free(p);
+        free(theta);
+        free_model(&m);
+    }
+    printf("  %d calls returned LWF_NON_FINITE\n", non_finite);
+    TRUE(first_all_big > 0); /* all parameters 1e300: the outputs overflow, and it is said */
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "all";
     quick = argc > 2 && strcmp(argv[2], "quick") == 0;
@@ -240,6 +423,8 @@ int main(int argc, char **argv) {
     int ran = 0;
     if (all || strcmp(which, "d1") == 0) d1_clamp_rule_at_every_door(), ran++;
     if (all || strcmp(which, "d2") == 0) d2_mixture_weights_give_finite_parameters(), ran++;
+    if (all || strcmp(which, "o1") == 0)
+        o1_extreme_parameters_never_give_ok_with_non_finite_outputs(), ran++;
     TRUE(ran > 0);
     printf("checks: %d, failures: %d\n", checks, failures);
     return failures == 0 ? 0 : 1;

@@ -4,18 +4,82 @@
 //! inside the model (`LwfModel *`: one thread at a time); the `_ws` variants take the workspace
 //! from the caller and only read the model (`const LwfModel *`), so many threads can evaluate
 //! or sample one model at once, each with its own workspace.
+//!
+//! No function here returns `LWF_OK` with a non-finite output: finite parameters can still
+//! make a result overflow (e.g. weights of 1e300), and then the call returns `LWF_NON_FINITE`
+//! with every output set to NaN. The one non-finite value that is a valid result is a log
+//! density of −inf for a point on or outside the box of a bounded model.
 
 use crate::guard::{disjoint, guard, input, output, read_struct, write_scalar, Span};
 use crate::model::{open_mut, open_ref, LwfModel};
 use crate::rng::LwfRng;
-use crate::status::LwfStatus;
-use lwflow::Flow;
+use crate::status::LwfStatus::{self, LWF_NON_FINITE};
+use lwflow::{Flow, Shape};
+
+/// `true` when the row `theta` lies on or outside the box of a bounded model (where its log
+/// density is −inf by definition); always `false` without a box.
+fn outside_box(shape: &Shape, params: &[f64], theta: &[f64]) -> bool {
+    if !shape.bounded {
+        return false;
+    }
+    let d = shape.dim;
+    // The box is the last 2D parameters: lo, then hi.
+    let at = params.len().saturating_sub(2 * d);
+    let (lo, hi) = match (params.get(at..at + d), params.get(at + d..)) {
+        (Some(lo), Some(hi)) => (lo, hi),
+        _ => return false,
+    };
+    theta
+        .iter()
+        .zip(lo.iter().zip(hi))
+        .any(|(&t, (&a, &b))| !(t > a && t < b))
+}
+
+/// Sets every output to NaN and returns `LWF_NON_FINITE`: a result overflowed.
+fn overflowed(outputs: &mut [&mut [f64]]) -> Result<(), LwfStatus> {
+    for out in outputs.iter_mut() {
+        out.iter_mut().for_each(|v| *v = f64::NAN);
+    }
+    Err(LWF_NON_FINITE)
+}
+
+/// The log densities `log_q` of the rows of `theta`: each finite, or −inf for a row outside
+/// the box of a bounded model; else every output becomes NaN and `LWF_NON_FINITE`.
+fn check_log_prob(
+    shape: &Shape,
+    params: &[f64],
+    theta: &[f64],
+    log_q: &mut [f64],
+) -> Result<(), LwfStatus> {
+    let d = shape.dim.max(1);
+    let valid = log_q.iter().zip(theta.chunks(d)).all(|(&v, row)| {
+        v.is_finite() || (v == f64::NEG_INFINITY && outside_box(shape, params, row))
+    });
+    if valid {
+        Ok(())
+    } else {
+        overflowed(&mut [log_q])
+    }
+}
+
+/// Every value of every output is finite; else every output becomes NaN and `LWF_NON_FINITE`.
+fn check_finite(outputs: &mut [&mut [f64]]) -> Result<(), LwfStatus> {
+    if outputs.iter().all(|o| o.iter().all(|v| v.is_finite())) {
+        Ok(())
+    } else {
+        overflowed(outputs)
+    }
+}
 
 /// log q(theta) of the `n` rows of `theta` (`theta_len == n * dim`) into `out_log_q` (`n`).
 ///
+/// Every value written is finite, except -inf for a point on or outside the box of a bounded
+/// model (density 0). NaN or +inf never come with `LWF_OK`: a result that overflowed (possible
+/// with extreme parameters, e.g. 1e300) gives `LWF_NON_FINITE` and sets every output to NaN.
+///
 /// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`
-/// (`n == 0`), `LWF_LENGTH_MISMATCH`, `LWF_NON_FINITE` (NaN/inf in `theta`),
-/// `LWF_OVERLAPPING_BUFFERS`.
+/// (`n == 0`), `LWF_LENGTH_MISMATCH`, `LWF_NON_FINITE` (NaN/inf in `theta`, or a result that
+/// overflowed), `LWF_OVERLAPPING_BUFFERS`.
 ///
 /// # Safety
 /// `model` NULL or a valid handle not used by another thread during the call; `theta` NULL or
@@ -38,7 +102,8 @@ pub unsafe extern "C" fn lwf_model_log_prob(
         disjoint(out_span, &[theta_span])?;
         // SAFETY: forwarded contract; pairwise disjoint and disjoint from the model (checked).
         let (theta, out) = unsafe { (input(theta, theta_len)?, output(out_log_q, n)?) };
-        Ok(Flow::new(m.shape, m.params)?.log_prob(theta, out, m.workspace)?)
+        Flow::new(m.shape, m.params)?.log_prob(theta, out, m.workspace)?;
+        check_log_prob(&m.shape, m.params, theta, out)
     })
 }
 
@@ -46,7 +111,11 @@ pub unsafe extern "C" fn lwf_model_log_prob(
 /// n * dim`) into `out_z` (`z_len == theta_len`), with log|det d f^-1 / d theta| in
 /// `out_log_det` (`n`); log q(theta) = log q0(z) + log_det.
 ///
-/// Errors: as `lwf_model_log_prob`.
+/// Every value written is finite: a result that overflowed gives `LWF_NON_FINITE` with every
+/// output set to NaN. A bounded model has no preimage for a point on or outside its box:
+/// `LWF_INVALID_ARGUMENT`.
+///
+/// Errors: as `lwf_model_log_prob`, plus `LWF_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `model` NULL or a valid handle not used by another thread during the call; `theta` NULL or
@@ -78,6 +147,9 @@ pub unsafe extern "C" fn lwf_model_inverse(
 
 /// The sampling-direction map theta = f(z) of the `n` rows of `z` (`z_len == n * dim`) into
 /// `out_theta` (`theta_len == z_len`), with log|det d f / d z| in `out_log_det` (`n`).
+///
+/// Every value written is finite: a result that overflowed (e.g. a huge `z`, or extreme
+/// parameters) gives `LWF_NON_FINITE` with every output set to NaN.
 ///
 /// Errors: as `lwf_model_log_prob`.
 ///
@@ -150,11 +222,12 @@ unsafe fn map(
             Direction::Forward => flow.forward(from, to, log_det, m.workspace)?,
             Direction::Inverse => flow.inverse(from, to, log_det, m.workspace)?,
         }
-        Ok(())
+        check_finite(&mut [to, log_det])
     })
 }
 
-/// As `lwf_model_log_prob`, reading the model only and using the caller's workspace `ws`
+/// As `lwf_model_log_prob` (the same outputs, the same `LWF_NON_FINITE` for a result that
+/// overflowed), reading the model only and using the caller's workspace `ws`
 /// (`ws_len >= lwf_shape_workspace_count`, else `LWF_BUFFER_TOO_SMALL`; its contents are
 /// scratch). Safe to call from many threads on one model with a workspace per thread.
 ///
@@ -187,7 +260,8 @@ pub unsafe extern "C" fn lwf_model_log_prob_ws(
                 output(ws, ws_len)?,
             )
         };
-        Ok(Flow::new(m.shape, m.params)?.log_prob(theta, out, ws)?)
+        Flow::new(m.shape, m.params)?.log_prob(theta, out, ws)?;
+        check_log_prob(&m.shape, m.params, theta, out)
     })
 }
 
@@ -195,10 +269,13 @@ pub unsafe extern "C" fn lwf_model_log_prob_ws(
 /// their log-density log q(theta) in `out_log_q` (`n`), advancing `*rng`. Deterministic: the
 /// same model and rng state give bit-identical samples on every run and thread, and drawing
 /// n1 then n2 samples gives the same rows as drawing n1 + n2 at once. `*rng` is advanced only
-/// on success.
+/// on success. Every value written is finite: samples whose values or log densities
+/// overflowed (possible with extreme parameters) give `LWF_NON_FINITE`, every output set to
+/// NaN and `*rng` unchanged.
 ///
 /// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`,
-/// `LWF_LENGTH_MISMATCH`, `LWF_OVERLAPPING_BUFFERS`.
+/// `LWF_LENGTH_MISMATCH`, `LWF_OVERLAPPING_BUFFERS`, `LWF_NON_FINITE` (a result that
+/// overflowed).
 ///
 /// # Safety
 /// `model` NULL or a valid handle not used by another thread during the call; `rng` NULL or
@@ -225,13 +302,15 @@ pub unsafe extern "C" fn lwf_model_sample(
         // SAFETY: forwarded contract; pairwise disjoint and disjoint from the model (checked).
         let (theta, lq) = unsafe { (output(out_theta, theta_len)?, output(out_log_q, n)?) };
         Flow::new(m.shape, m.params)?.sample(&mut g, theta, lq, m.workspace)?;
+        check_finite(&mut [theta, lq])?;
         // SAFETY: `rng` passed read_struct's checks; disjoint from the other buffers.
         unsafe { write_scalar(rng, LwfRng::from_generator(&g)) };
         Ok(())
     })
 }
 
-/// As `lwf_model_sample`, reading the model only and using the caller's workspace `ws`
+/// As `lwf_model_sample` (the same outputs, the same `LWF_NON_FINITE` for a result that
+/// overflowed), reading the model only and using the caller's workspace `ws`
 /// (`ws_len >= lwf_shape_workspace_count`). Safe to call from many threads on one model, each
 /// with its own workspace and rng (see `lwf_rng_jump`).
 ///
@@ -270,6 +349,7 @@ pub unsafe extern "C" fn lwf_model_sample_ws(
             )
         };
         Flow::new(m.shape, m.params)?.sample(&mut g, theta, lq, ws)?;
+        check_finite(&mut [theta, lq])?;
         // SAFETY: `rng` passed read_struct's checks; disjoint from the other buffers.
         unsafe { write_scalar(rng, LwfRng::from_generator(&g)) };
         Ok(())

@@ -14,7 +14,9 @@
 //! - Symbols are `lwf_<object>_<verb>`; arguments are the object first, then inputs, then
 //!   outputs; every buffer is followed by its length in elements (bytes for `uint8_t`);
 //!   `const` pointers are never written.
-//! - Every fallible function returns an [`LwfStatus`]; outputs are written only on `LWF_OK`.
+//! - Every fallible function returns an [`LwfStatus`]; outputs are written only on `LWF_OK`
+//!   (exceptions listed at [`LwfStatus`]), and `LWF_OK` never comes with a NaN or infinite
+//!   output except the documented -inf log density outside a bounded model's box.
 //! - The library allocates nothing and has no global state: a model is the caller's memory,
 //!   randomness is a caller-held [`LwfRng`] or a seed argument.
 //! - Every exported function checks NULL, alignment, lengths, overlaps, shapes, finiteness

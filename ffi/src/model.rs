@@ -446,10 +446,13 @@ pub unsafe extern "C" fn lwf_model_get_params(
 }
 
 /// Replaces the flat parameter vector (e.g. broadcast from rank 0). `params_len` must equal
-/// `lwf_shape_param_count`; every value must be finite (`LWF_NON_FINITE` otherwise, and
-/// nothing changes), and the outer maps' values valid (a positive diagonal of the affine
-/// map's L, lo < hi with a finite width for the box; `LWF_INVALID_ARGUMENT` otherwise). Adam
-/// state is kept; call `lwf_model_adam_reset` to restart it.
+/// `lwf_shape_param_count`; every value must be finite in the model's precision, which is
+/// double for every model of the C ABI (`LWF_NON_FINITE` otherwise, and nothing changes), and
+/// the outer maps' values valid (a positive diagonal of the affine map's L, lo < hi with a
+/// finite width for the box; `LWF_INVALID_ARGUMENT` otherwise). Extreme finite values (say
+/// 1e300) are accepted, but an evaluation they make overflow returns `LWF_NON_FINITE`, never
+/// `LWF_OK` with NaN or infinity. Adam state is kept; call `lwf_model_adam_reset` to restart
+/// it.
 ///
 /// # Safety
 /// `model` NULL or a valid handle; `params` NULL or readable for `params_len` doubles.

@@ -6,7 +6,9 @@ use lwflow::Error;
 /// Result of every fallible `lwf_*` call. The numbers are part of the ABI: they are explicit,
 /// never reused and never renumbered; new codes are only ever appended. On any status other
 /// than `LWF_OK` the function wrote nothing to its outputs (exceptions: `LWF_CANCELLED`, whose
-/// outputs are valid, and `LWF_PANIC`).
+/// outputs are valid; `LWF_NON_FINITE` from an evaluation whose result overflowed, which sets
+/// its outputs to NaN; and `LWF_PANIC`). `LWF_OK` never comes with a NaN or infinite output,
+/// except a log density of -inf where documented (outside the box of a bounded model).
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,7 +32,10 @@ pub enum LwfStatus {
     /// An argument is outside its documented range (negative weight, bad Adam
     /// hyper-parameter, wrong base kind for the call, ...).
     LWF_INVALID_ARGUMENT = 6,
-    /// An input contains NaN or infinity, or the result (loss, gradient) overflowed.
+    /// An input contains NaN or infinity (nothing written), or a result overflowed: a loss or
+    /// gradient (nothing written: skip the step), or the output of `log_prob`, `sample`,
+    /// `forward`, `inverse` or their `_ws` forms (possible with extreme finite parameters; the
+    /// outputs are then all NaN and an rng is not advanced).
     LWF_NON_FINITE = 7,
     /// A batch of zero samples where at least one is required.
     LWF_EMPTY_BATCH = 8,

@@ -7,6 +7,8 @@
 //!   `lwf_model_inspect` and `lwf_model_load` alike; what any door accepts, every later call
 //!   accepts.
 //! - D2: `lwf_model_set_mixture_base` with weights {1e308, 1e-308} stores finite parameters.
+//! - O1: with finite but extreme parameters (1e300) no evaluation returns `LWF_OK` with a NaN or
+//!   infinite output (`LWF_NON_FINITE` instead); -inf outside a bounded model's box stays valid.
 
 mod common;
 
@@ -75,6 +77,11 @@ fn d1_clamp_minus_zero_or_subnormal_is_refused_at_every_door() {
 #[test]
 fn d2_mixture_weights_across_the_double_range_give_finite_parameters() {
     section("d2");
+}
+
+#[test]
+fn o1_extreme_parameters_never_give_ok_with_non_finite_outputs() {
+    section("o1");
 }
 
 #[test]
