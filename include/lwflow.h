@@ -1395,7 +1395,9 @@ enum LwfStatus lwf_model_loss_grad(struct LwfModel *model,
  * `scale * [-sum_i w_i log q(theta_i)]` to `*inout_loss` (`scale` finite; use 1/N for a global
  * batch of N samples). With `scale = 1/n`, zeroed buffers and one call, this equals
  * `lwf_model_loss_grad`. Nothing is added on failure. Errors as `lwf_model_loss_grad`, plus
- * `LWF_NON_FINITE` for a non-finite `scale`.
+ * `LWF_NON_FINITE` for a non-finite `scale`, a NaN or infinity already in `*inout_loss` or
+ * `inout_grad` (refused before any work), or a sum that overflows: `LWF_OK` always leaves
+ * `*inout_loss` and `inout_grad` finite.
  *
  * # Safety
  * As `lwf_model_loss_grad`; `inout_grad` and `inout_loss` must also be readable.

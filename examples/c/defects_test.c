@@ -8,6 +8,8 @@
  *   d2  mixture weights spanning more than the double range (1e308, 1e-308): finite
  *       parameters, the intended density
  *   o1  finite but extreme parameters (1e300): no evaluation returns LWF_OK with NaN or inf
+ *   o2  lwf_model_loss_grad_accumulate with a NaN / inf incoming loss or gradient, or a sum
+ *       that overflows: LWF_NON_FINITE, nothing changed
  *
  * Run by ffi/tests/defects_program.rs (natively, one section per test, and all sections with
  * "quick" under valgrind):
@@ -416,6 +418,73 @@ static void o1_extreme_parameters_never_give_ok_with_non_finite_outputs(void) {
     TRUE(first_all_big > 0); /* all parameters 1e300: the outputs overflow, and it is said */
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* O2: accumulating into a non-finite loss or gradient.                                       */
+
+static void o2_accumulate_refuses_non_finite_totals(void) {
+    printf("o2: loss_grad_accumulate with NaN / inf incoming, or overflowing sums\n");
+    LwfShape shape;
+    OK(lwf_shape_default(2, 8, 2, &shape));
+    Model m = make_model(shape, 4);
+    enum { N = 16 };
+    const size_t P = m.params;
+    double theta[N * 2], w[N];
+    fill_points(theta, N * 2, 3, 2.0);
+    for (int i = 0; i < N; i++) w[i] = 1.0;
+    double *grad = xmalloc(P * sizeof(double)), *keep = xmalloc(P * sizeof(double));
+    double *probe = xmalloc(P * sizeof(double));
+    double loss = 0.0, keep_loss;
+    memset(grad, 0, P * sizeof(double));
+    OK(lwf_model_loss_grad_accumulate(m.h, theta, N * 2, w, N, 1.0 / N, grad, P, &loss));
+    TRUE(isfinite(loss) && all_finite(grad, P));
+
+    const double incoming[3] = {NAN, INFINITY, -INFINITY};
+    for (int b = 0; b < 3; b++) {
+        loss = incoming[b];
+        keep_loss = loss;
+        memcpy(keep, grad, P * sizeof(double));
+        STATUS(LWF_NON_FINITE,
+               lwf_model_loss_grad_accumulate(m.h, theta, N * 2, w, N, 1.0 / N, grad, P, &loss));
+        TRUE(memcmp(&loss, &keep_loss, sizeof loss) == 0);
+        TRUE(same_doubles(grad, keep, P));
+    }
+    /* A non-finite entry of the incoming gradient. */
+    loss = 0.0;
+    grad[3] = NAN;
+    memcpy(keep, grad, P * sizeof(double));
+    STATUS(LWF_NON_FINITE,
+           lwf_model_loss_grad_accumulate(m.h, theta, N * 2, w, N, 1.0 / N, grad, P, &loss));
+    TRUE(loss == 0.0 && same_doubles(grad, keep, P));
+
+    /* Finite incoming values whose sums overflow: loss, then gradient. */
+    const double scale = 1e300;
+    double probe_loss = 0.0;
+    memset(probe, 0, P * sizeof(double));
+    OK(lwf_model_loss_grad_accumulate(m.h, theta, N * 2, w, N, scale, probe, P, &probe_loss));
+    TRUE(isfinite(probe_loss) && probe_loss != 0.0);
+    memset(grad, 0, P * sizeof(double));
+    loss = copysign(DBL_MAX, probe_loss);
+    keep_loss = loss;
+    STATUS(LWF_NON_FINITE,
+           lwf_model_loss_grad_accumulate(m.h, theta, N * 2, w, N, scale, grad, P, &loss));
+    TRUE(loss == keep_loss && all_finite(grad, P));
+    size_t big = 0;
+    for (size_t i = 0; i < P; i++) {
+        grad[i] = probe[i] == 0.0 ? 0.0 : copysign(DBL_MAX, probe[i]);
+        big += fabs(probe[i]) > 1e292; /* DBL_MAX + |g| overflows */
+    }
+    TRUE(big > 0);
+    loss = 0.0;
+    memcpy(keep, grad, P * sizeof(double));
+    STATUS(LWF_NON_FINITE,
+           lwf_model_loss_grad_accumulate(m.h, theta, N * 2, w, N, scale, grad, P, &loss));
+    TRUE(loss == 0.0 && same_doubles(grad, keep, P));
+    free(grad);
+    free(keep);
+    free(probe);
+    free_model(&m);
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "all";
     quick = argc > 2 && strcmp(argv[2], "quick") == 0;
@@ -425,6 +494,7 @@ int main(int argc, char **argv) {
     if (all || strcmp(which, "d2") == 0) d2_mixture_weights_give_finite_parameters(), ran++;
     if (all || strcmp(which, "o1") == 0)
         o1_extreme_parameters_never_give_ok_with_non_finite_outputs(), ran++;
+    if (all || strcmp(which, "o2") == 0) o2_accumulate_refuses_non_finite_totals(), ran++;
     TRUE(ran > 0);
     printf("checks: %d, failures: %d\n", checks, failures);
     return failures == 0 ? 0 : 1;

@@ -75,7 +75,9 @@ pub unsafe extern "C" fn lwf_adam_default(out_adam: *mut LwfAdam) -> LwfStatus {
 }
 
 /// The loss of a batch and its gradient: with `scale`, adds `scale * dL/dphi` (L unnormalised:
-/// `-sum w_i log q`) to the model's gradient scratch and returns the scaled loss.
+/// `-sum w_i log q`) to the model's gradient scratch and returns the scaled loss; the
+/// accumulating form (`scale`) first refuses a non-finite incoming `*loss` or `grad`. `apply`
+/// writes the outputs, or refuses a result (then nothing has been written).
 ///
 /// # Safety
 /// Forwarded from the exported functions.
@@ -90,7 +92,7 @@ unsafe fn gradient(
     grad: *mut f64,
     grad_len: usize,
     loss: *mut f64,
-    apply: impl FnOnce(&[f64], f64, &mut [f64], *mut f64),
+    apply: impl FnOnce(&[f64], f64, &mut [f64], *mut f64) -> Result<(), LwfStatus>,
 ) -> Result<(), LwfStatus> {
     let theta_span = Span::checked(theta, theta_len)?;
     let weights_span = Span::checked(weights, weights_len)?;
@@ -112,6 +114,14 @@ unsafe fn gradient(
             output(grad, grad_len)?,
         )
     };
+    if scale.is_some() {
+        // SAFETY: `loss` passed out_scalar; readable by the accumulating form's contract.
+        let incoming = unsafe { loss.read() };
+        // What is accumulated into must be finite: refused before any work, nothing written.
+        if !(incoming.is_finite() && grad.iter().all(|g| g.is_finite())) {
+            return Err(LWF_NON_FINITE);
+        }
+    }
     let flow = Flow::new(m.shape, m.params)?;
     let value = match scale {
         None => flow.loss_and_gradient(theta, weights, m.grad, m.workspace)?,
@@ -123,8 +133,7 @@ unsafe fn gradient(
     if !value.is_finite() || !m.grad.iter().all(|g| g.is_finite()) {
         return Err(LWF_NON_FINITE);
     }
-    apply(m.grad, value, grad, loss);
-    Ok(())
+    apply(m.grad, value, grad, loss)
 }
 
 /// Loss `L = -(1/n) sum_i w_i log q(theta_i)` of the batch (`theta_len == n * dim`,
@@ -176,6 +185,7 @@ pub unsafe extern "C" fn lwf_model_loss_grad(
                     out.copy_from_slice(g);
                     // SAFETY: out_loss passed out_scalar and is disjoint from the rest.
                     write_scalar(out_loss, loss);
+                    Ok(())
                 },
             )
         }
@@ -187,7 +197,9 @@ pub unsafe extern "C" fn lwf_model_loss_grad(
 /// `scale * [-sum_i w_i log q(theta_i)]` to `*inout_loss` (`scale` finite; use 1/N for a global
 /// batch of N samples). With `scale = 1/n`, zeroed buffers and one call, this equals
 /// `lwf_model_loss_grad`. Nothing is added on failure. Errors as `lwf_model_loss_grad`, plus
-/// `LWF_NON_FINITE` for a non-finite `scale`.
+/// `LWF_NON_FINITE` for a non-finite `scale`, a NaN or infinity already in `*inout_loss` or
+/// `inout_grad` (refused before any work), or a sum that overflows: `LWF_OK` always leaves
+/// `*inout_loss` and `inout_grad` finite.
 ///
 /// # Safety
 /// As `lwf_model_loss_grad`; `inout_grad` and `inout_loss` must also be readable.
@@ -221,12 +233,20 @@ pub unsafe extern "C" fn lwf_model_loss_grad_accumulate(
                 grad_len,
                 inout_loss,
                 |g, loss, out, out_loss| {
+                    // SAFETY: out_loss passed out_scalar, is readable by the caller's
+                    // contract and disjoint from the rest.
+                    let total = out_loss.read() + loss;
+                    // The sums must be finite too (finite terms can overflow): checked before
+                    // anything is written.
+                    if !total.is_finite() || out.iter().zip(g).any(|(o, v)| !(o + v).is_finite()) {
+                        return Err(LWF_NON_FINITE);
+                    }
                     for (o, &v) in out.iter_mut().zip(g) {
                         *o += v;
                     }
-                    // SAFETY: out_loss passed out_scalar, is readable by the caller's
-                    // contract and disjoint from the rest.
-                    write_scalar(out_loss, out_loss.read() + loss);
+                    // SAFETY: as above.
+                    write_scalar(out_loss, total);
+                    Ok(())
                 },
             )
         }

@@ -9,6 +9,8 @@
 //! - D2: `lwf_model_set_mixture_base` with weights {1e308, 1e-308} stores finite parameters.
 //! - O1: with finite but extreme parameters (1e300) no evaluation returns `LWF_OK` with a NaN or
 //!   infinite output (`LWF_NON_FINITE` instead); -inf outside a bounded model's box stays valid.
+//! - O2: `lwf_model_loss_grad_accumulate` refuses a non-finite incoming loss or gradient and
+//!   sums that overflow (`LWF_NON_FINITE`, nothing changed).
 
 mod common;
 
@@ -82,6 +84,11 @@ fn d2_mixture_weights_across_the_double_range_give_finite_parameters() {
 #[test]
 fn o1_extreme_parameters_never_give_ok_with_non_finite_outputs() {
     section("o1");
+}
+
+#[test]
+fn o2_accumulate_refuses_non_finite_incoming_values_and_overflowing_sums() {
+    section("o2");
 }
 
 #[test]
