@@ -41,6 +41,7 @@ module lwflow
    integer(c_int), parameter, public :: LWF_PANIC = 14
    integer(c_int), parameter, public :: LWF_INVALID_MODEL = 15
    integer(c_int), parameter, public :: LWF_OVERLAPPING_BUFFERS = 16
+   integer(c_int), parameter, public :: LWF_BUSY = 17
 
    ! LwfBaseKind and LwfActivation codes (for lwf_shape%base and lwf_shape%activation)
    integer(c_int32_t), parameter, public :: LWF_BASE_STANDARD_NORMAL = 0

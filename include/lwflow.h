@@ -7,7 +7,8 @@
  * returns an LwfStatus and writes its outputs only on LWF_OK (and on the fit's LWF_CANCELLED;
  * an evaluation whose result overflowed returns LWF_NON_FINITE with its outputs set to NaN);
  * LWF_OK never comes with a NaN or infinite output, except a -inf log density outside the box
- * of a bounded model.
+ * of a bounded model. Calls taking LwfModel * use the model's own workspace: one thread per
+ * model at a time, a concurrent second call gets LWF_BUSY.
  * The library allocates nothing and has no global state. Batches of points are row-major
  * [n][dim] arrays of doubles. Double buffers, model and work memory must be 8-byte aligned.
  */
@@ -135,6 +136,13 @@ typedef enum LwfStatus {
      * An output buffer overlaps an input buffer, another output, or the model's memory.
      */
     LWF_OVERLAPPING_BUFFERS = 16,
+    /**
+     * Another call taking this `LwfModel *` is in progress (on another thread): a model is used
+     * by one thread at a time for those calls. Nothing was done and nothing written; retry
+     * later, or give each thread its own model or use the `_ws` variants with a workspace per
+     * thread.
+     */
+    LWF_BUSY = 17,
 } LwfStatus;
 
 /**
@@ -272,8 +280,11 @@ typedef enum LwfRefineStatus {
  * An initialised model: an opaque view of the caller's memory. Obtain it from
  * `lwf_model_init` or `lwf_model_load`; it stays valid as long as that memory does. A model
  * may be used by one thread at a time for calls taking `LwfModel *`; calls taking
- * `const LwfModel *` may run concurrently with each other. Freeing the model is freeing the
- * memory: the library holds no other resource.
+ * `const LwfModel *` may run concurrently with each other. A call taking `LwfModel *` that
+ * finds another such call in progress on the same handle returns `LWF_BUSY` without touching
+ * the model or its outputs (the misuse is detected, not queued: retry, or use a model or a
+ * `_ws` workspace per thread). Freeing the model is freeing the memory: the library holds no
+ * other resource.
  */
 typedef struct LwfModel LwfModel;
 
@@ -1038,7 +1049,8 @@ enum LwfStatus lwf_importance_summary(const double *log_w,
  * Zeroes the model's Adam moments and step count (e.g. after `lwf_model_set_params`).
  *
  * # Safety
- * `model` NULL or a valid handle not used by another thread during the call.
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`).
  */
 enum LwfStatus lwf_model_adam_reset(struct LwfModel *model);
 
@@ -1049,11 +1061,11 @@ enum LwfStatus lwf_model_adam_reset(struct LwfModel *model);
  *
  * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_LENGTH_MISMATCH`,
  * `LWF_NON_FINITE` (gradient or hyper-parameter), `LWF_INVALID_ARGUMENT` (hyper-parameter out
- * of range), `LWF_OVERLAPPING_BUFFERS`.
+ * of range), `LWF_OVERLAPPING_BUFFERS`, `LWF_BUSY`.
  *
  * # Safety
- * `model` NULL or a valid handle not used by another thread during the call; `adam` NULL or
- * readable; `grad` NULL or readable for `grad_len` doubles.
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`); `adam` NULL or readable; `grad` NULL or readable for `grad_len` doubles.
  */
 enum LwfStatus lwf_model_adam_step(struct LwfModel *model,
                                    const struct LwfAdam *adam,
@@ -1219,8 +1231,9 @@ enum LwfStatus lwf_model_fit_samples_in_box(void *mem,
  * Errors: as `lwf_model_log_prob`.
  *
  * # Safety
- * `model` NULL or a valid handle not used by another thread during the call; `z` NULL or
- * readable for `z_len` doubles; the outputs NULL or writable for their lengths.
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`); `z` NULL or readable for `z_len` doubles; the outputs NULL or writable for
+ * their lengths.
  */
 enum LwfStatus lwf_model_forward(struct LwfModel *model,
                                  const double *z,
@@ -1288,8 +1301,9 @@ enum LwfStatus lwf_model_inspect(const uint8_t *bytes,
  * Errors: as `lwf_model_log_prob`, plus `LWF_INVALID_ARGUMENT`.
  *
  * # Safety
- * `model` NULL or a valid handle not used by another thread during the call; `theta` NULL or
- * readable for `theta_len` doubles; the outputs NULL or writable for their lengths.
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`); `theta` NULL or readable for `theta_len` doubles; the outputs NULL or writable
+ * for their lengths.
  */
 enum LwfStatus lwf_model_inverse(struct LwfModel *model,
                                  const double *theta,
@@ -1328,11 +1342,12 @@ enum LwfStatus lwf_model_load(void *mem,
  *
  * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`
  * (`n == 0`), `LWF_LENGTH_MISMATCH`, `LWF_NON_FINITE` (NaN/inf in `theta`, or a result that
- * overflowed), `LWF_OVERLAPPING_BUFFERS`.
+ * overflowed), `LWF_OVERLAPPING_BUFFERS`, `LWF_BUSY` (another call is using the model).
  *
  * # Safety
- * `model` NULL or a valid handle not used by another thread during the call; `theta` NULL or
- * readable for `theta_len` doubles; `out_log_q` NULL or writable for `n` doubles.
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`); `theta` NULL or readable for `theta_len` doubles; `out_log_q` NULL or
+ * writable for `n` doubles.
  */
 enum LwfStatus lwf_model_log_prob(struct LwfModel *model,
                                   const double *theta,
@@ -1344,7 +1359,8 @@ enum LwfStatus lwf_model_log_prob(struct LwfModel *model,
  * As `lwf_model_log_prob` (the same outputs, the same `LWF_NON_FINITE` for a result that
  * overflowed), reading the model only and using the caller's workspace `ws`
  * (`ws_len >= lwf_shape_workspace_count`, else `LWF_BUFFER_TOO_SMALL`; its contents are
- * scratch). Safe to call from many threads on one model with a workspace per thread.
+ * scratch). Safe to call from many threads on one model with a workspace per thread; never
+ * `LWF_BUSY`.
  *
  * # Safety
  * As `lwf_model_log_prob`, and `ws` NULL or writable for `ws_len` doubles; the model may be
@@ -1374,11 +1390,11 @@ enum LwfStatus lwf_model_log_prob_ws(const struct LwfModel *model,
  * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`,
  * `LWF_LENGTH_MISMATCH`, `LWF_NON_FINITE` (NaN/inf in theta or weights, or a loss or gradient
  * that overflowed: skip the step), `LWF_INVALID_ARGUMENT` (a negative weight),
- * `LWF_OVERLAPPING_BUFFERS`.
+ * `LWF_OVERLAPPING_BUFFERS`, `LWF_BUSY` (another call is using the model).
  *
  * # Safety
- * `model` NULL or a valid handle not used by another thread during the call; the arrays NULL
- * or valid for their lengths; `out_loss` NULL or writable.
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`); the arrays NULL or valid for their lengths; `out_loss` NULL or writable.
  */
 enum LwfStatus lwf_model_loss_grad(struct LwfModel *model,
                                    const double *theta,
@@ -1423,11 +1439,12 @@ enum LwfStatus lwf_model_loss_grad_accumulate(struct LwfModel *model,
  *
  * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`,
  * `LWF_LENGTH_MISMATCH`, `LWF_OVERLAPPING_BUFFERS`, `LWF_NON_FINITE` (a result that
- * overflowed).
+ * overflowed), `LWF_BUSY` (another call is using the model).
  *
  * # Safety
- * `model` NULL or a valid handle not used by another thread during the call; `rng` NULL or
- * valid for read and write; the outputs NULL or writable for their lengths.
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`); `rng` NULL or valid for read and write; the outputs NULL or writable for their
+ * lengths.
  */
 enum LwfStatus lwf_model_sample(struct LwfModel *model,
                                 struct LwfRng *rng,
@@ -1440,7 +1457,7 @@ enum LwfStatus lwf_model_sample(struct LwfModel *model,
  * As `lwf_model_sample` (the same outputs, the same `LWF_NON_FINITE` for a result that
  * overflowed), reading the model only and using the caller's workspace `ws`
  * (`ws_len >= lwf_shape_workspace_count`). Safe to call from many threads on one model, each
- * with its own workspace and rng (see `lwf_rng_jump`).
+ * with its own workspace and rng (see `lwf_rng_jump`); never `LWF_BUSY`.
  *
  * # Safety
  * As `lwf_model_sample`, and `ws` NULL or writable for `ws_len` doubles; the model may be read
@@ -1478,7 +1495,8 @@ enum LwfStatus lwf_model_save(const struct LwfModel *model,
  * `LWF_LENGTH_MISMATCH` for a wrong length; nothing changes on error.
  *
  * # Safety
- * `model` NULL or a valid handle; `shift` NULL or readable for `dim` doubles;
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`); `shift` NULL or readable for `dim` doubles;
  * `chol_packed` NULL or readable for `chol_len` doubles.
  */
 enum LwfStatus lwf_model_set_affine(struct LwfModel *model,
@@ -1495,7 +1513,8 @@ enum LwfStatus lwf_model_set_affine(struct LwfModel *model,
  * model's; nothing changes on error.
  *
  * # Safety
- * `model` NULL or a valid handle; `lo`, `hi` NULL or readable for `dim` doubles each.
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`); `lo`, `hi` NULL or readable for `dim` doubles each.
  */
 enum LwfStatus lwf_model_set_box(struct LwfModel *model,
                                  const double *lo,
@@ -1510,7 +1529,8 @@ enum LwfStatus lwf_model_set_box(struct LwfModel *model,
  * `LWF_INVALID_ARGUMENT` for another base kind or a scale <= 0.
  *
  * # Safety
- * `model` NULL or a valid handle; `loc`, `scale` NULL or readable for their lengths.
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`); `loc`, `scale` NULL or readable for their lengths.
  */
 enum LwfStatus lwf_model_set_gaussian_base(struct LwfModel *model,
                                            const double *loc,
@@ -1529,7 +1549,8 @@ enum LwfStatus lwf_model_set_gaussian_base(struct LwfModel *model,
  * on error.
  *
  * # Safety
- * `model` NULL or a valid handle; the arrays NULL or readable for their lengths.
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`); the arrays NULL or readable for their lengths.
  */
 enum LwfStatus lwf_model_set_mixture_base(struct LwfModel *model,
                                           const double *weights,
@@ -1550,7 +1571,8 @@ enum LwfStatus lwf_model_set_mixture_base(struct LwfModel *model,
  * it.
  *
  * # Safety
- * `model` NULL or a valid handle; `params` NULL or readable for `params_len` doubles.
+ * `model` NULL or a valid handle not used by another thread during the call (detected:
+ * `LWF_BUSY`); `params` NULL or readable for `params_len` doubles.
  */
 enum LwfStatus lwf_model_set_params(struct LwfModel *model,
                                     const double *params,

@@ -18,7 +18,8 @@
 //   a byte copy that continues identically.
 // - Nothing here has global state except the error category object, as in the standard
 //   library. One model must not be used by two threads at once, except through the const
-//   members taking a workspace.
+//   members taking a workspace; a non-const member called while another runs on the same
+//   model throws lwflow::error with code() == LWF_BUSY (the model is unchanged).
 // - No call returns normally with a NaN or infinite output (except log q = -inf outside the
 //   box of a bounded model): a result that overflowed throws lwflow::error with
 //   code() == LWF_NON_FINITE.

@@ -10,6 +10,8 @@
  *   o1  finite but extreme parameters (1e300): no evaluation returns LWF_OK with NaN or inf
  *   o2  lwf_model_loss_grad_accumulate with a NaN / inf incoming loss or gradient, or a sum
  *       that overflows: LWF_NON_FINITE, nothing changed
+ *   o3  one handle shared by threads calling lwf_model_log_prob: never LWF_OK with a wrong
+ *       value, LWF_BUSY seen, a byte copy taken mid-call usable; the _ws forms stay concurrent
  *
  * Run by ffi/tests/defects_program.rs (natively, one section per test, and all sections with
  * "quick" under valgrind):
@@ -17,7 +19,7 @@
  *   cc -std=c11 -Wall -Wextra -Wpedantic -Werror -pthread -Iinclude examples/c/defects_test.c \
  *      target/debug/liblwflow.a -lm -lpthread -ldl -o defects_test && ./defects_test all
  *
- * Everything here also compiles against the header of the library before these fixes. */
+ * Against a library without LWF_BUSY (to see these tests fail there), add -DLWF_BUSY=17. */
 #define _POSIX_C_SOURCE 200809L
 #include "lwflow.h"
 
@@ -485,6 +487,184 @@ static void o2_accumulate_refuses_non_finite_totals(void) {
     free_model(&m);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* O3: one handle, several threads.                                                           */
+
+typedef struct {
+    LwfModel *model;
+    const double *theta, *want; /* this thread's batch and its single-threaded log q */
+    size_t n, dim, ws_len;
+    int calls, use_ws;
+    int ok, busy, wrong, other, touched;
+} Worker;
+
+static void *worker_main(void *arg) {
+    Worker *w = arg;
+    double *out = xmalloc(w->n * sizeof(double));
+    double *ws = w->use_ws ? xmalloc(w->ws_len * sizeof(double)) : NULL;
+    for (int c = 0; c < w->calls; c++) {
+        for (size_t i = 0; i < w->n; i++) out[i] = -7.0;
+        LwfStatus st = w->use_ws ? lwf_model_log_prob_ws(w->model, w->theta, w->n * w->dim, out,
+                                                         w->n, ws, w->ws_len)
+                                 : lwf_model_log_prob(w->model, w->theta, w->n * w->dim, out, w->n);
+        if (st == LWF_OK) {
+            if (same_doubles(out, w->want, w->n))
+                w->ok++;
+            else
+                w->wrong++;
+        } else if (st == LWF_BUSY) {
+            w->busy++;
+            for (size_t i = 0; i < w->n; i++) w->touched += out[i] != -7.0;
+        } else {
+            w->other++;
+        }
+    }
+    free(out);
+    free(ws);
+    return NULL;
+}
+
+/* One long call on the shared handle, flagged before and after. */
+typedef struct {
+    LwfModel *model;
+    const double *theta;
+    double *out;
+    size_t n, dim;
+    atomic_int started, done;
+    LwfStatus status;
+} LongCall;
+
+static void *long_call_main(void *arg) {
+    LongCall *c = arg;
+    atomic_store(&c->started, 1);
+    c->status = lwf_model_log_prob(c->model, c->theta, c->n * c->dim, c->out, c->n);
+    atomic_store(&c->done, 1);
+    return NULL;
+}
+
+static void o3_one_handle_many_threads(void) {
+    printf("o3: one handle, several threads calling lwf_model_log_prob\n");
+    LwfShape shape;
+    OK(lwf_shape_default(4, 32, 4, &shape));
+    shape.base = LWF_BASE_MIXTURE, shape.components = 3;
+    Model m = make_model(shape, 5);
+    const size_t d = 4;
+    { /* move the zero-initialised last layers off the identity */
+        double *p = xmalloc(m.params * sizeof(double));
+        OK(lwf_model_get_params(m.h, p, m.params));
+        double *noise = xmalloc(m.params * sizeof(double));
+        fill_points(noise, m.params, 17, 0.3);
+        for (size_t i = 0; i < m.params; i++) p[i] += noise[i];
+        OK(lwf_model_set_params(m.h, p, m.params));
+        free(p);
+        free(noise);
+    }
+
+    /* 1. Stress: T threads on one handle, distinct batches (so a shared workspace mixes them
+     *    up visibly); half use lwf_model_log_prob, half lwf_model_log_prob_ws. */
+    enum { T = 4, N = 64 };
+    const int calls = quick ? 40 : 1000;
+    double *theta = xmalloc(T * N * d * sizeof(double)), *want = xmalloc(T * N * sizeof(double));
+    fill_points(theta, T * N * d, 23, 2.5);
+    for (int t = 0; t < T; t++)
+        OK(lwf_model_log_prob(m.h, theta + t * N * d, N * d, want + t * N, N));
+    Worker workers[T];
+    pthread_t threads[T];
+    for (int t = 0; t < T; t++) {
+        Worker w = {m.h, theta + t * N * d, want + t * N, N, d, m.ws, calls, t % 2, 0, 0, 0, 0, 0};
+        workers[t] = w;
+    }
+    for (int t = 0; t < T; t++)
+        TRUE(pthread_create(&threads[t], NULL, worker_main, &workers[t]) == 0);
+    int ok = 0, busy = 0, wrong = 0, other = 0, touched = 0, ws_busy = 0, ws_ok = 0;
+    for (int t = 0; t < T; t++) {
+        pthread_join(threads[t], NULL);
+        ok += workers[t].ok, busy += workers[t].busy, wrong += workers[t].wrong;
+        other += workers[t].other, touched += workers[t].touched;
+        if (workers[t].use_ws) ws_busy += workers[t].busy, ws_ok += workers[t].ok;
+    }
+    printf("  stress: %d calls: %d LWF_OK (%d of them _ws), %d LWF_BUSY, %d wrong with LWF_OK, "
+           "%d other\n", T * calls, ok, ws_ok, busy, wrong, other);
+    TRUE(wrong == 0);   /* never LWF_OK with a wrong value */
+    TRUE(other == 0);   /* only LWF_OK or LWF_BUSY */
+    TRUE(touched == 0); /* LWF_BUSY writes nothing */
+    TRUE(ws_busy == 0 && ws_ok == (T / 2) * calls); /* the _ws form is never refused */
+
+    /* 2. Deterministic LWF_BUSY: a long call on one thread, short calls from this one while it
+     *    runs; meanwhile a byte copy of the model memory (its busy word set). Retried in the
+     *    rare case the short calls won every race. */
+    const size_t big = quick ? 20000 : 200000;
+    double *big_theta = xmalloc(big * d * sizeof(double)), *big_out = xmalloc(big * sizeof(double));
+    double *big_want = xmalloc(big * sizeof(double));
+    fill_points(big_theta, big * d, 29, 2.5);
+    OK(lwf_model_log_prob(m.h, big_theta, big * d, big_want, big));
+    void *copy = xmalloc(m.mem_len);
+    int busy_seen = 0, copy_taken = 0, copy_flagged = 0, attempts = 0;
+    double out[N];
+    while (attempts < 20 && !(busy_seen && copy_flagged)) {
+        attempts++;
+        LongCall c;
+        c.model = m.h, c.theta = big_theta, c.out = big_out, c.n = big, c.dim = d;
+        atomic_init(&c.started, 0);
+        atomic_init(&c.done, 0);
+        c.status = LWF_PANIC;
+        pthread_t long_thread;
+        TRUE(pthread_create(&long_thread, NULL, long_call_main, &c) == 0);
+        while (!atomic_load(&c.started)) sched_yield();
+        int seen = 0;
+        copy_taken = 0;
+        while (!atomic_load(&c.done)) {
+            LwfStatus st = lwf_model_log_prob(m.h, theta, N * d, out, N);
+            if (st == LWF_BUSY) {
+                seen++;
+                if (!copy_taken) {
+                    /* A copy taken while the other call runs (its workspace is scratch). */
+                    memcpy(copy, m.mem, m.mem_len);
+                    copy_taken = 1;
+                }
+            } else {
+                STATUS(LWF_OK, st);
+                TRUE(same_doubles(out, want, N));
+            }
+        }
+        pthread_join(long_thread, NULL);
+        if (c.status == LWF_OK) {
+            TRUE(same_doubles(big_out, big_want, big));
+        } else {
+            STATUS(LWF_BUSY, c.status); /* a short call held the model when it started */
+        }
+        if (seen && c.status == LWF_OK) busy_seen = 1;
+        if (copy_taken) {
+            /* White box (ffi/src/model.rs): the busy word is the 8 bytes at offset 96. */
+            uint64_t word;
+            memcpy(&word, (const char *)copy + 96, sizeof word);
+            if (word != 0) copy_flagged = 1;
+            /* The copy works at its own address, whatever its busy word says. */
+            double copy_out[N];
+            OK(lwf_model_log_prob((LwfModel *)copy, theta, N * d, copy_out, N));
+            TRUE(same_doubles(copy_out, want, N));
+            OK(lwf_model_log_prob((LwfModel *)copy, theta, N * d, copy_out, N));
+            TRUE(same_doubles(copy_out, want, N));
+        }
+    }
+    printf("  long call: LWF_BUSY seen %s, copy with a set busy word usable %s (%d attempt%s)\n",
+           busy_seen ? "yes" : "no", copy_flagged ? "yes" : "no", attempts,
+           attempts == 1 ? "" : "s");
+    TRUE(busy_seen);
+    TRUE(copy_flagged);
+    /* Afterwards the model is idle and usable by every call taking it. */
+    OK(lwf_model_log_prob(m.h, theta, N * d, out, N));
+    TRUE(same_doubles(out, want, N));
+    OK(lwf_model_adam_reset(m.h));
+    free(copy);
+    free(big_theta);
+    free(big_out);
+    free(big_want);
+    free(theta);
+    free(want);
+    free_model(&m);
+}
+
 int main(int argc, char **argv) {
     const char *which = argc > 1 ? argv[1] : "all";
     quick = argc > 2 && strcmp(argv[2], "quick") == 0;
@@ -495,6 +675,7 @@ int main(int argc, char **argv) {
     if (all || strcmp(which, "o1") == 0)
         o1_extreme_parameters_never_give_ok_with_non_finite_outputs(), ran++;
     if (all || strcmp(which, "o2") == 0) o2_accumulate_refuses_non_finite_totals(), ran++;
+    if (all || strcmp(which, "o3") == 0) o3_one_handle_many_threads(), ran++;
     TRUE(ran > 0);
     printf("checks: %d, failures: %d\n", checks, failures);
     return failures == 0 ? 0 : 1;

@@ -1,9 +1,9 @@
 //! Batched density evaluation and sampling of a trained model.
 //!
 //! Batches are row-major `[n][dim]` arrays of doubles. The plain functions use the workspace
-//! inside the model (`LwfModel *`: one thread at a time); the `_ws` variants take the workspace
-//! from the caller and only read the model (`const LwfModel *`), so many threads can evaluate
-//! or sample one model at once, each with its own workspace.
+//! inside the model (`LwfModel *`: one thread at a time, `LWF_BUSY` otherwise); the `_ws`
+//! variants take the workspace from the caller and only read the model (`const LwfModel *`),
+//! so many threads can evaluate or sample one model at once, each with its own workspace.
 //!
 //! No function here returns `LWF_OK` with a non-finite output: finite parameters can still
 //! make a result overflow (e.g. weights of 1e300), and then the call returns `LWF_NON_FINITE`
@@ -79,11 +79,12 @@ fn check_finite(outputs: &mut [&mut [f64]]) -> Result<(), LwfStatus> {
 ///
 /// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`
 /// (`n == 0`), `LWF_LENGTH_MISMATCH`, `LWF_NON_FINITE` (NaN/inf in `theta`, or a result that
-/// overflowed), `LWF_OVERLAPPING_BUFFERS`.
+/// overflowed), `LWF_OVERLAPPING_BUFFERS`, `LWF_BUSY` (another call is using the model).
 ///
 /// # Safety
-/// `model` NULL or a valid handle not used by another thread during the call; `theta` NULL or
-/// readable for `theta_len` doubles; `out_log_q` NULL or writable for `n` doubles.
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`); `theta` NULL or readable for `theta_len` doubles; `out_log_q` NULL or
+/// writable for `n` doubles.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_log_prob(
     model: *mut LwfModel,
@@ -118,8 +119,9 @@ pub unsafe extern "C" fn lwf_model_log_prob(
 /// Errors: as `lwf_model_log_prob`, plus `LWF_INVALID_ARGUMENT`.
 ///
 /// # Safety
-/// `model` NULL or a valid handle not used by another thread during the call; `theta` NULL or
-/// readable for `theta_len` doubles; the outputs NULL or writable for their lengths.
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`); `theta` NULL or readable for `theta_len` doubles; the outputs NULL or writable
+/// for their lengths.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_inverse(
     model: *mut LwfModel,
@@ -154,8 +156,9 @@ pub unsafe extern "C" fn lwf_model_inverse(
 /// Errors: as `lwf_model_log_prob`.
 ///
 /// # Safety
-/// `model` NULL or a valid handle not used by another thread during the call; `z` NULL or
-/// readable for `z_len` doubles; the outputs NULL or writable for their lengths.
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`); `z` NULL or readable for `z_len` doubles; the outputs NULL or writable for
+/// their lengths.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_forward(
     model: *mut LwfModel,
@@ -229,7 +232,8 @@ unsafe fn map(
 /// As `lwf_model_log_prob` (the same outputs, the same `LWF_NON_FINITE` for a result that
 /// overflowed), reading the model only and using the caller's workspace `ws`
 /// (`ws_len >= lwf_shape_workspace_count`, else `LWF_BUFFER_TOO_SMALL`; its contents are
-/// scratch). Safe to call from many threads on one model with a workspace per thread.
+/// scratch). Safe to call from many threads on one model with a workspace per thread; never
+/// `LWF_BUSY`.
 ///
 /// # Safety
 /// As `lwf_model_log_prob`, and `ws` NULL or writable for `ws_len` doubles; the model may be
@@ -275,11 +279,12 @@ pub unsafe extern "C" fn lwf_model_log_prob_ws(
 ///
 /// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`,
 /// `LWF_LENGTH_MISMATCH`, `LWF_OVERLAPPING_BUFFERS`, `LWF_NON_FINITE` (a result that
-/// overflowed).
+/// overflowed), `LWF_BUSY` (another call is using the model).
 ///
 /// # Safety
-/// `model` NULL or a valid handle not used by another thread during the call; `rng` NULL or
-/// valid for read and write; the outputs NULL or writable for their lengths.
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`); `rng` NULL or valid for read and write; the outputs NULL or writable for their
+/// lengths.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_sample(
     model: *mut LwfModel,
@@ -312,7 +317,7 @@ pub unsafe extern "C" fn lwf_model_sample(
 /// As `lwf_model_sample` (the same outputs, the same `LWF_NON_FINITE` for a result that
 /// overflowed), reading the model only and using the caller's workspace `ws`
 /// (`ws_len >= lwf_shape_workspace_count`). Safe to call from many threads on one model, each
-/// with its own workspace and rng (see `lwf_rng_jump`).
+/// with its own workspace and rng (see `lwf_rng_jump`); never `LWF_BUSY`.
 ///
 /// # Safety
 /// As `lwf_model_sample`, and `ws` NULL or writable for `ws_len` doubles; the model may be read

@@ -17,6 +17,8 @@
 //! - Every fallible function returns an [`LwfStatus`]; outputs are written only on `LWF_OK`
 //!   (exceptions listed at [`LwfStatus`]), and `LWF_OK` never comes with a NaN or infinite
 //!   output except the documented -inf log density outside a bounded model's box.
+//! - Calls taking `LwfModel *` claim the model for their duration: a second such call on the
+//!   same handle from another thread gets `LWF_BUSY` instead of corrupting the first.
 //! - The library allocates nothing and has no global state: a model is the caller's memory,
 //!   randomness is a caller-held [`LwfRng`] or a seed argument.
 //! - Every exported function checks NULL, alignment, lengths, overlaps, shapes, finiteness

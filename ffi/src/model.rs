@@ -6,19 +6,26 @@
 //! | offset | content |
 //! |---:|---|
 //! | 0 | header: tag, layout version, shape, total size, header checksum, Adam step count |
+//! | 96 | busy word: 0, or the model's address while a call uses its workspace (see [`Busy`]) |
 //! | 128 | parameters, P doubles (flow, then base: the core's flat order) |
 //! | 128 + 8P | gradient scratch, P doubles (results are copied out only on success) |
 //! | 128 + 16P | Adam first moments, then second moments, 2P doubles |
 //! | 128 + 32P | workspace, `Shape::workspace_len()` doubles |
 //!
-//! The layout holds no pointers, so the memory is position-independent. Nothing in it is
-//! global: two models are two disjoint pieces of memory.
+//! The layout holds no pointers, so the memory is position-independent (the busy word holds
+//! an address only during a call, and one left in a byte copy means nothing at another
+//! address). Nothing in it is global: two models are two disjoint pieces of memory.
+//!
+//! The busy word sits in bytes 96..104, which layout version 2 has always zero-filled and
+//! never read, and 0 means "idle": memory initialised by an earlier build of this layout
+//! version is valid as is, so the tag is not bumped.
 
 use crate::guard::{self, check_ptr, disjoint, guard, input, out_scalar, write_scalar, Span};
 use crate::shape::{read_shape, LwfShape};
 use crate::status::LwfStatus::{self, *};
 use core::ffi::c_void;
-use core::mem::size_of;
+use core::mem::{align_of, offset_of, size_of};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use lwflow::rand_core::SeedableRng;
 use lwflow::{init_params, set_affine, set_box, set_gaussian_base, set_mixture_base, Flow, Shape};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -26,8 +33,11 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 /// An initialised model: an opaque view of the caller's memory. Obtain it from
 /// `lwf_model_init` or `lwf_model_load`; it stays valid as long as that memory does. A model
 /// may be used by one thread at a time for calls taking `LwfModel *`; calls taking
-/// `const LwfModel *` may run concurrently with each other. Freeing the model is freeing the
-/// memory: the library holds no other resource.
+/// `const LwfModel *` may run concurrently with each other. A call taking `LwfModel *` that
+/// finds another such call in progress on the same handle returns `LWF_BUSY` without touching
+/// the model or its outputs (the misuse is detected, not queued: retry, or use a model or a
+/// `_ws` workspace per thread). Freeing the model is freeing the memory: the library holds no
+/// other resource.
 pub struct LwfModel {
     _opaque: [u8; 0],
 }
@@ -68,7 +78,84 @@ struct Header {
 const _: () = assert!(size_of::<Header>() <= HEADER_BYTES);
 const _: () = assert!(HEADER_BYTES % MODEL_ALIGN == 0);
 
+/// Bytes of the header that identify the model (tag to checksum): everything but the mutable
+/// Adam step count, which a handle check must not read while another call may write it.
+const HEADER_ID_BYTES: usize = offset_of!(Header, adam_step);
+/// Offset of the busy word, right after the header, in bytes every layout-2 model has zeroed.
+const BUSY_OFFSET: usize = size_of::<Header>();
+const _: () = assert!(BUSY_OFFSET + size_of::<AtomicUsize>() <= HEADER_BYTES);
+const _: () = assert!(BUSY_OFFSET % align_of::<AtomicUsize>() == 0);
+const _: () = assert!(align_of::<AtomicUsize>() <= MODEL_ALIGN);
+
+/// The claim of one call on a model's memory (its workspace, gradient scratch, Adam state and
+/// parameters), held from [`open_mut`] to the end of the call and released on drop (every
+/// return path, and unwinding from a panic).
+///
+/// The busy word holds 0 when idle and the model's own address while claimed. A
+/// compare-exchange from 0 claims it; finding the model's own address means another call on
+/// this handle is running: `LWF_BUSY`. Any other non-zero value can only have come with the
+/// bytes from a copy of a model taken while a call ran on the original (at another address),
+/// so it is stale and is taken over: a byte copy of a model always stays usable at its new
+/// address.
+pub(crate) struct Busy<'a> {
+    word: &'a AtomicUsize,
+    owner: usize,
+}
+
+impl<'a> Busy<'a> {
+    /// Claims the busy word of the model at `model`.
+    ///
+    /// # Safety
+    /// `model` passed `read_header`: a valid model of at least HEADER_BYTES bytes, 8-byte
+    /// aligned, valid for reads and writes while `'a`.
+    unsafe fn claim(model: *mut LwfModel) -> Result<Busy<'a>, LwfStatus> {
+        let owner = model as usize;
+        // SAFETY: BUSY_OFFSET + size_of::<AtomicUsize>() <= HEADER_BYTES and aligned (const
+        // asserts); while the memory holds a model this library accesses these bytes only
+        // atomically (init and load write them plainly, owning the memory by their contract).
+        let word = unsafe { &*model.cast::<u8>().add(BUSY_OFFSET).cast::<AtomicUsize>() };
+        let mut seen = 0;
+        // One exchange when idle; a second takes over a stale word. The bound only guards
+        // against a word that keeps changing under misuse: never spin.
+        for _ in 0..4 {
+            match word.compare_exchange(seen, owner, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return Ok(Busy { word, owner }),
+                Err(v) if v == owner => return Err(LWF_BUSY),
+                // A stale address from a byte copy (or 0 after a release): try to take it.
+                Err(v) => seen = v,
+            }
+        }
+        Err(LWF_BUSY)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        // Only our own claim is released (a word taken over since is left alone).
+        let _ = self
+            .word
+            .compare_exchange(self.owner, 0, Ordering::Release, Ordering::Relaxed);
+    }
+}
+
 impl Header {
+    const ZERO: Header = Header {
+        tag: 0,
+        dim: 0,
+        hidden: 0,
+        hidden_layers: 0,
+        couplings: 0,
+        components: 0,
+        base: 0,
+        activation: 0,
+        affine: 0,
+        bounded: 0,
+        clamp_bits: 0,
+        total_bytes: 0,
+        check: 0,
+        adam_step: 0,
+    };
+
     fn new(shape: &Shape, total_bytes: usize) -> Header {
         let c = LwfShape::from_core(shape);
         let mut h = Header {
@@ -167,7 +254,8 @@ pub(crate) fn layout(shape: &Shape) -> Result<Layout, LwfStatus> {
     })
 }
 
-/// Exclusive views of an open model's regions.
+/// Exclusive views of an open model's regions, valid while the call holds the model's busy
+/// word (released when this is dropped).
 pub(crate) struct ModelMut<'a> {
     pub(crate) shape: Shape,
     pub(crate) params: &'a mut [f64],
@@ -175,6 +263,7 @@ pub(crate) struct ModelMut<'a> {
     pub(crate) adam: &'a mut [f64],
     pub(crate) workspace: &'a mut [f64],
     pub(crate) adam_step: &'a mut u64,
+    _busy: Busy<'a>,
 }
 
 /// Shared view of an open model.
@@ -190,9 +279,18 @@ pub(crate) struct ModelRef<'a> {
 unsafe fn read_header(model: *const LwfModel) -> Result<(Shape, Layout, Span), LwfStatus> {
     let header = model.cast::<Header>();
     check_ptr(header, 1)?;
+    let mut h = Header::ZERO;
     // SAFETY: non-NULL, 8-byte aligned (checked); readable by the caller's contract; Header is
-    // plain integers, so whatever the memory holds is a valid Header value.
-    let h = unsafe { header.read() };
+    // plain integers, so whatever the memory holds is a valid Header value. Only the
+    // identifying prefix is read: the Adam step count after it may be written by a call
+    // holding the busy word.
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            header.cast::<u8>(),
+            (&raw mut h).cast::<u8>(),
+            HEADER_ID_BYTES,
+        )
+    };
     let (shape, layout) = h.shape()?;
     Ok((shape, layout, Span::raw(model.cast(), layout.total_bytes)))
 }
@@ -224,11 +322,13 @@ pub(crate) unsafe fn open_ref<'a>(
 }
 
 /// Opens a model for reading and writing; `LWF_OVERLAPPING_BUFFERS` if any of `buffers` (the
-/// spans of every other buffer of the call) overlaps the model's memory.
+/// spans of every other buffer of the call) overlaps the model's memory, `LWF_BUSY` if
+/// another call holds the model (see [`Busy`]). The claim lasts as long as the result.
 ///
 /// # Safety
 /// `model` is NULL or a handle from `lwf_model_init` / `lwf_model_load` whose memory is still
-/// valid and not accessed by another thread during the call.
+/// valid and, apart from calls through this library that take the busy word, not accessed by
+/// another thread during the call.
 pub(crate) unsafe fn open_mut<'a>(
     model: *mut LwfModel,
     buffers: &[Span],
@@ -236,11 +336,15 @@ pub(crate) unsafe fn open_mut<'a>(
     // SAFETY: forwarded contract.
     let (shape, layout, span) = unsafe { read_header(model) }?;
     disjoint(span, buffers)?;
+    // Claimed before any view of the regions exists; released on every early return below.
+    // SAFETY: the header is valid (read_header), so the memory is a model.
+    let busy = unsafe { Busy::claim(model) }?;
     let base = model.cast::<u8>();
     let p = layout.params;
-    // SAFETY: a valid header means the caller gave `total_bytes` bytes of exclusive memory;
-    // the regions below are disjoint, in bounds and 8-byte aligned by construction of Layout,
-    // and no buffer of the call overlaps them (checked above).
+    // SAFETY: a valid header means the caller gave `total_bytes` bytes of memory, which this
+    // call now holds exclusively (the busy word); the regions below are disjoint, in bounds
+    // and 8-byte aligned by construction of Layout, disjoint from the busy word, and no
+    // buffer of the call overlaps them (checked above).
     unsafe {
         let data = base.add(HEADER_BYTES).cast::<f64>();
         let adam_step = &mut (*base.cast::<Header>()).adam_step;
@@ -251,6 +355,7 @@ pub(crate) unsafe fn open_mut<'a>(
             adam: guard::output(data.add(2 * p), 2 * p)?,
             workspace: guard::output(data.add(4 * p), layout.workspace)?,
             adam_step,
+            _busy: busy,
         })
     }
 }
@@ -455,7 +560,8 @@ pub unsafe extern "C" fn lwf_model_get_params(
 /// it.
 ///
 /// # Safety
-/// `model` NULL or a valid handle; `params` NULL or readable for `params_len` doubles.
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`); `params` NULL or readable for `params_len` doubles.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_set_params(
     model: *mut LwfModel,
@@ -487,7 +593,8 @@ pub unsafe extern "C" fn lwf_model_set_params(
 /// `LWF_INVALID_ARGUMENT` for another base kind or a scale <= 0.
 ///
 /// # Safety
-/// `model` NULL or a valid handle; `loc`, `scale` NULL or readable for their lengths.
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`); `loc`, `scale` NULL or readable for their lengths.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_set_gaussian_base(
     model: *mut LwfModel,
@@ -519,7 +626,8 @@ pub unsafe extern "C" fn lwf_model_set_gaussian_base(
 /// on error.
 ///
 /// # Safety
-/// `model` NULL or a valid handle; the arrays NULL or readable for their lengths.
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`); the arrays NULL or readable for their lengths.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_set_mixture_base(
     model: *mut LwfModel,
@@ -557,7 +665,8 @@ pub unsafe extern "C" fn lwf_model_set_mixture_base(
 /// model's; nothing changes on error.
 ///
 /// # Safety
-/// `model` NULL or a valid handle; `lo`, `hi` NULL or readable for `dim` doubles each.
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`); `lo`, `hi` NULL or readable for `dim` doubles each.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_set_box(
     model: *mut LwfModel,
@@ -583,7 +692,8 @@ pub unsafe extern "C" fn lwf_model_set_box(
 /// `LWF_LENGTH_MISMATCH` for a wrong length; nothing changes on error.
 ///
 /// # Safety
-/// `model` NULL or a valid handle; `shift` NULL or readable for `dim` doubles;
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`); `shift` NULL or readable for `dim` doubles;
 /// `chol_packed` NULL or readable for `chol_len` doubles.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_set_affine(

@@ -62,12 +62,17 @@ pub enum LwfStatus {
     LWF_INVALID_MODEL = 15,
     /// An output buffer overlaps an input buffer, another output, or the model's memory.
     LWF_OVERLAPPING_BUFFERS = 16,
+    /// Another call taking this `LwfModel *` is in progress (on another thread): a model is used
+    /// by one thread at a time for those calls. Nothing was done and nothing written; retry
+    /// later, or give each thread its own model or use the `_ws` variants with a workspace per
+    /// thread.
+    LWF_BUSY = 17,
 }
 
 use LwfStatus::*;
 
 /// Every status, in numeric order (for tests and the message table).
-pub(crate) const ALL_STATUSES: [LwfStatus; 17] = [
+pub(crate) const ALL_STATUSES: [LwfStatus; 18] = [
     LWF_OK,
     LWF_NULL_POINTER,
     LWF_BUFFER_TOO_SMALL,
@@ -85,6 +90,7 @@ pub(crate) const ALL_STATUSES: [LwfStatus; 17] = [
     LWF_PANIC,
     LWF_INVALID_MODEL,
     LWF_OVERLAPPING_BUFFERS,
+    LWF_BUSY,
 ];
 
 impl LwfStatus {
@@ -110,6 +116,7 @@ impl LwfStatus {
             LWF_PANIC => c"internal error caught at the C ABI boundary (please report)",
             LWF_INVALID_MODEL => c"not an initialised lwflow model (bad handle or header)",
             LWF_OVERLAPPING_BUFFERS => c"an output buffer overlaps another buffer or the model",
+            LWF_BUSY => c"the model is in use by another call (one thread per model at a time)",
         }
     }
 }
@@ -160,7 +167,7 @@ mod tests {
 
     #[test]
     fn unknown_codes_have_a_message() {
-        for code in [-1, 17, 1000, c_int::MIN, c_int::MAX] {
+        for code in [-1, 18, 1000, c_int::MIN, c_int::MAX] {
             // SAFETY: lwf_status_message returns a pointer to a static NUL-terminated string.
             let m = unsafe { CStr::from_ptr(lwf_status_message(code)) };
             assert_eq!(m, UNKNOWN);

@@ -151,11 +151,11 @@ unsafe fn gradient(
 /// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_EMPTY_BATCH`,
 /// `LWF_LENGTH_MISMATCH`, `LWF_NON_FINITE` (NaN/inf in theta or weights, or a loss or gradient
 /// that overflowed: skip the step), `LWF_INVALID_ARGUMENT` (a negative weight),
-/// `LWF_OVERLAPPING_BUFFERS`.
+/// `LWF_OVERLAPPING_BUFFERS`, `LWF_BUSY` (another call is using the model).
 ///
 /// # Safety
-/// `model` NULL or a valid handle not used by another thread during the call; the arrays NULL
-/// or valid for their lengths; `out_loss` NULL or writable.
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`); the arrays NULL or valid for their lengths; `out_loss` NULL or writable.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn lwf_model_loss_grad(
@@ -259,11 +259,11 @@ pub unsafe extern "C" fn lwf_model_loss_grad_accumulate(
 ///
 /// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_LENGTH_MISMATCH`,
 /// `LWF_NON_FINITE` (gradient or hyper-parameter), `LWF_INVALID_ARGUMENT` (hyper-parameter out
-/// of range), `LWF_OVERLAPPING_BUFFERS`.
+/// of range), `LWF_OVERLAPPING_BUFFERS`, `LWF_BUSY`.
 ///
 /// # Safety
-/// `model` NULL or a valid handle not used by another thread during the call; `adam` NULL or
-/// readable; `grad` NULL or readable for `grad_len` doubles.
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`); `adam` NULL or readable; `grad` NULL or readable for `grad_len` doubles.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_adam_step(
     model: *mut LwfModel,
@@ -289,7 +289,8 @@ pub unsafe extern "C" fn lwf_model_adam_step(
 /// Zeroes the model's Adam moments and step count (e.g. after `lwf_model_set_params`).
 ///
 /// # Safety
-/// `model` NULL or a valid handle not used by another thread during the call.
+/// `model` NULL or a valid handle not used by another thread during the call (detected:
+/// `LWF_BUSY`).
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_adam_reset(model: *mut LwfModel) -> LwfStatus {
     guard(|| {

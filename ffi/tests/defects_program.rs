@@ -11,6 +11,9 @@
 //!   infinite output (`LWF_NON_FINITE` instead); -inf outside a bounded model's box stays valid.
 //! - O2: `lwf_model_loss_grad_accumulate` refuses a non-finite incoming loss or gradient and
 //!   sums that overflow (`LWF_NON_FINITE`, nothing changed).
+//! - O3: threads sharing one handle through `lwf_model_log_prob` never get `LWF_OK` with a
+//!   wrong value, do get `LWF_BUSY`, and a byte copy taken mid-call is usable; the `_ws` forms
+//!   are never refused.
 
 mod common;
 
@@ -89,6 +92,11 @@ fn o1_extreme_parameters_never_give_ok_with_non_finite_outputs() {
 #[test]
 fn o2_accumulate_refuses_non_finite_incoming_values_and_overflowing_sums() {
     section("o2");
+}
+
+#[test]
+fn o3_threads_sharing_one_handle_get_busy_never_a_wrong_value() {
+    section("o3");
 }
 
 #[test]
