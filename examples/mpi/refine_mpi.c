@@ -20,6 +20,9 @@
  *   ./refine_mpi --serial [...]     no MPI at all: the same refinement through lwf_refine_run
  *
  * --ms X        CPU milliseconds burnt per likelihood call (default 0)
+ * --sleep-ms X  wall-clock milliseconds slept per call instead: a likelihood that waits on
+ *               something else (for the scaling notes: the scheme's own overhead, whatever
+ *               the number of cores)
  * --out PATH    where rank 0 saves the model (default refine_mpi.lwf)
  * --fail-at N   rank R's N-th likelihood call (counted on that rank, from 1) fails
  * --fail-rank R the failing rank (default: the last one)
@@ -30,6 +33,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common_mpi.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <mpi.h>
 
@@ -48,7 +52,7 @@ static void settings(LwfShape *shape, LwfRefineConfig *config) {
 
 /* The likelihood of one process, with its call count and the injected failure. */
 typedef struct {
-    double ms;
+    double ms, sleep_ms;
     long long calls;
     long long fail_at; /* 0: never */
     int fail_nan;
@@ -58,6 +62,12 @@ typedef struct {
 static int evaluate(Likelihood *lik, const double *x, double *out) {
     lik->calls++;
     burn_cpu(lik->ms);
+    if (lik->sleep_ms > 0.0) {
+        struct timespec t = {(time_t)(lik->sleep_ms / 1e3),
+                             (long)(fmod(lik->sleep_ms, 1e3) * 1e6)};
+        while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+        }
+    }
     if (lik->fail_at != 0 && lik->calls == lik->fail_at) {
         if (!lik->fail_nan) return 1;
         fprintf(stderr, "(--fail-nan: the likelihood returns NaN at this process's call %lld)\n",
@@ -358,6 +368,7 @@ int main(int argc, char **argv) {
     }
     Likelihood lik = {
         .ms = arg_number(argc, argv, "--ms", 0.0),
+        .sleep_ms = arg_number(argc, argv, "--sleep-ms", 0.0),
         .calls = 0,
         .fail_at = arg_integer(argc, argv, "--fail-at", 0),
         .fail_nan = arg_flag(argc, argv, "--fail-nan"),
