@@ -38,16 +38,14 @@
 #include <mpi.h>
 
 /* The refinement's settings, shared with refine_mpi.f90 (whose models must be the same). */
-static void settings(LwfShape *shape, LwfRefineConfig *config) {
-    if (lwf_shape_default(2, 16, 4, shape) != LWF_OK ||
-        lwf_refine_config_default(2, config) != LWF_OK) {
-        fprintf(stderr, "lwflow defaults failed\n");
-        exit(1);
-    }
+static LwfStatus settings(LwfShape *shape, LwfRefineConfig *config) {
+    LwfStatus s = lwf_shape_default(2, 16, 4, shape);
+    if (s == LWF_OK) s = lwf_refine_config_default(2, config);
     config->max_calls = 6000;
     config->target_ess = 2000.0;
     config->max_components = 3;
     config->max_epochs = 10;
+    return s;
 }
 
 /* The likelihood of one process, with its call count and the injected failure. */
@@ -132,11 +130,11 @@ static uint8_t *saved_model(const LwfRefine *r, size_t *len, LwfStatus *status) 
 static int run_serial(Likelihood *lik, const char *out_path) {
     LwfShape shape;
     LwfRefineConfig config;
-    settings(&shape, &config);
+    LwfStatus s = settings(&shape, &config);
     const double lo[2] = {-BOX, -BOX}, hi[2] = {BOX, BOX};
     size_t work_len = 0;
     LwfRefine *r = NULL;
-    LwfStatus s = lwf_refine_work_size(&shape, &config, &work_len);
+    if (s == LWF_OK) s = lwf_refine_work_size(&shape, &config, &work_len);
     void *work = s == LWF_OK ? malloc(work_len) : NULL;
     double t0 = wall_seconds();
     if (s == LWF_OK && !work) s = LWF_BUFFER_TOO_SMALL;
@@ -191,10 +189,10 @@ static int run_mpi(Likelihood *lik, const char *out_path, int fail_rank, MPI_Com
     if (rank == 0) {
         LwfShape shape;
         LwfRefineConfig config;
-        settings(&shape, &config);
         const double lo[2] = {-BOX, -BOX}, hi[2] = {BOX, BOX};
         size_t work_len = 0;
-        lwf = lwf_refine_work_size(&shape, &config, &work_len);
+        lwf = settings(&shape, &config);
+        if (lwf == LWF_OK) lwf = lwf_refine_work_size(&shape, &config, &work_len);
         if (lwf == LWF_OK) lwf = (work = malloc(work_len)) ? LWF_OK : LWF_BUFFER_TOO_SMALL;
         if (lwf == LWF_OK) lwf = lwf_refine_init(work, work_len, &shape, lo, hi, 2, &config, &r);
         if (lwf == LWF_OK) lwf = lwf_refine_batch_capacity(r, &capacity);
@@ -209,8 +207,10 @@ static int run_mpi(Likelihood *lik, const char *out_path, int fail_rank, MPI_Com
     long long start[2] = {(long long)capacity, (long long)lwf};
     MPI_Bcast(start, 2, MPI_LONG_LONG, 0, comm);
     const long long share = start[0] / size + 1;
-    int *counts = malloc((size_t)size * sizeof(int)), *displs = malloc((size_t)size * sizeof(int));
-    int *counts2 = malloc((size_t)size * sizeof(int)), *displs2 = malloc((size_t)size * sizeof(int));
+    int *counts = malloc((size_t)size * sizeof(int));
+    int *displs = malloc((size_t)size * sizeof(int));
+    int *counts2 = malloc((size_t)size * sizeof(int));
+    int *displs2 = malloc((size_t)size * sizeof(int));
     double *my_theta = malloc((size_t)share * 2 * sizeof(double));
     double *my_loglik = malloc((size_t)share * sizeof(double));
     long long *per_rank = malloc((size_t)size * sizeof(long long));
@@ -375,10 +375,10 @@ int main(int argc, char **argv) {
     };
     const char *out_path = arg_value(argc, argv, "--out");
     if (!out_path) out_path = "refine_mpi.lwf";
+    const long long fail_rank = arg_integer(argc, argv, "--fail-rank", -1);
     if (arg_flag(argc, argv, "--serial")) return run_serial(&lik, out_path);
 
     MPI_Init(&argc, &argv);
-    long long fail_rank = arg_integer(argc, argv, "--fail-rank", -1);
     int code = run_mpi(&lik, out_path, fail_rank > INT_MAX ? -1 : (int)fail_rank, MPI_COMM_WORLD);
     MPI_Finalize();
     return code;

@@ -76,7 +76,8 @@ contains
             out = 0.0_c_double
             return
          end if
-         write (0, '(a, i0, a)') '(--fail-nan: the likelihood returns NaN at this process''s call ', &
+         write (0, '(a, i0, a)') &
+            '(--fail-nan: the likelihood returns NaN at this process''s call ', &
             calls, ')'
          out = ieee_value(0.0_c_double, ieee_quiet_nan)
          return
@@ -170,8 +171,9 @@ program refine_mpi_f
    ! Every rank: buffers for its share of the largest round.
    start = [int(capacity, c_int64_t), int(lwf, c_int64_t)]
    call MPI_Bcast(start, 2, MPI_INTEGER8, 0, comm)
-   allocate (counts(0:nranks - 1), displs(0:nranks - 1), counts2(0:nranks - 1), displs2(0:nranks - 1))
-   allocate (my_theta(2, start(1)/nranks + 1), my_loglik(start(1)/nranks + 1), per_rank(0:nranks - 1))
+   allocate (counts(0:nranks - 1), displs(0:nranks - 1), counts2(0:nranks - 1), &
+             displs2(0:nranks - 1), per_rank(0:nranks - 1))
+   allocate (my_theta(2, start(1)/nranks + 1), my_loglik(start(1)/nranks + 1))
 
    failed_rank = -1
    header = [0_c_int64_t, go]
@@ -262,7 +264,8 @@ program refine_mpi_f
       end if
       call MPI_Bcast(meta, 2, MPI_INTEGER8, 0, comm)
       if (meta(2) /= LWF_OK) then
-         write (0, '(a, i0, a, a)') 'rank ', rank, ': stopping: rank 0 could not save the model: ', &
+         write (0, '(a, i0, a, a)') 'rank ', rank, &
+            ': stopping: rank 0 could not save the model: ', &
             lwf_status_string(int(meta(2), c_int))
          exit_code = 1
       else
@@ -285,7 +288,8 @@ program refine_mpi_f
          call MPI_Allreduce(bad, any_bad, 1, MPI_INTEGER, MPI_MAX, comm)
          call MPI_Allreduce(lq, lq_min, 1, MPI_DOUBLE_PRECISION, MPI_MIN, comm)
          call MPI_Allreduce(lq, lq_max, 1, MPI_DOUBLE_PRECISION, MPI_MAX, comm)
-         if (any_bad /= 0 .or. transfer(lq_min(1), 0_c_int64_t) /= transfer(lq_max(1), 0_c_int64_t)) then
+         if (any_bad /= 0 .or. &
+             transfer(lq_min(1), 0_c_int64_t) /= transfer(lq_max(1), 0_c_int64_t)) then
             if (rank == 0) write (0, '(a)') 'the ranks do not hold the same model'
             exit_code = 1
          else if (rank == 0) then
@@ -293,7 +297,8 @@ program refine_mpi_f
                write (0, '(a, a)') 'cannot write ', out_path
                exit_code = 1
             else
-               print '(a, i0, a, g0)', 'all ', nranks, ' ranks loaded the model: log q(-2.5, 0) = ', lq(1)
+               print '(a, i0, a, g0)', 'all ', nranks, &
+                  ' ranks loaded the model: log q(-2.5, 0) = ', lq(1)
                print '(a, i0, a, i0, a, i0, a, i0, a, i0, a, g0, a, i0, a, f0.3)', &
                   'RESULT mode=mpi ranks=', nranks, ' status=', report%status, ' rounds=', &
                   report%rounds, ' calls=', report%calls, ' evaluated=', evaluated, ' log_z=', &
