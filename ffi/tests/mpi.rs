@@ -35,11 +35,11 @@ struct Mpi {
     fortran: bool,
 }
 
-/// Configures and builds `examples/mpi` once per test binary; `None` (skipped, said on
-/// stderr) without the tools.
-fn mpi() -> Option<&'static Mpi> {
+/// Configures and builds `examples/mpi` once per test binary; `None` (the test `test` is
+/// skipped, said on stderr) without the tools.
+fn mpi(test: &str) -> Option<&'static Mpi> {
     static MPI: OnceLock<Option<Mpi>> = OnceLock::new();
-    MPI.get_or_init(|| {
+    let built = MPI.get_or_init(|| {
         let cmake = tool("CMAKE", "cmake", "MPI examples (cmake)")?;
         tool("MPICC", "mpicc", "MPI examples (MPI C compiler wrapper)")?;
         let mpirun = tool("MPIEXEC", "mpirun", "MPI examples (mpirun)")?;
@@ -84,8 +84,11 @@ fn mpi() -> Option<&'static Mpi> {
             build,
             fortran,
         })
-    })
-    .as_ref()
+    });
+    if built.is_none() {
+        eprintln!("SKIPPED: {test}: the MPI tools are missing (see above); this test did not run");
+    }
+    built.as_ref()
 }
 
 /// One MPI job at a time: the tests of this binary run on parallel threads, and four
@@ -316,7 +319,8 @@ fn failure_stops_every_rank(mpi: &Mpi, program: &str, np: usize, args: &[&str], 
 
 #[test]
 fn mpi_refinement_from_c_saves_the_single_process_model_on_1_2_4_ranks() {
-    let Some(mpi) = mpi() else {
+    let Some(mpi) = mpi("mpi_refinement_from_c_saves_the_single_process_model_on_1_2_4_ranks")
+    else {
         return;
     };
     let _one = one_at_a_time();
@@ -327,7 +331,7 @@ fn mpi_refinement_from_c_saves_the_single_process_model_on_1_2_4_ranks() {
 
 #[test]
 fn mpi_refinement_from_fortran_saves_the_same_model_as_c() {
-    let Some(mpi) = mpi() else {
+    let Some(mpi) = mpi("mpi_refinement_from_fortran_saves_the_same_model_as_c") else {
         return;
     };
     if !mpi.fortran {
@@ -347,7 +351,7 @@ fn mpi_refinement_from_fortran_saves_the_same_model_as_c() {
 
 #[test]
 fn mpi_failing_likelihood_stops_every_rank_with_a_message() {
-    let Some(mpi) = mpi() else {
+    let Some(mpi) = mpi("mpi_failing_likelihood_stops_every_rank_with_a_message") else {
         return;
     };
     let _one = one_at_a_time();
@@ -397,7 +401,7 @@ fn mpi_failing_likelihood_stops_every_rank_with_a_message() {
 
 #[test]
 fn mpi_data_parallel_training_keeps_identical_models() {
-    let Some(mpi) = mpi() else {
+    let Some(mpi) = mpi("mpi_data_parallel_training_keeps_identical_models") else {
         return;
     };
     let _one = one_at_a_time();
