@@ -1138,6 +1138,8 @@ impl<'b, T: Real> Refiner<'b, T> {
             };
             let loss_fresh = held_out(&shape, slot * stride)?;
             let loss_warm = held_out(&prev_shape, spare)?;
+            // No held-out samples (validation off: both NaN) keeps the warm start, the
+            // behaviour before fresh fits competed.
             if loss_warm < loss_fresh || loss_fresh.is_nan() {
                 models.copy_within(spare..spare + p, slot * stride);
                 (shape, report) = (prev_shape, warm_report);
