@@ -303,9 +303,9 @@ fn component_shares<T: Real>(
     d: usize,
     shares: &mut [f64],
 ) -> (f64, f64) {
-    let logs = shares;
+    // First the lₖ, then, in place, their shares.
     let mut max = f64::NEG_INFINITY;
-    for (((l, &c), mu), inv_var) in logs
+    for (((l, &c), mu), inv_var) in shares
         .iter_mut()
         .zip(pre.pi.iter())
         .zip(m.mu.chunks_exact(d))
@@ -324,7 +324,7 @@ fn component_shares<T: Real>(
         return (max, 0.0);
     }
     let mut sum = 0.0;
-    for l in logs.iter_mut() {
+    for l in shares.iter_mut() {
         *l = libm::exp(*l - max);
         sum += *l;
     }

@@ -293,7 +293,6 @@ pub fn held_out_loss<T: Real>(
         return Err(Error::InvalidArgument);
     }
     check_len(samples, n.saturating_mul(shape.dim))?;
-    check_len(buf.order, n)?;
     let bs = cfg.batch_size.min(n).max(1);
     check_min(buf.batch_weights, bs)?;
     check_min(buf.batch_out, bs)?;
