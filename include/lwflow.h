@@ -1057,7 +1057,8 @@ enum LwfStatus lwf_model_adam_reset(struct LwfModel *model);
 /**
  * One Adam step of the model's parameters from `grad` (`grad_len == lwf_shape_param_count`),
  * using and updating the Adam moments and step count stored in the model. A non-finite
- * gradient gives `LWF_NON_FINITE` and changes nothing (skip the step).
+ * gradient, or an update that would make a parameter or moment non-finite (e.g. a learning
+ * rate of 1e308), gives `LWF_NON_FINITE` and changes nothing (skip the step).
  *
  * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_LENGTH_MISMATCH`,
  * `LWF_NON_FINITE` (gradient or hyper-parameter), `LWF_INVALID_ARGUMENT` (hyper-parameter out

@@ -127,6 +127,58 @@ pub fn save<T: Real>(shape: &Shape, params: &[T], out: &mut [u8]) -> Result<usiz
 /// Reads and checks the header and checksum; returns the shape and the float width of the
 /// stored parameters. Use it to size the parameter buffer before [`load`].
 pub fn inspect(bytes: &[u8]) -> Result<(Shape, usize), Error> {
+    check(bytes).map(|c| (c.shape, c.width))
+}
+
+/// Model bytes that passed every check of [`inspect`] (magic, version, length, checksum,
+/// header, finite parameters, valid outer maps), kept so that [`Checked::read_into`] copies
+/// them out without checking or checksumming them again.
+#[derive(Clone, Copy, Debug)]
+pub struct Checked<'a> {
+    shape: Shape,
+    width: usize,
+    /// The stored parameters, `param_len · width` bytes.
+    body: &'a [u8],
+}
+
+impl Checked<'_> {
+    /// The stored shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// The stored float width in bytes (4 or 8).
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Copies the parameters into `params` (exactly `param_len` of the shape), converted to
+    /// `T`. Nothing is written on error: an f64 file read as f32 can hold values beyond f32's
+    /// range (`NonFiniteParameter`) or a box that collapses in f32 (`BadHeader`); those two
+    /// checks run only when `T` is narrower than the stored width.
+    pub fn read_into<T: Real>(&self, params: &mut [T]) -> Result<(), Error> {
+        check_len(params, self.shape.param_len())?;
+        let (body, width) = (self.body, self.width);
+        if T::BYTES < width {
+            if body
+                .chunks_exact(width)
+                .any(|c| !T::read_le(c, width).is_some_and(|v| v.is_finite()))
+            {
+                return Err(FormatError::NonFiniteParameter.into());
+            }
+            if !outer_valid::<T>(&self.shape, body, width) {
+                return Err(FormatError::BadHeader.into());
+            }
+        }
+        for (p, c) in params.iter_mut().zip(body.chunks_exact(width)) {
+            *p = T::read_le(c, width).unwrap_or(T::ZERO);
+        }
+        Ok(())
+    }
+}
+
+/// Every check of [`inspect`], keeping the checked bytes for [`Checked::read_into`].
+pub fn check(bytes: &[u8]) -> Result<Checked<'_>, Error> {
     if bytes.len() < HEADER_LEN + 4 {
         return Err(FormatError::Truncated.into());
     }
@@ -197,7 +249,7 @@ pub fn inspect(bytes: &[u8]) -> Result<(Shape, usize), Error> {
     if !outer_valid::<f64>(&shape, body, width) {
         return Err(FormatError::BadHeader.into());
     }
-    Ok((shape, width))
+    Ok(Checked { shape, width, body })
 }
 
 /// The outer maps' stored parameters, read as `T`, are valid (`flow::outer::valid`).
@@ -221,22 +273,7 @@ impl T64 {
 /// Reads a model saved by [`save`] (of either float width; values are converted to `T`) into
 /// `params` (exactly `param_len` of the stored shape) and returns its shape.
 pub fn load<T: Real>(bytes: &[u8], params: &mut [T]) -> Result<Shape, Error> {
-    let (shape, width) = inspect(bytes)?;
-    check_len(params, shape.param_len())?;
-    let body = &bytes[HEADER_LEN..bytes.len() - 4];
-    // f64 values beyond f32 range would become infinite: refuse before writing anything.
-    if body
-        .chunks_exact(width)
-        .any(|c| !T::read_le(c, width).is_some_and(|v| v.is_finite()))
-    {
-        return Err(FormatError::NonFiniteParameter.into());
-    }
-    // The box or affine map must stay valid in T too (an f64 box may collapse in f32).
-    if !outer_valid::<T>(&shape, body, width) {
-        return Err(FormatError::BadHeader.into());
-    }
-    for (p, c) in params.iter_mut().zip(body.chunks_exact(width)) {
-        *p = T::read_le(c, width).unwrap_or(T::ZERO);
-    }
-    Ok(shape)
+    let checked = check(bytes)?;
+    checked.read_into(params)?;
+    Ok(checked.shape)
 }

@@ -54,3 +54,43 @@ fn adam_matches_hand_computed_steps() {
     .unwrap();
     assert!(fresh.iter().all(|&x| (x - 0.1).abs() < 1e-8));
 }
+
+/// `step_finite` writes exactly what `step` writes, and refuses (changing nothing) an update
+/// that would overflow a parameter or a moment.
+#[test]
+fn step_finite_matches_step_and_refuses_overflow() {
+    let shape = Shape::new(2, 4, 2).with_base(BaseKind::Gaussian);
+    let p = shape.param_len();
+    let adam = Adam::default();
+    let start: Vec<f64> = (0..p).map(|i| 0.01 * i as f64 - 0.2).collect();
+    let grad: Vec<f64> = (0..p).map(|i| 0.3 - 0.002 * i as f64).collect();
+    let (mut a, mut b) = (start.clone(), start.clone());
+    let (mut sa, mut sb) = (vec![0.0; 2 * p], vec![0.0; 2 * p]);
+    for t in 1..=3 {
+        adam.step(&shape, &mut a, &grad, &mut sa, t).unwrap();
+        adam.step_finite(&shape, &mut b, &grad, &mut sb, t).unwrap();
+    }
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&a), bits(&b));
+    assert_eq!(bits(&sa), bits(&sb));
+
+    let (keep, keep_state) = (b.clone(), sb.clone());
+    let huge = Adam { lr: 1e308, ..adam };
+    assert_eq!(
+        huge.step_finite(&shape, &mut b, &grad, &mut sb, 4),
+        Err(lwflow::Error::NonFinite)
+    );
+    assert_eq!(bits(&b), bits(&keep));
+    assert_eq!(bits(&sb), bits(&keep_state));
+    // A gradient whose square overflows the second moment is refused too.
+    let mut big = grad.clone();
+    big[1] = 1e200;
+    assert_eq!(
+        adam.step_finite(&shape, &mut b, &big, &mut sb, 4),
+        Err(lwflow::Error::NonFinite)
+    );
+    assert_eq!(bits(&b), bits(&keep));
+    // The plain step does store the overflow: the reason step_finite exists.
+    huge.step(&shape, &mut a, &grad, &mut sa, 4).unwrap();
+    assert!(a.iter().any(|v| !v.is_finite()));
+}

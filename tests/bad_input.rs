@@ -469,3 +469,55 @@ fn mixture_and_gaussian_bases_store_only_finite_parameters() {
     let mut g64 = vec![0.0f64; g.param_len()];
     set_gaussian_base(&g, &mut g64, &[1e300, 0.0], &[1.0, 1.0]).unwrap();
 }
+
+/// `Flow::over_finite` skips only the finiteness scan: with finite parameters it is `new`;
+/// with non-finite ones (which its callers promise never to hand it) it still never panics.
+/// Its outputs are then meaningless, and not always visibly so: a ReLU maps a NaN weight's
+/// pre-activation to 0, so the first weight being NaN still gives finite log densities here.
+/// That is why the C ABI keeps finiteness an invariant of model memory (every writer refuses
+/// non-finite values) rather than relying on the outputs.
+#[test]
+fn over_finite_skips_only_the_finiteness_scan() {
+    use lwflow::rand_core::SeedableRng;
+    let shape = Shape::new(2, 8, 2).with_base(BaseKind::Mixture(2));
+    let p = shape.param_len();
+    let params: Vec<f64> = (0..p).map(|i| 0.01 * (i % 17) as f64 - 0.05).collect();
+    assert!(Flow::over_finite(shape, &params).is_ok());
+    assert_eq!(
+        Flow::over_finite(shape, &params[1..]).err(),
+        Flow::new(shape, &params[1..]).err()
+    );
+    let theta = [0.3, -0.2, 1.0, 0.5];
+    let mut ws = vec![0.0; shape.eval_workspace_len()];
+    let (mut a, mut b) = ([0.0; 2], [0.0; 2]);
+    Flow::new(shape, &params)
+        .unwrap()
+        .log_prob(&theta, &mut a, &mut ws)
+        .unwrap();
+    Flow::over_finite(shape, &params)
+        .unwrap()
+        .log_prob(&theta, &mut b, &mut ws)
+        .unwrap();
+    assert_eq!(a.map(f64::to_bits), b.map(f64::to_bits));
+
+    let mut hidden = 0;
+    for bad in [f64::NAN, f64::INFINITY] {
+        for at in [0, p / 2, p - 1] {
+            let mut q = params.clone();
+            q[at] = bad;
+            assert_eq!(Flow::new(shape, &q).err(), Some(Error::NonFinite));
+            let flow = Flow::over_finite(shape, &q).unwrap();
+            let mut out = [0.0; 2];
+            if flow.log_prob(&theta, &mut out, &mut ws).is_ok() {
+                hidden += usize::from(out.iter().all(|v| v.is_finite()));
+            }
+            let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(1);
+            let (mut x, mut lq) = ([0.0; 4], [0.0; 2]);
+            let _ = flow.sample(&mut rng, &mut x, &mut lq, &mut ws);
+        }
+    }
+    assert!(
+        hidden > 0,
+        "the NaN weight behind a ReLU is the documented case"
+    );
+}

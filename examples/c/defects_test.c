@@ -488,6 +488,46 @@ static void o2_accumulate_refuses_non_finite_totals(void) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* O4: an Adam step that would overflow (found after the O1-O3 fixes: a learning rate of 1e308 */
+/* gave LWF_OK and NaN parameters, so every later call returned LWF_NON_FINITE).               */
+
+static void o4_adam_step_never_stores_non_finite_parameters(void) {
+    printf("o4: adam_step with a learning rate of 1e308\n");
+    LwfShape shape;
+    OK(lwf_shape_default(2, 8, 2, &shape));
+    Model m = make_model(shape, 5);
+    enum { N = 16 };
+    const size_t P = m.params;
+    double theta[N * 2], w[N], loss = 0.0, log_q[N], want[N];
+    fill_points(theta, N * 2, 7, 2.0);
+    for (int i = 0; i < N; i++) w[i] = 1.0;
+    double *grad = xmalloc(P * sizeof(double)), *before = xmalloc(P * sizeof(double));
+    double *after = xmalloc(P * sizeof(double));
+    OK(lwf_model_loss_grad(m.h, theta, N * 2, w, N, grad, P, &loss));
+    /* A modest step first, so the moments are not zero. */
+    LwfAdam adam;
+    OK(lwf_adam_default(&adam));
+    OK(lwf_model_adam_step(m.h, &adam, grad, P));
+    OK(lwf_model_get_params(m.h, before, P));
+    OK(lwf_model_log_prob(m.h, theta, N * 2, want, N));
+    adam.lr = 1e308;
+    STATUS(LWF_NON_FINITE, lwf_model_adam_step(m.h, &adam, grad, P));
+    OK(lwf_model_get_params(m.h, after, P));
+    TRUE(same_doubles(after, before, P)); /* nothing changed */
+    OK(lwf_model_log_prob(m.h, theta, N * 2, log_q, N));
+    TRUE(same_doubles(log_q, want, N));
+    /* The next sensible step still works, from the unchanged moments. */
+    adam.lr = 1e-3;
+    OK(lwf_model_adam_step(m.h, &adam, grad, P));
+    OK(lwf_model_get_params(m.h, after, P));
+    TRUE(all_finite(after, P) && !same_doubles(after, before, P));
+    free(grad);
+    free(before);
+    free(after);
+    free_model(&m);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* O3: one handle, several threads.                                                           */
 
 typedef struct {
@@ -675,6 +715,7 @@ int main(int argc, char **argv) {
     if (all || strcmp(which, "o1") == 0)
         o1_extreme_parameters_never_give_ok_with_non_finite_outputs(), ran++;
     if (all || strcmp(which, "o2") == 0) o2_accumulate_refuses_non_finite_totals(), ran++;
+    if (all || strcmp(which, "o4") == 0) o4_adam_step_never_stores_non_finite_parameters(), ran++;
     if (all || strcmp(which, "o3") == 0) o3_one_handle_many_threads(), ran++;
     TRUE(ran > 0);
     printf("checks: %d, failures: %d\n", checks, failures);

@@ -14,7 +14,7 @@ use crate::guard::{disjoint, guard, input, output, read_struct, write_scalar, Sp
 use crate::model::{open_mut, open_ref, LwfModel};
 use crate::rng::LwfRng;
 use crate::status::LwfStatus::{self, LWF_NON_FINITE};
-use lwflow::{Flow, Shape};
+use lwflow::Shape;
 
 /// `true` when the row `theta` lies on or outside the box of a bounded model (where its log
 /// density is −inf by definition); always `false` without a box.
@@ -99,11 +99,12 @@ pub unsafe extern "C" fn lwf_model_log_prob(
             Span::checked(out_log_q, n)?,
         );
         // SAFETY: forwarded contract.
-        let m = unsafe { open_mut(model, &[theta_span, out_span]) }?;
+        let mut m = unsafe { open_mut(model, &[theta_span, out_span]) }?;
         disjoint(out_span, &[theta_span])?;
         // SAFETY: forwarded contract; pairwise disjoint and disjoint from the model (checked).
         let (theta, out) = unsafe { (input(theta, theta_len)?, output(out_log_q, n)?) };
-        Flow::new(m.shape, m.params)?.log_prob(theta, out, m.workspace)?;
+        let (flow, _, ws) = m.flow()?;
+        flow.log_prob(theta, out, ws)?;
         check_log_prob(&m.shape, m.params, theta, out)
     })
 }
@@ -209,7 +210,7 @@ unsafe fn map(
         let to_span = Span::checked(to.cast_const(), to_len)?;
         let ld_span = Span::checked(log_det.cast_const(), n)?;
         // SAFETY: forwarded contract.
-        let m = unsafe { open_mut(model, &[from_span, to_span, ld_span]) }?;
+        let mut m = unsafe { open_mut(model, &[from_span, to_span, ld_span]) }?;
         disjoint(to_span, &[from_span, ld_span])?;
         disjoint(ld_span, &[from_span])?;
         // SAFETY: forwarded contract; pairwise disjoint and disjoint from the model (checked).
@@ -220,10 +221,10 @@ unsafe fn map(
                 output(log_det, n)?,
             )
         };
-        let flow = Flow::new(m.shape, m.params)?;
+        let (flow, _, ws) = m.flow()?;
         match direction {
-            Direction::Forward => flow.forward(from, to, log_det, m.workspace)?,
-            Direction::Inverse => flow.inverse(from, to, log_det, m.workspace)?,
+            Direction::Forward => flow.forward(from, to, log_det, ws)?,
+            Direction::Inverse => flow.inverse(from, to, log_det, ws)?,
         }
         check_finite(&mut [to, log_det])
     })
@@ -264,7 +265,7 @@ pub unsafe extern "C" fn lwf_model_log_prob_ws(
                 output(ws, ws_len)?,
             )
         };
-        Flow::new(m.shape, m.params)?.log_prob(theta, out, ws)?;
+        m.flow()?.log_prob(theta, out, ws)?;
         check_log_prob(&m.shape, m.params, theta, out)
     })
 }
@@ -299,14 +300,15 @@ pub unsafe extern "C" fn lwf_model_sample(
         let theta_span = Span::checked(out_theta.cast_const(), theta_len)?;
         let lq_span = Span::checked(out_log_q.cast_const(), n)?;
         // SAFETY: forwarded contract.
-        let m = unsafe { open_mut(model, &[rng_span, theta_span, lq_span]) }?;
+        let mut m = unsafe { open_mut(model, &[rng_span, theta_span, lq_span]) }?;
         disjoint(theta_span, &[lq_span, rng_span])?;
         disjoint(lq_span, &[rng_span])?;
         // SAFETY: forwarded contract; LwfRng is plain integers.
         let mut g = unsafe { read_struct(rng.cast_const()) }?.generator();
         // SAFETY: forwarded contract; pairwise disjoint and disjoint from the model (checked).
         let (theta, lq) = unsafe { (output(out_theta, theta_len)?, output(out_log_q, n)?) };
-        Flow::new(m.shape, m.params)?.sample(&mut g, theta, lq, m.workspace)?;
+        let (flow, _, ws) = m.flow()?;
+        flow.sample(&mut g, theta, lq, ws)?;
         check_finite(&mut [theta, lq])?;
         // SAFETY: `rng` passed read_struct's checks; disjoint from the other buffers.
         unsafe { write_scalar(rng, LwfRng::from_generator(&g)) };
@@ -353,7 +355,7 @@ pub unsafe extern "C" fn lwf_model_sample_ws(
                 output(ws, ws_len)?,
             )
         };
-        Flow::new(m.shape, m.params)?.sample(&mut g, theta, lq, ws)?;
+        m.flow()?.sample(&mut g, theta, lq, ws)?;
         check_finite(&mut [theta, lq])?;
         // SAFETY: `rng` passed read_struct's checks; disjoint from the other buffers.
         unsafe { write_scalar(rng, LwfRng::from_generator(&g)) };

@@ -272,6 +272,31 @@ pub(crate) struct ModelRef<'a> {
     pub(crate) params: &'a [f64],
 }
 
+// Model memory keeps its parameters finite: init, load, set_params, the base and outer-map
+// setters, the fits and the Adam step all refuse non-finite values before writing. An open
+// model (header tag and checksum verified) is that proof, so its flow is built without
+// rescanning the P parameters on every call (`Flow::over_finite`, O(D)). A caller that writes
+// into the memory behind the library's back breaks the handle's contract: its outputs are
+// meaningless (the entry points still never return LWF_OK with a non-finite one).
+
+impl<'a> ModelRef<'a> {
+    /// The model's flow.
+    pub(crate) fn flow(&self) -> Result<Flow<'a, f64>, LwfStatus> {
+        Ok(Flow::over_finite(self.shape, self.params)?)
+    }
+}
+
+/// An open model's flow with its gradient scratch and workspace (disjoint borrows).
+pub(crate) type FlowParts<'s> = (Flow<'s, f64>, &'s mut [f64], &'s mut [f64]);
+
+impl ModelMut<'_> {
+    /// The model's flow with the gradient scratch and the workspace.
+    pub(crate) fn flow(&mut self) -> Result<FlowParts<'_>, LwfStatus> {
+        let flow = Flow::over_finite(self.shape, self.params)?;
+        Ok((flow, self.grad, self.workspace))
+    }
+}
+
 /// Checks the handle and reads its header.
 ///
 /// # Safety
@@ -484,7 +509,8 @@ pub unsafe extern "C" fn lwf_model_load(
     guard(|| {
         // SAFETY: forwarded contract.
         let bytes = unsafe { input(bytes, bytes_len) }?;
-        let (shape, _) = lwflow::format::inspect(bytes)?;
+        let checked = lwflow::format::check(bytes)?;
+        let shape = checked.shape();
         // SAFETY: forwarded contract.
         let (mem, layout) = unsafe { prepare_memory(mem, mem_len, &shape, out_model) }?;
         // `bytes` is only read, and `mem` is not yet viewed as a slice: check before writing.
@@ -495,9 +521,7 @@ pub unsafe extern "C" fn lwf_model_load(
         // SAFETY: `mem` and `layout` come from prepare_memory; `bytes` does not overlap it.
         unsafe {
             write_model(mem, &shape, layout, |params| {
-                lwflow::format::load(bytes, params)
-                    .map(|_| ())
-                    .map_err(LwfStatus::from)
+                checked.read_into(params).map_err(LwfStatus::from)
             })
         }?;
         // SAFETY: checked by out_scalar in prepare_memory; disjoint from the model.
@@ -576,10 +600,7 @@ pub unsafe extern "C" fn lwf_model_set_params(
         if src.len() != m.params.len() {
             return Err(LWF_LENGTH_MISMATCH);
         }
-        if !src.iter().all(|v| v.is_finite()) {
-            return Err(LWF_NON_FINITE);
-        }
-        // The outer maps must stay valid (the couplings and base accept any finite value).
+        // Finite, and the outer maps valid (the couplings and base accept any finite value).
         Flow::new(m.shape, src)?;
         m.params.copy_from_slice(src);
         Ok(())

@@ -20,7 +20,7 @@
 use crate::guard::{disjoint, guard, input, out_scalar, output, read_struct, write_scalar, Span};
 use crate::model::{open_mut, LwfModel};
 use crate::status::LwfStatus::{self, *};
-use lwflow::{Adam, Flow};
+use lwflow::Adam;
 
 /// Adam hyper-parameters (torch's `Adam(weight_decay=...)`; weight decay applies to the
 /// coupling parameters only, never to the base). Fill with `lwf_adam_default`.
@@ -100,7 +100,7 @@ unsafe fn gradient(
     let loss = out_scalar(loss)?;
     let loss_span = Span::checked(loss.cast_const(), 1)?;
     // SAFETY: forwarded contract.
-    let m = unsafe { open_mut(model, &[theta_span, weights_span, grad_span, loss_span]) }?;
+    let mut m = unsafe { open_mut(model, &[theta_span, weights_span, grad_span, loss_span]) }?;
     disjoint(grad_span, &[theta_span, weights_span, loss_span])?;
     disjoint(loss_span, &[theta_span, weights_span])?;
     if grad_len != m.params.len() {
@@ -122,15 +122,15 @@ unsafe fn gradient(
             return Err(LWF_NON_FINITE);
         }
     }
-    let flow = Flow::new(m.shape, m.params)?;
+    let (flow, scratch, ws) = m.flow()?;
     let value = match scale {
-        None => flow.loss_and_gradient(theta, weights, m.grad, m.workspace)?,
+        None => flow.loss_and_gradient(theta, weights, scratch, ws)?,
         Some(scale) => {
-            m.grad.iter_mut().for_each(|g| *g = 0.0);
-            flow.accumulate_gradient(theta, weights, scale, m.grad, m.workspace)?
+            scratch.iter_mut().for_each(|g| *g = 0.0);
+            flow.accumulate_gradient(theta, weights, scale, scratch, ws)?
         }
     };
-    if !value.is_finite() || !m.grad.iter().all(|g| g.is_finite()) {
+    if !value.is_finite() || !scratch.iter().all(|g| g.is_finite()) {
         return Err(LWF_NON_FINITE);
     }
     apply(m.grad, value, grad, loss)
@@ -255,7 +255,8 @@ pub unsafe extern "C" fn lwf_model_loss_grad_accumulate(
 
 /// One Adam step of the model's parameters from `grad` (`grad_len == lwf_shape_param_count`),
 /// using and updating the Adam moments and step count stored in the model. A non-finite
-/// gradient gives `LWF_NON_FINITE` and changes nothing (skip the step).
+/// gradient, or an update that would make a parameter or moment non-finite (e.g. a learning
+/// rate of 1e308), gives `LWF_NON_FINITE` and changes nothing (skip the step).
 ///
 /// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_LENGTH_MISMATCH`,
 /// `LWF_NON_FINITE` (gradient or hyper-parameter), `LWF_INVALID_ARGUMENT` (hyper-parameter out
@@ -280,7 +281,7 @@ pub unsafe extern "C" fn lwf_model_adam_step(
         // SAFETY: forwarded contract; disjoint from the model (checked).
         let grad = unsafe { input(grad, grad_len) }?;
         let t = m.adam_step.checked_add(1).ok_or(LWF_INVALID_ARGUMENT)?;
-        adam.step(&m.shape, m.params, grad, m.adam, t)?;
+        adam.step_finite(&m.shape, m.params, grad, m.adam, t)?;
         *m.adam_step = t;
         Ok(())
     })

@@ -95,6 +95,11 @@ fn o2_accumulate_refuses_non_finite_incoming_values_and_overflowing_sums() {
 }
 
 #[test]
+fn o4_an_overflowing_adam_step_changes_nothing() {
+    section("o4");
+}
+
+#[test]
 fn o3_threads_sharing_one_handle_get_busy_never_a_wrong_value() {
     section("o3");
 }

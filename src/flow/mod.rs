@@ -60,11 +60,21 @@ impl<'p, T: Real> Flow<'p, T> {
     /// outer maps (a positive diagonal of the affine map's L; lo < hi with a finite width for
     /// the box: `InvalidArgument` otherwise).
     pub fn new(shape: Shape, params: &'p [T]) -> Result<Self, Error> {
-        shape.validate()?;
-        check_len(params, shape.param_len())?;
         if !all_finite(params) {
             return Err(Error::NonFinite);
         }
+        Self::over_finite(shape, params)
+    }
+
+    /// As [`Flow::new`] without its O(P) scan for non-finite parameters, for callers whose
+    /// parameter memory is finite by invariant (every writer refuses non-finite values, as
+    /// the C ABI's model memory does): checks the shape, the length and the outer maps,
+    /// O(D). Parameters that are not finite after all give meaningless outputs (not always
+    /// visibly: a ReLU turns a NaN weight's pre-activation into 0), never a panic or an access
+    /// out of bounds; callers that cannot vouch for their parameters use [`Flow::new`].
+    pub fn over_finite(shape: Shape, params: &'p [T]) -> Result<Self, Error> {
+        shape.validate()?;
+        check_len(params, shape.param_len())?;
         let tail = shape.flow_param_len() + shape.base_param_len();
         if !outer::valid(&shape, |i| params[tail + i]) {
             return Err(Error::InvalidArgument);

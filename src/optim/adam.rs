@@ -82,17 +82,7 @@ impl Adam {
         if !all_finite(grad) {
             return Err(Error::NonFinite);
         }
-        let tf = t as f64;
-        let bc1 = 1.0 - libm::pow(self.beta1, tf);
-        let bc2 = 1.0 - libm::pow(self.beta2, tf);
-        // φ −= α/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
-        let step = T::from_f64(lr / bc1);
-        let inv_sqrt_bc2 = T::from_f64(1.0 / libm::sqrt(bc2));
-        let (b1, b2) = (T::from_f64(self.beta1), T::from_f64(self.beta2));
-        let (c1, c2) = (T::ONE - b1, T::ONE - b2);
-        let eps = T::from_f64(self.eps);
-        let wd = T::from_f64(self.weight_decay);
-        let n_decay = shape.flow_param_len();
+        let k = Coefficients::new(self, lr, t, shape.flow_param_len());
         let (m, v) = state.split_at_mut(p);
         for (i, (((x, &g), mi), vi)) in params
             .iter_mut()
@@ -101,12 +91,42 @@ impl Adam {
             .zip(v.iter_mut())
             .enumerate()
         {
-            let g = if i < n_decay { g + wd * *x } else { g };
-            *mi = b1 * *mi + c1 * g;
-            *vi = b2 * *vi + c2 * g * g;
-            *x -= step * *mi / (vi.sqrt_lanes() * inv_sqrt_bc2 + eps);
+            (*x, *mi, *vi) = k.update(i, *x, g, *mi, *vi);
         }
         Ok(())
+    }
+
+    /// As [`step_with_lr`](Self::step_with_lr) at the configured rate, for memory whose
+    /// values must stay finite (the C ABI's models): the update is computed once to check that
+    /// every new parameter and moment is finite, then again to write it. An update that would
+    /// overflow (say a learning rate of 1e308) returns `NonFinite` and changes nothing. Twice
+    /// the O(P) arithmetic of `step`, which is small beside a gradient's O(B·P).
+    pub fn step_finite<T: Real>(
+        &self,
+        shape: &Shape,
+        params: &mut [T],
+        grad: &[T],
+        state: &mut [T],
+        t: u64,
+    ) -> Result<(), Error> {
+        self.validate()?;
+        let p = shape.param_len();
+        check_len(params, p)?;
+        check_len(grad, p)?;
+        check_len(state, 2 * p)?;
+        if t == 0 {
+            return Err(Error::InvalidArgument);
+        }
+        let k = Coefficients::new(self, self.lr, t, shape.flow_param_len());
+        let (m, v) = state.split_at(p);
+        let finite = (0..p).all(|i| {
+            let (x, mi, vi) = k.update(i, params[i], grad[i], m[i], v[i]);
+            x.is_finite() && mi.is_finite() && vi.is_finite()
+        });
+        if !finite {
+            return Err(Error::NonFinite);
+        }
+        self.step(shape, params, grad, state, t)
     }
 
     /// One update at the configured learning rate (see [`step_with_lr`](Self::step_with_lr)).
@@ -119,5 +139,56 @@ impl Adam {
         t: u64,
     ) -> Result<(), Error> {
         self.step_with_lr(shape, self.lr, params, grad, state, t)
+    }
+}
+
+/// The per-step constants of an update, and the update of one parameter: one home for the
+/// formula, shared by [`Adam::step_with_lr`] and [`Adam::step_finite`].
+struct Coefficients<T> {
+    /// α / (1 − β₁ᵗ).
+    step: T,
+    /// 1 / √(1 − β₂ᵗ).
+    inv_sqrt_bc2: T,
+    b1: T,
+    b2: T,
+    c1: T,
+    c2: T,
+    eps: T,
+    wd: T,
+    /// Parameters below this index (the couplings) are decayed.
+    n_decay: usize,
+}
+
+impl<T: Real> Coefficients<T> {
+    fn new(adam: &Adam, lr: f64, t: u64, n_decay: usize) -> Self {
+        let tf = t as f64;
+        let bc1 = 1.0 - libm::pow(adam.beta1, tf);
+        let bc2 = 1.0 - libm::pow(adam.beta2, tf);
+        let (b1, b2) = (T::from_f64(adam.beta1), T::from_f64(adam.beta2));
+        Coefficients {
+            // φ −= α/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε)
+            step: T::from_f64(lr / bc1),
+            inv_sqrt_bc2: T::from_f64(1.0 / libm::sqrt(bc2)),
+            b1,
+            b2,
+            c1: T::ONE - b1,
+            c2: T::ONE - b2,
+            eps: T::from_f64(adam.eps),
+            wd: T::from_f64(adam.weight_decay),
+            n_decay,
+        }
+    }
+
+    /// Parameter `i`'s new (value, first moment, second moment).
+    #[inline(always)]
+    fn update(&self, i: usize, x: T, g: T, m: T, v: T) -> (T, T, T) {
+        let g = if i < self.n_decay { g + self.wd * x } else { g };
+        let m = self.b1 * m + self.c1 * g;
+        let v = self.b2 * v + self.c2 * g * g;
+        (
+            x - self.step * m / (v.sqrt_lanes() * self.inv_sqrt_bc2 + self.eps),
+            m,
+            v,
+        )
     }
 }
