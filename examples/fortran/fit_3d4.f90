@@ -1,4 +1,4 @@
-! Fit task 3D4 (BENCHMARKS.md: equal mixture of four N(sqrt(3) v, 0.5^2 I) at the vertices v of
+! Fit task 3D4 (docs/TASKS.md: equal mixture of four N(sqrt(3) v, 0.5^2 I) at the vertices v of
 ! a tetrahedron, (1,1,1), (1,-1,-1), (-1,1,-1), (-1,-1,1); prior uniform on [-6, 6]^3) from
 ! Fortran with a Fortran likelihood, in one call to lwf_model_fit_prior_box: prior draws, the
 ! likelihood callback below, weighted EM picking the number of mixture components by BIC, and
