@@ -5,7 +5,7 @@
 ! training with a progress callback. Then KL(p||q) against exact posterior samples, and
 ! sampling from the fitted flow.
 !
-!   gfortran -std=f2008 -O2 -Wall -Wextra -Werror -J build include/lwflow.f90 \
+!   mkdir -p build && gfortran -std=f2008 -O2 -Wall -Wextra -Werror -J build include/lwflow.f90 \
 !      examples/fortran/fit_3d4.f90 target/release/liblwflow.a -lpthread -ldl -lm -o fit_3d4
 
 !> The task: its likelihood (also the exact posterior density: the box cuts off < 1e-8 of the
