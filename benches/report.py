@@ -6,9 +6,9 @@ Usage:
       --peer peer-1.json [--peer peer-2.json ...] [--peak 272.7]
 
 Every lwflow figure is criterion's median time per iteration (`new/estimates.json`); every
-normflows figure the median of bench.py's repeats (DiagGaussian base, as BENCHMARKS.md),
+normflows figure the median of bench.py's repeats (DiagGaussian base, as docs/TASKS.md),
 averaged over the --peer runs given (each run interleaved with the lwflow runs). FLOPs per
-sample follow BENCHMARKS.md's model: 2 × multiply-adds of the MLPs per log_prob / sample,
+sample follow the cost model of docs/TASKS.md: 2 × multiply-adds of the MLPs per log_prob / sample,
 6 × per training step (forward, input gradient, weight gradient).
 """
 import argparse

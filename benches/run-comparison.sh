@@ -2,8 +2,9 @@
 # The interleaved lwflow-vs-normflows sitting behind benches/README.md: builds first (the native
 # build in target/native, ignored by git with the rest of target/), then
 # normflows, lwflow native, lwflow default, normflows again, on one thread each, logging to
-# benches/results/. Needs the peer harness, which lives outside this repository: PEER names its
-# directory (bench.py), and its venv, here /work/peer-venv (PEER_PY overrides it).
+# benches/results/. Needs the peer harness, which is not part of this repository (docs/TASKS.md,
+# "Rerunning the peers", says what it runs): PEER names its directory (bench.py), and its venv,
+# here /work/peer-venv (PEER_PY overrides it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=benches/results

@@ -1,4 +1,4 @@
-//! Accuracy metrics of a fitted posterior q against the truth p (`BENCHMARKS.md`).
+//! Accuracy metrics of a fitted posterior q against the truth p (`docs/TASKS.md`, "Metrics").
 //!
 //! - KL(p‖q) = E_p[log p − log q], from exact posterior samples or from weighted samples
 //!   (self-normalised importance sampling).

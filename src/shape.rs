@@ -88,8 +88,9 @@ pub struct Shape {
     /// (D(D+1)/2 values), after the base's; never trained.
     pub affine: bool,
     /// The flow lives on a box \[lo, hi\]: the outermost bijection maps each coordinate of R
-    /// onto (lo_d, hi_d) by a scaled logistic, θ = lo + (hi − lo)·σ(y), so q has support
-    /// exactly the box. Parameters lo\[D\], then hi\[D\], last; never trained.
+    /// onto (lo_d, hi_d), the identity on the central three quarters and a Gaussian-CDF
+    /// approach to each edge in the outer eighths (`flow::outer`), so q has support exactly
+    /// the box. Parameters lo\[D\], then hi\[D\], last; never trained.
     pub bounded: bool,
 }
 

@@ -1,4 +1,4 @@
-//! The benchmark posteriors of `BENCHMARKS.md`: prior uniform on [−6, 6]^D, closed-form
+//! The benchmark posteriors of `docs/TASKS.md`: prior uniform on [−6, 6]^D, closed-form
 //! likelihoods, so the true posterior p(θ) = L(θ)·1\[box\]/Z is known exactly and can be sampled
 //! exactly. Z is the likelihood mass inside the box; the evidence is Z / 12^D.
 //!
@@ -84,7 +84,7 @@ impl Task {
         Task::T3D4,
     ];
 
-    /// The four tasks of the refinement suite (`BENCHMARKS.md`, "Refinement suite").
+    /// The four tasks of the refinement suite (`docs/TASKS.md`, "The refinement suite").
     pub const REFINE: [Task; 4] = [Task::T2DC, Task::T5D2, Task::T8D3, Task::T10D1];
 
     /// Every task: [`Task::ALL`] then [`Task::REFINE`].
@@ -228,9 +228,9 @@ impl Task {
 
     /// ln Z: the log of the likelihood mass inside the box. 0 for the paper's Gaussian tasks
     /// (1 − Z < 1e-8) and 10D1 (1 − Z < 2e-8: at most 20 one-axis tails Φ(−6)); 2DB by
-    /// quadrature (0.998451, from BENCHMARKS.md); 2DC, 5D2 and 8D3 exactly, from the normal
-    /// CDF (2DC: Z = (Φ(0.6/0.7) − Φ(−11.4/0.7))² = 0.646926; 5D2: 1 − 2.6e-11; 8D3:
-    /// 1 − 1.9e-8, not "to 1e-9" as BENCHMARKS.md has it).
+    /// quadrature (0.998451, from the benchmark sheet, `docs/TASKS.md`); 2DC, 5D2 and 8D3
+    /// exactly, from the normal CDF (2DC: Z = (Φ(0.6/0.7) − Φ(−11.4/0.7))² = 0.646926; 5D2:
+    /// 1 − 2.6e-11; 8D3: 1 − 1.9e-8, not "to 1e-9" as the benchmark sheet has it).
     pub fn log_evidence(self) -> f64 {
         match self {
             Task::T2DB => libm::log(0.998_451),
@@ -388,10 +388,10 @@ impl Task {
 
     /// The 0.1 % quantile of log p over `scratch.len()` exact posterior samples (drawn here),
     /// the threshold of the tail-mass metric ([`tail_mass`](crate::metrics::tail_mass)).
-    /// BENCHMARKS.md estimates it from 10⁶ samples: pass a scratch of 10⁶ values. On return
-    /// `scratch` holds the samples' log p, partially ordered; the threshold is its k-th
-    /// smallest value, k = ⌊n/1000⌋ (0-based), so exactly k of the n samples lie strictly
-    /// below it (without ties). NaN if `scratch` is empty.
+    /// The suite (`docs/TASKS.md`) estimates it from 10⁶ samples: pass a scratch of 10⁶
+    /// values. On return `scratch` holds the samples' log p, partially ordered; the threshold
+    /// is its k-th smallest value, k = ⌊n/1000⌋ (0-based), so exactly k of the n samples lie
+    /// strictly below it (without ties). NaN if `scratch` is empty.
     pub fn tail_threshold(self, draws: &mut Draws<'_>, scratch: &mut [f64]) -> f64 {
         let d = self.dim();
         let mut row = [0.0; MAX_DIM];

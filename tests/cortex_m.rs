@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 const TARGET: &str = "thumbv7em-none-eabihf";
 /// Wall-clock limit of one QEMU run (a run takes ≈ 5 s on an idle machine).
 const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
-/// The budgets `examples/cortex-m/memory.x` gives the linker.
+/// The budgets of the `memory.x` that `examples/cortex-m/build.rs` writes for the linker.
 const FLASH_BUDGET: u64 = 256 * 1024;
 const RAM_BUDGET: u64 = 256 * 1024;
 

@@ -90,7 +90,7 @@ fn bridge_mass_counts_low_density_samples() {
     let pts = [[-2.5, 0.0], [2.5, 0.0], [0.0, 0.0], [-2.5, 0.1], [5.9, 5.9]];
     let lp: Vec<f64> = pts.iter().map(|p| task.log_posterior(p)).collect();
     assert!((bridge_mass(&lp, peak).unwrap() - 0.4).abs() < 1e-12);
-    // Exact samples have the tail share that BENCHMARKS.md lists (0.11 % for 2D2, n = 2e4).
+    // Exact samples have the tail share that docs/TASKS.md lists (0.11 % for 2D2, n = 2e4).
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
     let mut draws = Draws::new(&mut rng);
     let mut row = [0.0; 2];
@@ -107,7 +107,7 @@ fn bridge_mass_counts_low_density_samples() {
 
 #[test]
 fn tasks_are_normalised_posteriors() {
-    // Midpoint rule over the box: ∫ p = 1 for every 2-D task (Z from BENCHMARKS.md).
+    // Midpoint rule over the box: ∫ p = 1 for every 2-D task (Z from docs/TASKS.md).
     for task in Task::ALL.into_iter().filter(|t| t.dim() == 2) {
         let n = 1200;
         let h = 12.0 / n as f64;

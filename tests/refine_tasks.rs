@@ -1,4 +1,4 @@
-//! The refinement tasks (2DC, 5D2, 8D3, 10D1; `BENCHMARKS.md`, "Refinement suite") against
+//! The refinement tasks (2DC, 5D2, 8D3, 10D1; `docs/TASKS.md`, "The refinement suite") against
 //! references computed here, independently of `src/tasks.rs`: the printed Z and log evidence,
 //! quadrature and Monte-Carlo integrals of the likelihood, dense-Cholesky densities, moments
 //! and mode shares of exact samples, the tail-mass floor; and the six paper tasks bit for bit
@@ -17,7 +17,7 @@ fn rng(seed: u64) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::seed_from_u64(seed)
 }
 
-// ---------- The definitions, written out again (BENCHMARKS.md) ----------
+// ---------- The definitions, written out again (docs/TASKS.md) ----------
 
 /// Weights, means and isotropic spreads of the Gaussian-mixture refinement tasks.
 fn isotropic_definition(task: Task) -> (Vec<f64>, Vec<Vec<f64>>, Vec<f64>) {
@@ -172,11 +172,11 @@ fn task_lists_and_evidence_match_benchmarks() {
         assert!(t.dim() <= MAX_DIM);
     }
 
-    // BENCHMARKS.md: Z and the log evidence, to the printed digits.
+    // docs/TASKS.md: Z and the log evidence, to the printed digits.
     let table = [
         (Task::T2DC, 0.646926, 5e-7, -5.4053),
         (Task::T5D2, 1.0, 1e-9, -12.4245),
-        // BENCHMARKS.md says "1 (to 1e-9)"; the exact box mass is 1 − 1.928e-8 (below).
+        // The benchmark sheet said "1 (to 1e-9)"; the exact box mass is 1 − 1.928e-8 (below).
         (Task::T8D3, 1.0, 2e-8, -19.8793),
         (Task::T10D1, 1.0, 1e-7, -24.8491),
     ];

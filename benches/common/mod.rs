@@ -1,4 +1,4 @@
-//! Shared set-up of the benches: the peer workload of `BENCHMARKS.md` ("Peer workload"), fixed
+//! Shared set-up of the benches: the peer workload of `docs/TASKS.md` ("The peer workload"), fixed
 //! seeds, and the FLOP count used to turn times into GFLOP/s.
 #![allow(dead_code)]
 
@@ -66,7 +66,7 @@ pub fn params<T: Real>(shape: &Shape, seed: u64) -> Vec<T> {
 }
 
 /// Multiply-adds per sample of one pass through every conditioner MLP (the FLOP model of
-/// `BENCHMARKS.md`: 34,304 for the peer shape). One log_prob or sample costs 2× this in FLOPs;
+/// `docs/TASKS.md`: 34,304 for the peer shape). One log_prob or sample costs 2× this in FLOPs;
 /// a training step (forward, input gradient, weight gradient) 6×.
 pub fn macs_per_sample(shape: &Shape) -> usize {
     (0..shape.dense_layers())

@@ -1,4 +1,4 @@
-/* Fit task 2D2 (BENCHMARKS.md) from C in one call: lwf_model_fit_prior_box draws prior samples
+/* Fit task 2D2 (docs/TASKS.md) from C in one call: lwf_model_fit_prior_box draws prior samples
  * on the box, weighs them with the C likelihood below (a batched callback), fits the mixture
  * base by weighted EM (K chosen by BIC) and trains the flow, reporting every epoch to a
  * progress callback; the model lives on the box (the default, LwfFitConfig.bounded = 1). Then:

@@ -1,4 +1,4 @@
-/* Train a likelihood-weighted flow on task 2D2 (BENCHMARKS.md) from C, with the C ABI's
+/* Train a likelihood-weighted flow on task 2D2 (docs/TASKS.md) from C, with the C ABI's
  * training pieces: prior samples and their log-likelihood in C, self-normalised weights by
  * log-sum-exp, a GMM(2) base placed by weighted k-means, then minibatch
  * lwf_model_loss_grad + lwf_model_adam_step. Checks KL(p||q) against the analytic posterior,

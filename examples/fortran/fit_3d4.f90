@@ -1,11 +1,11 @@
-! Fit task 3D4 (BENCHMARKS.md: equal mixture of four N(sqrt(3) v, 0.5^2 I) at the vertices v of
+! Fit task 3D4 (docs/TASKS.md: equal mixture of four N(sqrt(3) v, 0.5^2 I) at the vertices v of
 ! a tetrahedron, (1,1,1), (1,-1,-1), (-1,1,-1), (-1,-1,1); prior uniform on [-6, 6]^3) from
 ! Fortran with a Fortran likelihood, in one call to lwf_model_fit_prior_box: prior draws, the
 ! likelihood callback below, weighted EM picking the number of mixture components by BIC, and
 ! training with a progress callback. Then KL(p||q) against exact posterior samples, and
 ! sampling from the fitted flow.
 !
-!   gfortran -std=f2008 -O2 -Wall -Wextra -Werror -J build include/lwflow.f90 \
+!   mkdir -p build && gfortran -std=f2008 -O2 -Wall -Wextra -Werror -J build include/lwflow.f90 \
 !      examples/fortran/fit_3d4.f90 target/release/liblwflow.a -lpthread -ldl -lm -o fit_3d4
 
 !> The task: its likelihood (also the exact posterior density: the box cuts off < 1e-8 of the

@@ -4,7 +4,7 @@
 ! likelihood as a bind(c) callback and a progress callback, which must give the same report
 ! and the same model parameters bit for bit.
 !
-!   gfortran -std=f2008 -O2 -Wall -Wextra -Werror -J build include/lwflow.f90 \
+!   mkdir -p build && gfortran -std=f2008 -O2 -Wall -Wextra -Werror -J build include/lwflow.f90 \
 !      examples/fortran/refine_2d2.f90 target/release/liblwflow.a -lpthread -ldl -lm -o refine_2d2
 
 !> The task's likelihood and the refinement's callbacks (bind(c) module procedures).

@@ -1,4 +1,4 @@
-//! The paper reproduction (the main job): the posterior suite of BENCHMARKS.md with three
+//! The paper reproduction (the main job): the posterior suite of docs/TASKS.md with three
 //! bases each — standard Gaussian, GMM with the true K initialised the paper's way, and the
 //! automatic GMM (weighted EM + BIC, identity start) — then a table and one picture per 2-D
 //! task.

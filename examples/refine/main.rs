@@ -1,6 +1,6 @@
 //! The refinement example: the public suite solved in few likelihood calls.
 //!
-//! Every task of the suite (`BENCHMARKS` figures in the README): uniform prior on [−6, 6]^D,
+//! Every task of the suite (`docs/TASKS.md`; results in the README): uniform prior on [−6, 6]^D,
 //! closed-form likelihood, so the posterior, its samples and the evidence are known exactly.
 //! Each run refines from prior draws to a flow (see `lwflow::train::refine`) and is scored
 //! against the truth: KL(p‖q), average marginal W1, tail mass, mode shares, ln Ẑ against ln Z.

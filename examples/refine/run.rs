@@ -63,7 +63,7 @@ pub struct RunOutcome {
     pub outside_box: usize,
 }
 
-/// W1 floors of BENCHMARKS.md: two exact sets of 20,000 (seeds 1 and 2).
+/// W1 floors of `docs/TASKS.md`: two exact sets of 20,000 (seeds 1 and 2).
 pub fn w1_floor(task: Task) -> f64 {
     match task.name() {
         "2D1" => 0.011,

@@ -2,7 +2,7 @@
 //! ([`Shape::affine`], [`Shape::bounded`]):
 //!
 //! ```text
-//! couplings' output u ──affine──▶ y = μ + L·u ──box──▶ θ = lo + (hi − lo)·σ(y)
+//! couplings' output u ──affine──▶ y = μ + L·u ──box──▶ θ in (lo, hi)
 //! ```
 //!
 //! - **Affine standardisation.** L lower-triangular with a positive diagonal (a Cholesky

@@ -209,8 +209,9 @@ pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
 /// [`fit`] for a template with outer maps, the box given as `lo`, `hi` (D values each, for a
 /// [`Shape::bounded`] template; ignored otherwise). Every sample of non-zero weight must lie
 /// inside the open box (`InvalidArgument` otherwise; boxes with lo ≥ hi or an overflowing
-/// width are refused the same way); zero-weight samples may lie anywhere. The fit runs in the unbounded, standardised coordinates u: each θ is mapped
-/// through the logit of the box, then (with [`Shape::affine`]) whitened by the weighted mean
+/// width are refused the same way); zero-weight samples may lie anywhere. The fit runs in the
+/// unbounded, standardised coordinates u: each θ is mapped through the inverse of the box map
+/// ([`Shape::bounded`]), then (with [`Shape::affine`]) whitened by the weighted mean
 /// and the Cholesky factor of the weighted covariance; the EM base is fitted and the couplings
 /// trained on u, with the same weights (the change of variables adds a constant per sample
 /// to log q, so the weighted objective's gradient is unchanged; the reported losses are in u).
