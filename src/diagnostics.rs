@@ -30,6 +30,7 @@
 //! return [`Error::DegenerateWeights`] instead of a non-finite k̂ (ArviZ returns +∞ there).
 
 use crate::error::{check_min, Error};
+use crate::logsum::Scaled;
 
 /// Summary of a set of importance log-weights log wᵢ = log L(θᵢ) + log π(θᵢ) − log g(θᵢ),
 /// θᵢ ~ g ([`importance_summary`]).
@@ -67,18 +68,14 @@ const NEGLIGIBLE: f64 = 10.0 * f64::EPSILON;
 const MIN_TAIL: usize = 5;
 
 /// Checks the log-weights and returns their maximum (finite).
-fn checked_max(log_w: &[f64]) -> Result<f64, Error> {
+fn checked_sums(log_w: &[f64]) -> Result<Scaled, Error> {
     if log_w.is_empty() {
         return Err(Error::EmptyBatch);
     }
     if log_w.iter().any(|&v| v.is_nan() || v == f64::INFINITY) {
         return Err(Error::NonFinite);
     }
-    let max = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if max == f64::NEG_INFINITY {
-        return Err(Error::DegenerateWeights);
-    }
-    Ok(max)
+    Scaled::of(log_w.iter().copied()).ok_or(Error::DegenerateWeights)
 }
 
 /// The PSIS shape k̂ of the upper tail of the weights exp(`log_w`) (module docs for the exact
@@ -90,7 +87,7 @@ fn checked_max(log_w: &[f64]) -> Result<f64, Error> {
 /// −∞), when fewer than 5 weights lie above the threshold (n < 21, ties, zero weights), or when
 /// the fit does not give a finite shape.
 pub fn pareto_k_hat(log_w: &[f64], scratch: &mut [f64]) -> Result<f64, Error> {
-    let max = checked_max(log_w)?;
+    let max = checked_sums(log_w)?.max;
     check_min(scratch, scratch_len(log_w.len()))?;
     k_hat_checked(log_w, max, scratch)
 }
@@ -100,22 +97,16 @@ pub fn pareto_k_hat(log_w: &[f64], scratch: &mut [f64]) -> Result<f64, Error> {
 /// [`pareto_k_hat`] except that a tail too short to fit gives `k_hat: None` (equal weights,
 /// the ideal case, have no tail at all) instead of `DegenerateWeights`.
 pub fn importance_summary(log_w: &[f64], scratch: &mut [f64]) -> Result<ImportanceSummary, Error> {
-    let max = checked_max(log_w)?;
+    let sums = checked_sums(log_w)?;
     check_min(scratch, scratch_len(log_w.len()))?;
+    let (max, sum) = (sums.max, sums.sum);
     let n = log_w.len();
     let nf = n as f64;
-    // e = w / max w ∈ [0, 1]: at least one is 1, so the sums cannot underflow to zero.
-    let (mut sum, mut sum2) = (0.0, 0.0);
-    for &v in log_w {
-        let e = libm::exp(v - max);
-        sum += e;
-        sum2 += e * e;
-    }
     let mean = sum / nf;
     let (mut ss, mut kl) = (0.0, 0.0);
     let log_mean = libm::log(mean);
     for &v in log_w {
-        let e = libm::exp(v - max);
+        let e = sums.weight(v);
         let d = e - mean;
         ss += d * d;
         if e > 0.0 {
@@ -137,7 +128,7 @@ pub fn importance_summary(log_w: &[f64], scratch: &mut [f64]) -> Result<Importan
         n,
         log_z: max + libm::log(mean),
         log_z_se: sd / (libm::sqrt(nf) * mean),
-        ess: sum * sum / sum2,
+        ess: sums.kish_ess(),
         kl,
         k_hat,
     })
@@ -203,23 +194,9 @@ fn gpd_shape(y: &[f64]) -> f64 {
     };
     // First pass: the largest profile log-likelihood, to normalise the weights
     // wⱼ = exp(ℓⱼ) / Σ exp(ℓᵢ) = 1 / Σ exp(ℓᵢ − ℓⱼ) without overflow.
-    let mut top = f64::NEG_INFINITY;
-    for j in 0..grid {
-        let l = profile(j);
-        if l.is_finite() && l > top {
-            top = l;
-        }
-    }
-    if top == f64::NEG_INFINITY {
+    let Some(sums) = Scaled::of((0..grid).map(profile).filter(|l| l.is_finite())) else {
         return f64::NAN;
-    }
-    let mut total = 0.0;
-    for j in 0..grid {
-        let l = profile(j);
-        if l.is_finite() {
-            total += libm::exp(l - top);
-        }
-    }
+    };
     // Second pass: the posterior mean of b over the non-negligible grid weights.
     let (mut wsum, mut bsum) = (0.0, 0.0);
     for j in 0..grid {
@@ -227,7 +204,7 @@ fn gpd_shape(y: &[f64]) -> f64 {
         if !l.is_finite() {
             continue;
         }
-        let w = libm::exp(l - top) / total;
+        let w = sums.weight(l) / sums.sum;
         if w >= NEGLIGIBLE {
             wsum += w;
             bsum += w * b_at(j);

@@ -51,6 +51,7 @@ pub mod error;
 pub mod flow;
 pub mod format;
 pub mod init;
+mod logsum;
 pub mod metrics;
 pub mod nn;
 pub mod optim;

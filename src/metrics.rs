@@ -10,6 +10,7 @@
 //! - Mode shares: share of samples nearest (Euclidean) to each component mean.
 
 use crate::error::{check_len, Error};
+use crate::logsum::Scaled;
 
 /// Threshold of the bridge-mass metric, relative to the peak density.
 pub const BRIDGE_THRESHOLD: f64 = 1e-3;
@@ -39,15 +40,11 @@ pub fn kl_from_weighted_samples(
         return Err(Error::EmptyBatch);
     }
     let lw = |i: usize| log_target[i] - log_proposal[i];
-    let max = (0..n).map(lw).fold(f64::NEG_INFINITY, f64::max);
-    if !max.is_finite() {
-        return Err(Error::DegenerateWeights);
-    }
-    let sum: f64 = (0..n).map(|i| libm::exp(lw(i) - max)).sum();
-    let log_z = max + libm::log(sum / n as f64);
+    let sums = Scaled::of((0..n).map(lw)).ok_or(Error::DegenerateWeights)?;
+    let log_z = sums.log_mean(n);
     let mut kl = 0.0;
     for i in 0..n {
-        let w = libm::exp(lw(i) - max) / sum;
+        let w = sums.weight(lw(i)) / sums.sum;
         if w > 0.0 {
             kl += w * (log_target[i] - log_z - log_q[i]);
         }

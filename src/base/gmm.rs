@@ -17,7 +17,8 @@ pub(crate) fn split<T>(dim: usize, k: usize, params: &[T]) -> (&[T], &[T], &[T])
     (logits, loc, log_scale)
 }
 
-/// ln Σ exp(logits), stable.
+/// ln Σ exp(logits), stable: generic over the flow's precision, unlike the weight code's f64
+/// sums (`crate::logsum`, whose module docs say why both exist).
 pub(crate) fn log_sum_exp<T: Real>(logits: &[T]) -> T {
     let m = logits.iter().fold(-T::MAX, |a, &b| a.max(b));
     let s = logits.iter().fold(T::ZERO, |a, &b| a + (b - m).exp());

@@ -65,6 +65,7 @@
 use crate::diagnostics;
 use crate::error::{check_len, check_min, Error};
 use crate::flow::Flow;
+use crate::logsum::Scaled;
 use crate::real::Real;
 use crate::shape::Shape;
 use crate::train::fit::{fit_in_box, BaseChoice, FitBuffers, FitConfig, FitMemory};
@@ -890,16 +891,7 @@ impl<'b, T: Real> Refiner<'b, T> {
 
     fn kish_ess(&mut self, beta: f64) -> f64 {
         self.log_weights(beta);
-        let w = &self.buf.log_w[..self.st.n];
-        let max = w.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-        if max == f64::NEG_INFINITY {
-            return 0.0;
-        }
-        let (s, s2) = w.iter().fold((0.0, 0.0), |(a, b), &v| {
-            let e = libm::exp(v - max);
-            (a + e, b + e * e)
-        });
-        s * s / s2
+        Scaled::of(self.buf.log_w[..self.st.n].iter().copied()).map_or(0.0, |s| s.kish_ess())
     }
 
     /// The next β: the largest in [β_prev, 1] whose weights keep ESS ≥ target (bisection).
@@ -1056,21 +1048,13 @@ impl<'b, T: Real> Refiner<'b, T> {
         let d = self.st.template.dim;
         let n = self.st.n;
         self.log_weights(beta);
-        let max = self.buf.log_w[..n]
-            .iter()
-            .fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-        if max == f64::NEG_INFINITY {
-            return Err(Error::DegenerateWeights);
-        }
-        let mut sum = 0.0;
+        let sums =
+            Scaled::of(self.buf.log_w[..n].iter().copied()).ok_or(Error::DegenerateWeights)?;
+        let scale = n as f64 / sums.sum;
         for i in 0..n {
-            sum += libm::exp(self.buf.log_w[i] - max);
-        }
-        let scale = n as f64 / sum;
-        for i in 0..n {
-            let w = libm::exp(self.buf.log_w[i] - max) * scale;
+            let w = sums.weight(self.buf.log_w[i]) * scale;
             // Weights below e^-745 relative are zero in f64 anyway.
-            self.buf.weights[i] = if self.buf.log_w[i] - max < LN_EPS {
+            self.buf.weights[i] = if self.buf.log_w[i] - sums.max < LN_EPS {
                 T::ZERO
             } else {
                 T::from_f64(w)

@@ -6,6 +6,7 @@
 //! ([`importance_log_weights`]).
 
 use crate::error::{check_len, Error};
+use crate::logsum::Scaled;
 use crate::real::Real;
 use crate::rng::Draws;
 use rand_core::Rng;
@@ -127,32 +128,20 @@ pub fn normalise_log_weights<T: Real>(
         return Err(Error::NonFinite);
     }
     let usable = |v: f64| if bad(v) { f64::NEG_INFINITY } else { v };
-    let max = log_w
-        .iter()
-        .map(|&v| usable(v))
-        .fold(f64::NEG_INFINITY, f64::max);
-    if max == f64::NEG_INFINITY {
-        return Err(Error::DegenerateWeights);
-    }
-    let (mut sum, mut sum2) = (0.0, 0.0);
-    for &v in log_w {
-        let e = libm::exp(usable(v) - max);
-        sum += e;
-        sum2 += e * e;
-    }
-    let ess = sum * sum / sum2;
+    let sums = Scaled::of(log_w.iter().map(|&v| usable(v))).ok_or(Error::DegenerateWeights)?;
+    let ess = sums.kish_ess();
     if !(ess >= min_ess) {
         return Err(Error::DegenerateWeights);
     }
-    let scale = n as f64 / sum;
+    let scale = n as f64 / sums.sum;
     for (w, &v) in weights.iter_mut().zip(log_w) {
-        *w = T::from_f64(libm::exp(usable(v) - max) * scale);
+        *w = T::from_f64(sums.weight(usable(v)) * scale);
     }
     Ok(WeightStats {
         ess,
         n,
         skipped,
-        log_mean_weight: max + libm::log(sum / n as f64),
+        log_mean_weight: sums.log_mean(n),
     })
 }
 
