@@ -31,6 +31,14 @@ use crate::shape::{Activation, BaseKind, Shape};
 
 /// Bytes before the parameters.
 pub const HEADER_LEN: usize = 40;
+
+/// Bytes of a model of `shape` saved with floats of `width` bytes (4 or 8): the header, the
+/// parameters and the checksum.
+pub const fn serialized_len(shape: &Shape, width: usize) -> usize {
+    HEADER_LEN
+        .saturating_add(shape.param_len().saturating_mul(width))
+        .saturating_add(4)
+}
 /// Magic bytes.
 pub const MAGIC: [u8; 4] = *b"LWFM";
 /// The format version this build writes. It reads this one and version 2 (the same layout
@@ -82,15 +90,11 @@ pub fn save<T: Real>(shape: &Shape, params: &[T], out: &mut [u8]) -> Result<usiz
     if !crate::real::all_finite(params) {
         return Err(Error::NonFinite);
     }
-    let len = shape.serialized_len(T::BYTES);
+    let len = serialized_len(shape, T::BYTES);
     crate::error::check_min(out, len)?;
     let out = &mut out[..len];
     out.iter_mut().for_each(|b| *b = 0);
-    let (base_tag, k) = match shape.base {
-        BaseKind::StandardNormal => (0u8, 1usize),
-        BaseKind::Gaussian => (1, 1),
-        BaseKind::Mixture(k) => (2, k),
-    };
+    let (base_tag, k) = shape.base.code();
     out[0..4].copy_from_slice(&MAGIC);
     out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     out[6] = T::BYTES as u8;
@@ -105,10 +109,7 @@ pub fn save<T: Real>(shape: &Shape, params: &[T], out: &mut [u8]) -> Result<usiz
     for (i, &f) in fields.iter().enumerate() {
         out[8 + 4 * i..12 + 4 * i].copy_from_slice(&(f as u32).to_le_bytes());
     }
-    out[28] = match shape.activation {
-        Activation::Relu => 0,
-        Activation::Tanh => 1,
-    };
+    out[28] = shape.activation.code();
     out[29] = u8::from(shape.affine) | (u8::from(shape.bounded) << 1);
     out[32..36].copy_from_slice(&shape.clamp.to_le_bytes());
     out[36..40].copy_from_slice(&(params.len() as u32).to_le_bytes());
@@ -209,17 +210,8 @@ pub fn check(bytes: &[u8]) -> Result<Checked<'_>, Error> {
         return Err(FormatError::Checksum.into());
     }
     let k = u32_at(bytes, 24) as usize;
-    let base = match bytes[7] {
-        0 if k == 1 => BaseKind::StandardNormal,
-        1 if k == 1 => BaseKind::Gaussian,
-        2 => BaseKind::Mixture(k),
-        _ => return Err(FormatError::BadHeader.into()),
-    };
-    let activation = match bytes[28] {
-        0 => Activation::Relu,
-        1 => Activation::Tanh,
-        _ => return Err(FormatError::BadHeader.into()),
-    };
+    let base = BaseKind::from_code(bytes[7].into(), k).ok_or(FormatError::BadHeader)?;
+    let activation = Activation::from_code(bytes[28].into()).ok_or(FormatError::BadHeader)?;
     let outer = bytes[29];
     if bytes[30..32] != [0, 0] || outer & !3 != 0 || (version == 2 && outer != 0) {
         return Err(FormatError::BadHeader.into());

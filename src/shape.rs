@@ -57,6 +57,50 @@ pub enum Activation {
     Tanh,
 }
 
+impl BaseKind {
+    /// The base's code in every external form (saved models, refinement states, the C ABI's
+    /// `LwfShape.base` and its model header): 0 standard normal, 1 Gaussian, 2 mixture; with
+    /// its component count (1 for the single Gaussians).
+    pub const fn code(self) -> (u8, usize) {
+        match self {
+            BaseKind::StandardNormal => (0, 1),
+            BaseKind::Gaussian => (1, 1),
+            BaseKind::Mixture(k) => (2, k),
+        }
+    }
+
+    /// The base of [`code`](Self::code) `code` with `components` components; `None` for an
+    /// unknown code, or a single Gaussian whose count is not 1. (A mixture's count is checked
+    /// by [`Shape::validate`].)
+    pub const fn from_code(code: u32, components: usize) -> Option<BaseKind> {
+        match code {
+            0 if components == 1 => Some(BaseKind::StandardNormal),
+            1 if components == 1 => Some(BaseKind::Gaussian),
+            2 => Some(BaseKind::Mixture(components)),
+            _ => None,
+        }
+    }
+}
+
+impl Activation {
+    /// The activation's code in every external form: 0 ReLU, 1 tanh.
+    pub const fn code(self) -> u8 {
+        match self {
+            Activation::Relu => 0,
+            Activation::Tanh => 1,
+        }
+    }
+
+    /// The activation of [`code`](Self::code) `code`; `None` for an unknown code.
+    pub const fn from_code(code: u32) -> Option<Activation> {
+        match code {
+            0 => Some(Activation::Relu),
+            1 => Some(Activation::Tanh),
+            _ => None,
+        }
+    }
+}
+
 /// Shape of a RealNVP flow: dimension, conditioner size, number of couplings, base, activation
 /// and the soft clamp of the log-scale.
 ///
@@ -186,10 +230,12 @@ impl Shape {
         {
             return Err(ShapeError::TooLarge);
         }
-        // Every size must be exact (no saturation) and the parameter count must fit a u32.
+        // Every size must be exact (no saturation) and the parameter count must fit a u32;
+        // 16 bytes per parameter must fit too, so byte counts derived from P (a saved file
+        // is 8 per parameter plus a small header) cannot overflow on a 32-bit target.
         let p = self.param_len();
         let w = self.workspace_len();
-        if p >= u32::MAX as usize || w == usize::MAX || self.serialized_len(8) == usize::MAX {
+        if p >= u32::MAX as usize || w == usize::MAX || p.checked_mul(16).is_none() {
             return Err(ShapeError::TooLarge);
         }
         Ok(())
@@ -345,12 +391,5 @@ impl Shape {
         self.eval_rows()
             .saturating_add(self.grad_rows())
             .saturating_mul(TILE)
-    }
-
-    /// Bytes of a model serialized with floats of `width` bytes (4 or 8).
-    pub const fn serialized_len(&self, width: usize) -> usize {
-        crate::format::HEADER_LEN
-            .saturating_add(self.param_len().saturating_mul(width))
-            .saturating_add(4)
     }
 }

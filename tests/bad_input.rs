@@ -238,7 +238,7 @@ fn batch_operations_refuse_bad_buffers() {
 fn saved_model() -> (Shape, Vec<f64>, Vec<u8>) {
     let shape = Shape::new(2, 4, 2).with_base(BaseKind::Mixture(2));
     let params: Vec<f64> = random_params(&shape, 7, 0.2);
-    let mut bytes = vec![0u8; shape.serialized_len(8)];
+    let mut bytes = vec![0u8; format::serialized_len(&shape, 8)];
     assert_eq!(format::save(&shape, &params, &mut bytes), Ok(bytes.len()));
     (shape, params, bytes)
 }
@@ -253,7 +253,7 @@ fn model_round_trips_in_both_widths() {
     // f64 file into f32 parameters and back through an f32 file.
     let mut p32 = vec![0.0f32; params.len()];
     format::load(&bytes, &mut p32).unwrap();
-    let mut b32 = vec![0u8; shape.serialized_len(4)];
+    let mut b32 = vec![0u8; format::serialized_len(&shape, 4)];
     format::save(&shape, &p32, &mut b32).unwrap();
     let mut again = vec![0.0f64; params.len()];
     format::load(&b32, &mut again).unwrap();
@@ -358,7 +358,7 @@ fn non_finite_parameters_in_a_file_are_refused() {
     let (shape, mut params, _) = saved_model();
     // An f64 value beyond f32 range loads into f64 but not into f32.
     params[3] = 1e300;
-    let mut bytes = vec![0u8; shape.serialized_len(8)];
+    let mut bytes = vec![0u8; format::serialized_len(&shape, 8)];
     format::save(&shape, &params, &mut bytes).unwrap();
     let mut p64 = vec![0.0f64; params.len()];
     assert!(format::load(&bytes, &mut p64).is_ok());

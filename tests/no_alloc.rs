@@ -55,7 +55,7 @@ fn check_paths<T: lwflow::Real>(shape: Shape) {
     let mut x = vec![T::ZERO; n * shape.dim];
     let mut grad = vec![T::ZERO; shape.param_len()];
     let mut adam_state = vec![T::ZERO; shape.optimizer_len()];
-    let mut bytes = vec![0u8; shape.serialized_len(T::BYTES)];
+    let mut bytes = vec![0u8; format::serialized_len(&shape, T::BYTES)];
     let mut rng = rng(3);
     let adam = Adam {
         weight_decay: 1e-4,

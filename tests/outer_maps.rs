@@ -221,7 +221,7 @@ fn gradient_through_the_outer_maps_matches_finite_differences() {
 #[test]
 fn format_round_trip_with_outer_maps() {
     let (shape, p) = model(true, true);
-    let mut bytes = vec![0u8; shape.serialized_len(8)];
+    let mut bytes = vec![0u8; format::serialized_len(&shape, 8)];
     format::save(&shape, &p, &mut bytes).unwrap();
     assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 3);
     assert_eq!(bytes[29], 3);
@@ -229,7 +229,7 @@ fn format_round_trip_with_outer_maps() {
     assert_eq!(format::load(&bytes, &mut back).unwrap(), shape);
     assert_eq!(back, p);
     let p32: Vec<f32> = p.iter().map(|&v| v as f32).collect();
-    let mut bytes32 = vec![0u8; shape.serialized_len(4)];
+    let mut bytes32 = vec![0u8; format::serialized_len(&shape, 4)];
     format::save(&shape, &p32, &mut bytes32).unwrap();
     let mut back32 = vec![0.0f32; p.len()];
     assert_eq!(format::load(&bytes32, &mut back32).unwrap(), shape);
@@ -253,7 +253,7 @@ fn format_round_trip_with_outer_maps() {
 fn version_2_files_load_unchanged() {
     let shape = Shape::new(3, 16, 4).with_base(BaseKind::Mixture(2));
     let p: Vec<f64> = random_params(&shape, 8, 0.2);
-    let mut bytes = vec![0u8; shape.serialized_len(8)];
+    let mut bytes = vec![0u8; format::serialized_len(&shape, 8)];
     format::save(&shape, &p, &mut bytes).unwrap();
     // Version 2 wrote the same bytes with version 2 and a zero byte 29.
     assert_eq!(bytes[29], 0);

@@ -26,7 +26,8 @@
 
 use crate::fit_config::{read_config, LwfFitConfig, Settings};
 use crate::guard::{self, check_ptr, disjoint, guard, input, out_scalar, write_scalar, Span};
-use crate::model::{layout, prepare_memory, write_model, LwfModel};
+use crate::layout::layout;
+use crate::model::{prepare_memory, write_model, LwfModel};
 use crate::shape::{read_shape, LwfShape};
 use crate::status::LwfStatus::{self, *};
 use core::ffi::{c_int, c_void};

@@ -33,6 +33,7 @@ mod fit;
 mod fit_config;
 mod guard;
 mod io;
+mod layout;
 mod model;
 mod refine;
 mod rng;

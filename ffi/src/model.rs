@@ -21,13 +21,17 @@
 //! version is valid as is, so the tag is not bumped.
 
 use crate::guard::{self, check_ptr, disjoint, guard, input, out_scalar, write_scalar, Span};
+use crate::layout::{layout, Layout, HEADER_BYTES, MODEL_ALIGN};
 use crate::shape::{read_shape, LwfShape};
 use crate::status::LwfStatus::{self, *};
 use core::ffi::c_void;
 use core::mem::{align_of, offset_of, size_of};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use lwflow::rand_core::SeedableRng;
-use lwflow::{init_params, set_affine, set_box, set_gaussian_base, set_mixture_base, Flow, Shape};
+use lwflow::{
+    init_params, set_affine, set_box, set_gaussian_base, set_mixture_base, Activation, BaseKind,
+    Flow, Shape,
+};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// An initialised model: an opaque view of the caller's memory. Obtain it from
@@ -42,11 +46,6 @@ pub struct LwfModel {
     _opaque: [u8; 0],
 }
 
-/// Alignment the model memory needs, in bytes.
-const MODEL_ALIGN: usize = 8;
-/// Bytes reserved for the header (parameters start here, so 64-byte aligned memory gives
-/// 64-byte aligned parameters).
-const HEADER_BYTES: usize = 128;
 /// First word of every model: "LWFLOW" + layout version 2 (the header holds the outer maps) +
 /// 0x4D ('M').
 const TAG: u64 = u64::from_le_bytes(*b"LWFLOW\x02M");
@@ -157,18 +156,18 @@ impl Header {
     };
 
     fn new(shape: &Shape, total_bytes: usize) -> Header {
-        let c = LwfShape::from_core(shape);
+        let (base, components) = shape.base.code();
         let mut h = Header {
             tag: TAG,
-            dim: c.dim as u64,
-            hidden: c.hidden as u64,
-            hidden_layers: c.hidden_layers as u64,
-            couplings: c.couplings as u64,
-            components: c.components as u64,
-            base: c.base as u32,
-            activation: c.activation as u32,
-            affine: c.affine as u32,
-            bounded: c.bounded as u32,
+            dim: shape.dim as u64,
+            hidden: shape.hidden as u64,
+            hidden_layers: shape.hidden_layers as u64,
+            couplings: shape.couplings as u64,
+            components: components as u64,
+            base: base.into(),
+            activation: shape.activation.code().into(),
+            affine: shape.affine.into(),
+            bounded: shape.bounded.into(),
             clamp_bits: u64::from(shape.clamp.to_bits()),
             total_bytes: total_bytes as u64,
             check: 0,
@@ -204,54 +203,31 @@ impl Header {
         if self.tag != TAG || self.check != self.checksum() {
             return Err(LWF_INVALID_MODEL);
         }
-        let to_usize = |v: u64| usize::try_from(v).map_err(|_| LWF_INVALID_MODEL);
-        let clamp = u32::try_from(self.clamp_bits).map_err(|_| LWF_INVALID_MODEL)?;
-        let c = LwfShape {
+        let bad = || LWF_INVALID_MODEL;
+        let to_usize = |v: u64| usize::try_from(v).map_err(|_| bad());
+        let flag = |v: u32| match v {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(bad()),
+        };
+        let shape = Shape {
             dim: to_usize(self.dim)?,
             hidden: to_usize(self.hidden)?,
             hidden_layers: to_usize(self.hidden_layers)?,
             couplings: to_usize(self.couplings)?,
-            components: to_usize(self.components)?,
-            clamp: f64::from(f32::from_bits(clamp)),
-            base: self.base as i32,
-            activation: self.activation as i32,
-            affine: self.affine as i32,
-            bounded: self.bounded as i32,
+            base: BaseKind::from_code(self.base, to_usize(self.components)?).ok_or_else(bad)?,
+            activation: Activation::from_code(self.activation).ok_or_else(bad)?,
+            clamp: f32::from_bits(u32::try_from(self.clamp_bits).map_err(|_| bad())?),
+            affine: flag(self.affine)?,
+            bounded: flag(self.bounded)?,
         };
-        let shape = c.to_core().map_err(|_| LWF_INVALID_MODEL)?;
-        let layout = layout(&shape).map_err(|_| LWF_INVALID_MODEL)?;
+        shape.validate().map_err(|_| bad())?;
+        let layout = layout(&shape).map_err(|_| bad())?;
         if layout.total_bytes as u64 != self.total_bytes {
             return Err(LWF_INVALID_MODEL);
         }
         Ok((shape, layout))
     }
-}
-
-/// Element counts of the regions after the header.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Layout {
-    params: usize,
-    workspace: usize,
-    /// Bytes of the whole model.
-    pub(crate) total_bytes: usize,
-}
-
-/// The layout of a valid shape, or `LWF_INVALID_SHAPE` if it would not fit the address space.
-pub(crate) fn layout(shape: &Shape) -> Result<Layout, LwfStatus> {
-    let params = shape.param_len();
-    let workspace = shape.workspace_len();
-    let total_bytes = params
-        .checked_mul(4)
-        .and_then(|v| v.checked_add(workspace))
-        .and_then(|v| v.checked_mul(size_of::<f64>()))
-        .and_then(|v| v.checked_add(HEADER_BYTES))
-        .filter(|&v| v <= isize::MAX as usize)
-        .ok_or(LWF_INVALID_SHAPE)?;
-    Ok(Layout {
-        params,
-        workspace,
-        total_bytes,
-    })
 }
 
 /// Exclusive views of an open model's regions, valid while the call holds the model's busy

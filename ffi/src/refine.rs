@@ -24,7 +24,8 @@ use crate::fit::LwfLogLikelihoodFn;
 use crate::guard::{
     self, check_ptr, disjoint, guard, input, out_scalar, read_growable, write_scalar, Span,
 };
-use crate::model::{layout, prepare_memory, write_model, LwfModel};
+use crate::layout::layout;
+use crate::model::{prepare_memory, write_model, LwfModel};
 use crate::shape::{read_shape, LwfShape};
 use crate::status::{
     LwfStatus::{self, *},

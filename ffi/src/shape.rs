@@ -1,7 +1,7 @@
 //! `LwfShape`: the C mirror of `lwflow::Shape`, its validation and every size derived from it.
 
 use crate::guard::{guard, out_scalar, read_struct, write_scalar};
-use crate::model::layout;
+use crate::layout::layout;
 use crate::status::LwfStatus::{self, *};
 use lwflow::{Activation, BaseKind, Shape};
 
@@ -28,6 +28,15 @@ pub enum LwfActivation {
     /// tanh(x): a smooth density.
     LWF_ACTIVATION_TANH = 1,
 }
+
+// The C enums carry the core's codes (`BaseKind::code`, `Activation::code`), defined there once.
+const _: () = {
+    assert!(LwfBaseKind::LWF_BASE_STANDARD_NORMAL as u8 == BaseKind::StandardNormal.code().0);
+    assert!(LwfBaseKind::LWF_BASE_GAUSSIAN as u8 == BaseKind::Gaussian.code().0);
+    assert!(LwfBaseKind::LWF_BASE_MIXTURE as u8 == BaseKind::Mixture(2).code().0);
+    assert!(LwfActivation::LWF_ACTIVATION_RELU as u8 == Activation::Relu.code());
+    assert!(LwfActivation::LWF_ACTIVATION_TANH as u8 == Activation::Tanh.code());
+};
 
 /// The shape of a RealNVP flow. Fill it with `lwf_shape_default`, then change fields.
 ///
@@ -74,16 +83,11 @@ pub struct LwfShape {
 impl LwfShape {
     /// The core shape, or `LWF_INVALID_SHAPE` for any invalid field or code.
     pub(crate) fn to_core(self) -> Result<Shape, LwfStatus> {
-        let base = match self.base {
-            0 if self.components == 1 => BaseKind::StandardNormal,
-            1 if self.components == 1 => BaseKind::Gaussian,
-            2 => BaseKind::Mixture(self.components),
-            _ => return Err(LWF_INVALID_SHAPE),
-        };
-        let activation = match self.activation {
-            0 => Activation::Relu,
-            1 => Activation::Tanh,
-            _ => return Err(LWF_INVALID_SHAPE),
+        let code = |v: i32| u32::try_from(v).map_err(|_| LWF_INVALID_SHAPE);
+        let base = BaseKind::from_code(code(self.base)?, self.components);
+        let activation = Activation::from_code(code(self.activation)?);
+        let (Some(base), Some(activation)) = (base, activation) else {
+            return Err(LWF_INVALID_SHAPE);
         };
         // The core stores the clamp as f32 and its rule (`Shape::validate`: +0.0 or a positive
         // normal finite f32) decides; here only the conversion must not change the meaning:
@@ -117,15 +121,8 @@ impl LwfShape {
 
     /// The C mirror of a (valid) core shape.
     pub(crate) fn from_core(shape: &Shape) -> LwfShape {
-        let (base, components) = match shape.base {
-            BaseKind::StandardNormal => (LwfBaseKind::LWF_BASE_STANDARD_NORMAL, 1),
-            BaseKind::Gaussian => (LwfBaseKind::LWF_BASE_GAUSSIAN, 1),
-            BaseKind::Mixture(k) => (LwfBaseKind::LWF_BASE_MIXTURE, k),
-        };
-        let activation = match shape.activation {
-            Activation::Relu => LwfActivation::LWF_ACTIVATION_RELU,
-            Activation::Tanh => LwfActivation::LWF_ACTIVATION_TANH,
-        };
+        let (base, components) = shape.base.code();
+        let activation = shape.activation.code();
         LwfShape {
             dim: shape.dim,
             hidden: shape.hidden,
@@ -260,5 +257,9 @@ pub unsafe extern "C" fn lwf_shape_serialized_size(
     out_bytes: *mut usize,
 ) -> LwfStatus {
     // SAFETY: forwarded contract.
-    unsafe { size_query(shape, out_bytes, |s| Ok(s.serialized_len(8))) }
+    unsafe {
+        size_query(shape, out_bytes, |s| {
+            Ok(lwflow::format::serialized_len(s, 8))
+        })
+    }
 }

@@ -129,17 +129,10 @@ impl Writer<'_> {
         self.usize(s.hidden);
         self.usize(s.hidden_layers);
         self.usize(s.couplings);
-        let (code, k) = match s.base {
-            BaseKind::StandardNormal => (0, 1),
-            BaseKind::Gaussian => (1, 1),
-            BaseKind::Mixture(k) => (2, k),
-        };
+        let (code, k) = s.base.code();
         self.u8(code);
         self.usize(k);
-        self.u8(match s.activation {
-            Activation::Relu => 0,
-            Activation::Tanh => 1,
-        });
+        self.u8(s.activation.code());
         self.bytes(&s.clamp.to_le_bytes());
         self.bool(s.affine);
         self.bool(s.bounded);
@@ -319,17 +312,8 @@ impl Reader<'_> {
         let couplings = self.usize()?;
         let code = self.u8()?;
         let k = self.usize()?;
-        let base = match code {
-            0 if k == 1 => BaseKind::StandardNormal,
-            1 if k == 1 => BaseKind::Gaussian,
-            2 => BaseKind::Mixture(k),
-            _ => return Err(bad()),
-        };
-        let activation = match self.u8()? {
-            0 => Activation::Relu,
-            1 => Activation::Tanh,
-            _ => return Err(bad()),
-        };
+        let base = BaseKind::from_code(code.into(), k).ok_or_else(bad)?;
+        let activation = Activation::from_code(self.u8()?.into()).ok_or_else(bad)?;
         let clamp = f32::from_le_bytes(self.take()?);
         let affine = self.bool()?;
         let bounded = self.bool()?;
