@@ -428,13 +428,7 @@ impl<'p, T: Real> Flow<'p, T> {
         ws: &mut [T],
         recompute: bool,
     ) -> Result<T, Error> {
-        check_len(grad, self.shape.param_len())?;
-        let needed = if recompute {
-            self.shape.recompute_workspace_len()
-        } else {
-            self.shape.workspace_len()
-        };
-        self.check_gradient_inputs(theta, weights, ws, needed)?;
+        self.check_gradient_inputs(theta, weights, grad, ws, recompute)?;
         grad.iter_mut().for_each(|g| *g = T::ZERO);
         let scale = T::ONE / T::from_usize(weights.len().max(1));
         self.accumulate(theta, weights, scale, grad, ws, recompute)
@@ -451,16 +445,21 @@ impl<'p, T: Real> Flow<'p, T> {
         grad: &mut [T],
         ws: &mut [T],
     ) -> Result<T, Error> {
-        self.accumulate(theta, weights, scale, grad, ws, true)
+        self.checked_accumulate(theta, weights, scale, grad, ws, true)
     }
 
+    /// Every check of the gradient entry points, once: the gradient's length, the batch,
+    /// finite non-negative weights, points inside a bounded model's box, and the workspace
+    /// of the mode.
     fn check_gradient_inputs(
         &self,
         theta: &[T],
         weights: &[T],
+        grad: &[T],
         ws: &[T],
-        ws_needed: usize,
+        recompute: bool,
     ) -> Result<(), Error> {
+        check_len(grad, self.shape.param_len())?;
         self.check_batch(theta, weights.len())?;
         if weights.iter().any(|&w| !w.is_finite()) {
             return Err(Error::NonFinite);
@@ -469,7 +468,12 @@ impl<'p, T: Real> Flow<'p, T> {
             return Err(Error::InvalidArgument);
         }
         self.check_inside(theta)?;
-        check_min(ws, ws_needed)
+        let needed = if recompute {
+            self.shape.recompute_workspace_len()
+        } else {
+            self.shape.workspace_len()
+        };
+        check_min(ws, needed)
     }
 
     /// Adds `scale · ∂/∂φ [−Σᵢ wᵢ log q(θᵢ)]` to `grad` and returns `scale · Σᵢ wᵢ (−log q(θᵢ))`.
@@ -486,11 +490,33 @@ impl<'p, T: Real> Flow<'p, T> {
         grad: &mut [T],
         ws: &mut [T],
     ) -> Result<T, Error> {
-        self.accumulate(theta, weights, scale, grad, ws, false)
+        self.checked_accumulate(theta, weights, scale, grad, ws, false)
     }
 
-    /// The gradient pass; `recompute` rebuilds each coupling's input and activations during
-    /// the backward pass from its output instead of keeping one slot per coupling.
+    fn checked_accumulate(
+        &self,
+        theta: &[T],
+        weights: &[T],
+        scale: T,
+        grad: &mut [T],
+        ws: &mut [T],
+        recompute: bool,
+    ) -> Result<T, Error> {
+        // The gradient's length is refused before the scale, as it always was.
+        check_len(grad, self.shape.param_len())?;
+        if !scale.is_finite() {
+            return Err(Error::NonFinite);
+        }
+        self.check_gradient_inputs(theta, weights, grad, ws, recompute)?;
+        self.accumulate(theta, weights, scale, grad, ws, recompute)
+    }
+
+    /// The gradient pass over checked inputs ([`check_gradient_inputs`]), tile by tile:
+    /// forward in the density direction, the tile's loss, backward. `recompute` rebuilds each
+    /// coupling's input and activations during the backward pass from its output instead of
+    /// keeping one slot per coupling ([`Activations`]).
+    ///
+    /// [`check_gradient_inputs`]: Self::check_gradient_inputs
     fn accumulate(
         &self,
         theta: &[T],
@@ -500,35 +526,9 @@ impl<'p, T: Real> Flow<'p, T> {
         ws: &mut [T],
         recompute: bool,
     ) -> Result<T, Error> {
-        check_len(grad, self.shape.param_len())?;
-        if !scale.is_finite() {
-            return Err(Error::NonFinite);
-        }
-        let needed = if recompute {
-            self.shape.recompute_workspace_len()
-        } else {
-            self.shape.workspace_len()
-        };
-        self.check_gradient_inputs(theta, weights, ws, needed)?;
         let s = &self.shape;
         let d = s.dim;
-        let clamp = Clamp::new(s);
-        let slot_len = s.slot_rows() * TILE;
-        let mut rest = ws;
-        let ev_ws = take(&mut rest, s.eval_workspace_len());
-        let w = self.split_eval(ev_ws)?;
-        let slots = take(
-            &mut rest,
-            if recompute { 0 } else { slot_len * s.couplings },
-        );
-        let gstate = take(&mut rest, d * TILE);
-        let gh0 = take(&mut rest, s.hidden * TILE);
-        let gh1 = take(&mut rest, s.hidden * TILE);
-        let gout = take(&mut rest, 2 * s.trans_dim() * TILE);
-        let ga = take(&mut rest, s.cond_dim() * TILE);
-        let coef = take_lane(&mut rest)?;
-        let gy_t = take(&mut rest, TILE * TILE);
-
+        let (mut w, mut kept, mut g) = self.split_gradient(ws, recompute)?;
         let (flow_grad, rest_grad) = grad.split_at_mut(s.flow_param_len());
         // The outer maps are never trained: their gradient entries stay 0.
         let base_grad = &mut rest_grad[..s.base_param_len()];
@@ -540,90 +540,177 @@ impl<'p, T: Real> Flow<'p, T> {
             if !outer.is_identity() {
                 outer.inverse(w.state, TILE, rows.len() / d, &mut outer_ld, &mut outside);
             }
-            *coef = [T::ZERO; TILE];
-            for (c, &wt) in coef.iter_mut().zip(ws_) {
+            *g.coef = [T::ZERO; TILE];
+            for (c, &wt) in g.coef.iter_mut().zip(ws_) {
                 *c = -scale * wt;
             }
-            // Forward (density direction), keeping every coupling's activations.
-            *w.log_det = [T::ZERO; TILE];
-            for l in (0..s.couplings).rev() {
-                w.state.rotate_left(s.cond_dim() * TILE);
-                let slot = if recompute {
-                    &mut *w.slot
-                } else {
-                    &mut slots[l * slot_len..(l + 1) * slot_len]
-                };
-                let (st, hidden, out) = self.split_slot(slot);
-                coupling::inverse(
-                    s,
-                    self.coupling_params(l),
-                    clamp,
-                    w.state,
-                    w.log_det,
-                    hidden,
-                    out,
-                );
-                if !recompute {
-                    st.copy_from_slice(w.state);
-                }
-            }
-            base::log_prob_tile(s, self.base_params(), w.state, w.lane, w.base_scratch);
-            let mut contrib = [T::ZERO; TILE];
-            for ((((c, &b), &ld), &k), &o) in contrib
-                .iter_mut()
-                .zip(w.lane.iter())
-                .zip(w.log_det.iter())
-                .zip(coef.iter())
-                .zip(outer_ld.iter())
-            {
-                *c = k * (b + ld + o);
-            }
-            total += crate::nn::dense::lane_sum(&contrib);
-            // Backward.
+            self.forward_keeping(&mut w, &mut kept);
+            total += self.tile_loss(&mut w, g.coef, &outer_ld);
             base::backward_tile(
                 s,
                 self.base_params(),
                 w.state,
-                coef,
-                gstate,
+                g.coef,
+                g.state,
                 base_grad,
                 w.base_scratch,
             );
-            for l in 0..s.couplings {
-                let n = s.coupling_len();
-                let gp = &mut flow_grad[l * n..(l + 1) * n];
-                let scratch = GradScratch {
-                    out: gout,
-                    h0: gh0,
-                    h1: gh1,
-                    a: ga,
-                    gy_t,
-                };
-                let p = self.coupling_params(l);
-                if recompute {
-                    // `w.state` is this coupling's output: its conditioning rows are its
-                    // input's, so the activations follow from them; then invert the affine
-                    // map to get the input, which is the next coupling's output.
-                    let (_, hidden, out) = self.split_slot(w.slot);
-                    let (a, _) = w.state.split_at(s.cond_dim() * TILE);
-                    coupling::conditioner(s, p, a, hidden, out);
-                    coupling::inverse_backward(
-                        s, p, clamp, w.state, hidden, out, coef, gstate, gp, scratch,
-                    );
-                    coupling::undo_inverse(s, clamp, w.state, out);
-                    w.state.rotate_right(s.cond_dim() * TILE);
-                } else {
-                    let slot = &mut slots[l * slot_len..(l + 1) * slot_len];
-                    let (st, hidden, out) = self.split_slot(slot);
-                    coupling::inverse_backward(
-                        s, p, clamp, st, hidden, out, coef, gstate, gp, scratch,
-                    );
-                }
-                gstate.rotate_right(s.cond_dim() * TILE);
-            }
+            self.backward(&mut w, &mut kept, &mut g, flow_grad);
         }
         Ok(total)
     }
+
+    /// The evaluation region, the activations' home and the gradient rows of `ws` (long
+    /// enough: checked by [`check_gradient_inputs`](Self::check_gradient_inputs)).
+    #[allow(clippy::type_complexity)]
+    fn split_gradient<'w>(
+        &self,
+        ws: &'w mut [T],
+        recompute: bool,
+    ) -> Result<(EvalWs<'w, T>, Activations<'w, T>, GradRows<'w, T>), Error> {
+        let s = &self.shape;
+        let mut rest = ws;
+        let ev_ws = take(&mut rest, s.eval_workspace_len());
+        let w = self.split_eval(ev_ws)?;
+        let kept = if recompute {
+            Activations::Recomputed
+        } else {
+            Activations::Kept(take(&mut rest, s.slot_rows() * TILE * s.couplings))
+        };
+        let g = GradRows {
+            state: take(&mut rest, s.dim * TILE),
+            h0: take(&mut rest, s.hidden * TILE),
+            h1: take(&mut rest, s.hidden * TILE),
+            out: take(&mut rest, 2 * s.trans_dim() * TILE),
+            a: take(&mut rest, s.cond_dim() * TILE),
+            coef: take_lane(&mut rest)?,
+            gy_t: take(&mut rest, TILE * TILE),
+        };
+        Ok((w, kept, g))
+    }
+
+    /// Density direction through every coupling on the tile in `w.state`, keeping each
+    /// coupling's input and activations when they are kept.
+    fn forward_keeping(&self, w: &mut EvalWs<'_, T>, kept: &mut Activations<'_, T>) {
+        let s = &self.shape;
+        let clamp = Clamp::new(s);
+        let keep = kept.is_kept();
+        *w.log_det = [T::ZERO; TILE];
+        for l in (0..s.couplings).rev() {
+            w.state.rotate_left(s.cond_dim() * TILE);
+            let slot = kept.slot(s, l).unwrap_or(&mut *w.slot);
+            let (st, hidden, out) = self.split_slot(slot);
+            let p = self.coupling_params(l);
+            coupling::inverse(s, p, clamp, w.state, w.log_det, hidden, out);
+            if keep {
+                st.copy_from_slice(w.state);
+            }
+        }
+    }
+
+    /// The tile's weighted loss Σ coefᵢ·log q(θᵢ) (coefᵢ = −scale·wᵢ), with the base's log
+    /// density of the latent tile in `w.lane`.
+    fn tile_loss(&self, w: &mut EvalWs<'_, T>, coef: &[T; TILE], outer_ld: &[T; TILE]) -> T {
+        base::log_prob_tile(
+            &self.shape,
+            self.base_params(),
+            w.state,
+            w.lane,
+            w.base_scratch,
+        );
+        let mut contrib = [T::ZERO; TILE];
+        for ((((c, &b), &ld), &k), &o) in contrib
+            .iter_mut()
+            .zip(w.lane.iter())
+            .zip(w.log_det.iter())
+            .zip(coef.iter())
+            .zip(outer_ld.iter())
+        {
+            *c = k * (b + ld + o);
+        }
+        crate::nn::dense::lane_sum(&contrib)
+    }
+
+    /// Backward through the couplings, first to last, adding each one's parameter gradient
+    /// to `flow_grad`; `g.state` holds the gradient of the base's input on entry.
+    fn backward(
+        &self,
+        w: &mut EvalWs<'_, T>,
+        kept: &mut Activations<'_, T>,
+        g: &mut GradRows<'_, T>,
+        flow_grad: &mut [T],
+    ) {
+        let s = &self.shape;
+        let clamp = Clamp::new(s);
+        let n = s.coupling_len();
+        for l in 0..s.couplings {
+            let gp = &mut flow_grad[l * n..(l + 1) * n];
+            let p = self.coupling_params(l);
+            let scratch = GradScratch {
+                out: g.out,
+                h0: g.h0,
+                h1: g.h1,
+                a: g.a,
+                gy_t: g.gy_t,
+            };
+            if let Some(slot) = kept.slot(s, l) {
+                let (st, hidden, out) = self.split_slot(slot);
+                coupling::inverse_backward(
+                    s, p, clamp, st, hidden, out, g.coef, g.state, gp, scratch,
+                );
+            } else {
+                // `w.state` is this coupling's output: its conditioning rows are its input's,
+                // so the activations follow from them; then invert the affine map to get the
+                // input, which is the next coupling's output.
+                let (_, hidden, out) = self.split_slot(w.slot);
+                let (a, _) = w.state.split_at(s.cond_dim() * TILE);
+                coupling::conditioner(s, p, a, hidden, out);
+                coupling::inverse_backward(
+                    s, p, clamp, w.state, hidden, out, g.coef, g.state, gp, scratch,
+                );
+                coupling::undo_inverse(s, clamp, w.state, out);
+                w.state.rotate_right(s.cond_dim() * TILE);
+            }
+            g.state.rotate_right(s.cond_dim() * TILE);
+        }
+    }
+}
+
+/// Where the backward pass finds each coupling's input and activations.
+enum Activations<'w, T> {
+    /// One slot per coupling (`slot_rows · TILE` each), filled by the forward pass.
+    Kept(&'w mut [T]),
+    /// Rebuilt during the backward pass from each coupling's output, in the evaluation
+    /// region's one slot.
+    Recomputed,
+}
+
+impl<T> Activations<'_, T> {
+    fn is_kept(&self) -> bool {
+        matches!(self, Activations::Kept(_))
+    }
+
+    /// Coupling `l`'s own slot when activations are kept.
+    fn slot(&mut self, s: &Shape, l: usize) -> Option<&mut [T]> {
+        let len = s.slot_rows() * TILE;
+        match self {
+            Activations::Kept(all) => all.get_mut(l * len..(l + 1) * len),
+            Activations::Recomputed => None,
+        }
+    }
+}
+
+/// The gradient rows of a workspace.
+struct GradRows<'w, T> {
+    /// Gradient of the current tile state (`D·TILE`).
+    state: &'w mut [T],
+    h0: &'w mut [T],
+    h1: &'w mut [T],
+    out: &'w mut [T],
+    a: &'w mut [T],
+    /// Per-lane loss coefficient −scale·wᵢ.
+    coef: &'w mut [T; TILE],
+    gy_t: &'w mut [T],
 }
 
 /// Copies up to [`TILE`] rows of `D` values into the feature-major tile, zero-padding lanes.

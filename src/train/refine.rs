@@ -62,7 +62,7 @@
 //! each round's draws come from a generator seeded by (seed, round), so the same seed gives
 //! the same bits.
 
-use crate::diagnostics;
+use crate::diagnostics::{self, ImportanceSummary};
 use crate::error::{check_len, check_min, Error};
 use crate::flow::Flow;
 use crate::logsum::Scaled;
@@ -751,24 +751,7 @@ impl<'b, T: Real> Refiner<'b, T> {
         }
         let (s, e) = (self.st.n, self.st.n + m);
         if r == 0 {
-            let mut rng = round_rng(self.st.cfg.seed, r);
-            let mut draws = crate::rng::Draws::new(&mut rng);
-            for row in self.buf.theta[s * d..e * d].chunks_exact_mut(d) {
-                for (k, v) in row.iter_mut().enumerate() {
-                    let (a, b) = (self.st.lo[k], self.st.hi[k]);
-                    // Uniform on the open box in T: a draw that rounds onto an edge is
-                    // redrawn (the redraws are bounded; the midpoint is a last resort).
-                    *v = T::from_f64(0.5 * (a + b));
-                    for _ in 0..64 {
-                        let x = T::from_f64(a + (b - a) * draws.uniform()).to_f64();
-                        if x > a && x < b {
-                            *v = T::from_f64(x);
-                            break;
-                        }
-                    }
-                }
-            }
-            self.buf.log_own[s..e].fill(self.st.log_prior);
+            self.draw_prior(s, e);
         } else {
             proposal(&self.st, self.buf.models, r)?.sample(
                 &mut round_rng(self.st.cfg.seed, r),
@@ -780,19 +763,7 @@ impl<'b, T: Real> Refiner<'b, T> {
                 *o = q.to_f64();
             }
         }
-        // Inside first (order within a round does not matter to the weights).
-        let mut inside = s;
-        for i in s..e {
-            if self.in_box(&self.buf.theta[i * d..(i + 1) * d]) {
-                if i != inside {
-                    for k in 0..d {
-                        self.buf.theta.swap(inside * d + k, i * d + k);
-                    }
-                    self.buf.log_own.swap(inside, i);
-                }
-                inside += 1;
-            }
-        }
+        let inside = self.inside_first(s, e);
         for v in &mut self.buf.log_l[inside..e] {
             *v = f64::NEG_INFINITY;
         }
@@ -814,6 +785,50 @@ impl<'b, T: Real> Refiner<'b, T> {
         // Nothing inside the box is possible: an empty batch is still a round, told with
         // no values.
         self.mixture_for_new(s, e, r)
+    }
+
+    /// Round 0's draws, samples `s..e`: uniform on the prior box, in f64 and then rounded to
+    /// T. A draw that rounds onto an edge is redrawn (at most 64 times; the midpoint is a last
+    /// resort), so every one has a finite density under a flow that lives on the box.
+    /// (`weights::sample_box` does the same in T's arithmetic, for boxes given in T.)
+    fn draw_prior(&mut self, s: usize, e: usize) {
+        let d = self.st.template.dim;
+        let mut rng = round_rng(self.st.cfg.seed, 0);
+        let mut draws = crate::rng::Draws::new(&mut rng);
+        for row in self.buf.theta[s * d..e * d].chunks_exact_mut(d) {
+            for (k, v) in row.iter_mut().enumerate() {
+                let (a, b) = (self.st.lo[k], self.st.hi[k]);
+                *v = T::from_f64(0.5 * (a + b));
+                for _ in 0..64 {
+                    let x = T::from_f64(a + (b - a) * draws.uniform()).to_f64();
+                    if x > a && x < b {
+                        *v = T::from_f64(x);
+                        break;
+                    }
+                }
+            }
+        }
+        self.buf.log_own[s..e].fill(self.st.log_prior);
+    }
+
+    /// Moves the samples of `s..e` inside the box to the front (order within a round does
+    /// not matter to the weights), with their proposal densities; returns where the outside
+    /// ones begin.
+    fn inside_first(&mut self, s: usize, e: usize) -> usize {
+        let d = self.st.template.dim;
+        let mut inside = s;
+        for i in s..e {
+            if self.in_box(&self.buf.theta[i * d..(i + 1) * d]) {
+                if i != inside {
+                    for k in 0..d {
+                        self.buf.theta.swap(inside * d + k, i * d + k);
+                    }
+                    self.buf.log_own.swap(inside, i);
+                }
+                inside += 1;
+            }
+        }
+        inside
     }
 
     /// Inside the prior box: the closed box, or the open one for bounded proposals (whose
@@ -913,13 +928,46 @@ impl<'b, T: Real> Refiner<'b, T> {
 
     fn finish_round(&mut self, round: usize) -> Result<RoundReport, Error> {
         let this = self.st.proposals[round].ok_or(Error::InvalidArgument)?;
-        // All samples' deterministic-mixture weights at β = 1: the ESS the next fit sees, and
-        // the fallback evidence estimate.
+        let (summary, own) = self.round_summaries()?;
+        let k_hat = own.ok().and_then(|o| o.k_hat).unwrap_or(f64::INFINITY);
+        let kl = own.map_or(f64::INFINITY, |o| o.kl);
+        let prev_log_z = self.st.last.map(|l| l.log_z);
+        self.st.last = Some(summary);
+        let target = self.st.cfg.ess_fraction * this.draws as f64;
+        let next_beta = self.next_beta(this.beta, target);
+        let report = self.round_report(round, &this, summary, own, next_beta);
+        self.st.reports[round] = Some(report);
+
+        // The proposal must have been fitted at β = 1 on weights of ESS ≥ target: the
+        // returned model then saw all the data the targets ask for, and this round (a check
+        // round) measured its k̂ on fresh draws.
+        let cfg = &self.st.cfg;
+        let converged = round > 0
+            && this.beta >= 1.0
+            && this.train_ess >= cfg.target_ess
+            && k_hat <= cfg.max_k_hat
+            && kl <= cfg.max_kl
+            && prev_log_z.is_some_and(|p| libm::fabs(summary.log_z - p) <= cfg.log_z_tol);
+        if converged {
+            self.st.status = RefineStatus::Converged;
+            self.st.final_slot = round;
+            self.st.final_k_hat = Some(k_hat);
+            self.st.final_kl = Some(kl);
+            return Ok(report);
+        }
+        self.next_round(round, k_hat <= RELIABLE_K_HAT, next_beta, summary.ess)?;
+        Ok(report)
+    }
+
+    /// The round's evidence summary (all samples' deterministic-mixture weights at β = 1:
+    /// the ESS the next fit sees, and the fallback evidence estimate) and the summary of this
+    /// round's draws on their own: plain importance sampling from its proposal, which did not
+    /// see these draws (unbiased), with its k̂ against the posterior. A reliable one (k̂ ≤ 0.7)
+    /// joins the evidence.
+    fn round_summaries(&mut self) -> Result<(Summary, Result<ImportanceSummary, Error>), Error> {
         self.log_weights(1.0);
         let mixture =
             diagnostics::importance_summary(&self.buf.log_w[..self.st.n], self.buf.scratch)?;
-        // This round on its own: plain importance sampling from its proposal, which did not
-        // see these draws (unbiased), and its k̂ against the posterior.
         let (s, e) = (self.st.round_start, self.st.n);
         for i in s..e {
             let l = self.buf.log_l[i];
@@ -930,10 +978,8 @@ impl<'b, T: Real> Refiner<'b, T> {
             };
         }
         let own = diagnostics::importance_summary(&self.buf.log_w[..e - s], self.buf.scratch);
-        let k_hat = own.ok().and_then(|o| o.k_hat).unwrap_or(f64::INFINITY);
-        let kl = own.map_or(f64::INFINITY, |o| o.kl);
         if let Ok(o) = own {
-            if k_hat <= RELIABLE_K_HAT {
+            if o.k_hat.unwrap_or(f64::INFINITY) <= RELIABLE_K_HAT {
                 self.st.evidence.add(o.log_z, o.log_z_se);
             }
         }
@@ -947,25 +993,30 @@ impl<'b, T: Real> Refiner<'b, T> {
             log_z_se,
             ess: mixture.ess,
         };
-        let prev_log_z = self.st.last.map(|l| l.log_z);
-        self.st.last = Some(summary);
+        Ok((summary, own))
+    }
 
-        let beta = this.beta;
-        let target = self.st.cfg.ess_fraction * this.draws as f64;
-        let next_beta = self.next_beta(beta, target);
+    fn round_report(
+        &self,
+        round: usize,
+        this: &Proposal,
+        summary: Summary,
+        own: Result<ImportanceSummary, Error>,
+        next_beta: f64,
+    ) -> RoundReport {
         let train = this.train;
-        let report = RoundReport {
+        RoundReport {
             round,
             calls: self.st.calls,
             draws: self.st.n,
-            beta,
+            beta: this.beta,
             next_beta,
             log_z: summary.log_z,
             log_z_se: summary.log_z_se,
             ess: summary.ess,
-            k_hat,
+            k_hat: own.ok().and_then(|o| o.k_hat).unwrap_or(f64::INFINITY),
             own_log_z: own.map_or(f64::NAN, |o| o.log_z),
-            kl,
+            kl: own.map_or(f64::INFINITY, |o| o.kl),
             evidence_rounds: self.st.evidence.rounds,
             components: if round == 0 {
                 0
@@ -975,51 +1026,39 @@ impl<'b, T: Real> Refiner<'b, T> {
             epochs: train.map_or(0, |t| t.epochs),
             best_epoch: train.map_or(0, |t| t.best_epoch),
             still_improving: train.is_some_and(|t| t.still_improving()),
-        };
-        self.st.reports[round] = Some(report);
-
-        // The proposal must have been fitted at β = 1 on weights of ESS ≥ target: the
-        // returned model then saw all the data the targets ask for, and this round (a check
-        // round) measured its k̂ on fresh draws.
-        let converged = round > 0
-            && beta >= 1.0
-            && this.train_ess >= self.st.cfg.target_ess
-            && k_hat <= self.st.cfg.max_k_hat
-            && kl <= self.st.cfg.max_kl
-            && prev_log_z.is_some_and(|p| libm::fabs(summary.log_z - p) <= self.st.cfg.log_z_tol);
-        if converged {
-            self.st.status = RefineStatus::Converged;
-            self.st.final_slot = round;
-            self.st.final_k_hat = Some(k_hat);
-            self.st.final_kl = Some(kl);
-            return Ok(report);
         }
+    }
+
+    /// After a round that did not converge: fits the next proposal, then either ends the
+    /// refinement (budget or rounds spent: the new fit is the result) or sizes the next round
+    /// and adds the new proposal's term for every sample drawn so far.
+    fn next_round(
+        &mut self,
+        round: usize,
+        reliable: bool,
+        next_beta: f64,
+        ess: f64,
+    ) -> Result<(), Error> {
         let calls_left = self.st.cfg.max_calls - self.st.calls;
         let room = self.st.cfg.capacity() - self.st.n;
         let next = round + 1;
+        let last_slot = self.st.cfg.max_rounds - 1;
         let out_of_budget = calls_left < self.st.cfg.samples_per_round / 4 + 1 || room == 0;
         let out_of_rounds = next >= self.st.cfg.max_rounds;
-        self.fit_proposal(
-            next.min(self.st.cfg.max_rounds - 1),
-            round,
-            k_hat <= RELIABLE_K_HAT,
-            next_beta,
-            summary.ess,
-        )?;
+        self.fit_proposal(next.min(last_slot), round, reliable, next_beta, ess)?;
         if out_of_budget || out_of_rounds {
             self.st.status = if out_of_budget {
                 RefineStatus::BudgetExhausted
             } else {
                 RefineStatus::MaxRounds
             };
-            self.st.final_slot = next.min(self.st.cfg.max_rounds - 1);
+            self.st.final_slot = next.min(last_slot);
             self.st.final_k_hat = None;
             self.st.final_kl = None;
-            return Ok(report);
+            return Ok(());
         }
-        // The new proposal's term for every sample drawn so far; its size is the next round's:
-        // a short check round once the fit saw enough data, a full round otherwise.
-        let size = if next_beta >= 1.0 && summary.ess >= self.st.cfg.target_ess {
+        // A short check round once the fit saw enough data, a full round otherwise.
+        let size = if next_beta >= 1.0 && ess >= self.st.cfg.target_ess {
             self.st.cfg.check_samples
         } else {
             self.st.cfg.samples_per_round
@@ -1028,8 +1067,7 @@ impl<'b, T: Real> Refiner<'b, T> {
         if let Some(p) = self.st.proposals[next].as_mut() {
             p.draws = m;
         }
-        self.add_proposal_terms(next, 0, self.st.n)?;
-        Ok(report)
+        self.add_proposal_terms(next, 0, self.st.n)
     }
 
     /// Fits proposal `slot` at `beta` on every sample so far: fresh while tempering, warm from
@@ -1045,7 +1083,51 @@ impl<'b, T: Real> Refiner<'b, T> {
         beta: f64,
         ess: f64,
     ) -> Result<(), Error> {
-        let d = self.st.template.dim;
+        self.fit_weights(beta)?;
+        let cfg = self.slot_fit_config(slot);
+        let warm = self.st.cfg.warm_start
+            && prev_ok
+            && beta >= 1.0
+            && self.st.proposals[prev].is_some_and(|p| p.beta >= 1.0 && p.train.is_some());
+        let (d, n) = (self.st.template.dim, self.st.n);
+        let stride = slot_len(&self.st);
+        let template = &self.st.template;
+        let b = &mut self.buf;
+        let (samples, weights) = (&b.theta[..n * d], &b.weights[..n]);
+        // A fresh fit (EM + BIC base, affine, couplings from scratch) into the slot.
+        let fresh = fit_in_box(
+            template,
+            &cfg,
+            &self.st.lo[..d],
+            &self.st.hi[..d],
+            &mut b.models[slot * stride..(slot + 1) * stride],
+            samples,
+            weights,
+            FitBuffers::split(template, &cfg, n, b.fit_reals, b.order, b.fit_em)?,
+            |_| true,
+        )?;
+        let (mut shape, mut report) = (fresh.shape, fresh.train);
+        if warm {
+            let prev_shape = self.st.proposals[prev]
+                .map(|p| p.shape)
+                .ok_or(Error::InvalidArgument)?;
+            if let Some(warm_report) = self.warm_competitor(&cfg, slot, prev, prev_shape, &shape)? {
+                (shape, report) = (prev_shape, warm_report);
+            }
+        }
+        self.st.proposals[slot] = Some(Proposal {
+            shape,
+            draws: 0,
+            beta,
+            train: Some(report),
+            train_ess: if beta >= 1.0 { ess } else { 0.0 },
+        });
+        Ok(())
+    }
+
+    /// Every sample's training weight at `beta`: the deterministic-mixture weights scaled to
+    /// mean 1, with those below e^-745 of the largest set to 0.
+    fn fit_weights(&mut self, beta: f64) -> Result<(), Error> {
         let n = self.st.n;
         self.log_weights(beta);
         let sums =
@@ -1060,83 +1142,64 @@ impl<'b, T: Real> Refiner<'b, T> {
                 T::from_f64(w)
             };
         }
+        Ok(())
+    }
+
+    /// The fit settings of proposal `slot`: the configured ones with seeds of its own.
+    fn slot_fit_config(&self, slot: usize) -> FitConfig {
         let mut cfg = self.st.cfg.fit;
         cfg.train.seed =
             cfg.train.seed ^ (self.st.cfg.seed.wrapping_mul(0x9e37_79b9)) ^ slot as u64;
         cfg.em.seed ^= slot as u64;
         cfg.init_seed ^= slot as u64;
+        cfg
+    }
+
+    /// The previous proposal (`prev`, of `prev_shape`) trained further on all samples in the
+    /// spare slot; when its held-out loss (the trainer's split, in θ) is below the fresh fit's
+    /// in `slot` (of `fresh_shape`), it replaces that fit and its training report is returned.
+    fn warm_competitor(
+        &mut self,
+        cfg: &FitConfig,
+        slot: usize,
+        prev: usize,
+        prev_shape: Shape,
+        fresh_shape: &Shape,
+    ) -> Result<Option<TrainReport>, Error> {
+        let (d, n) = (self.st.template.dim, self.st.n);
         let stride = slot_len(&self.st);
-        let warm = self.st.cfg.warm_start
-            && prev_ok
-            && beta >= 1.0
-            && self.st.proposals[prev].is_some_and(|p| p.beta >= 1.0 && p.train.is_some());
-        let RefineBuffers {
-            theta,
-            weights,
-            models,
-            fit_reals,
-            order,
-            fit_em,
-            ..
-        } = &mut self.buf;
-        let (samples, weights) = (&theta[..n * d], &weights[..n]);
         let template = &self.st.template;
-        // A fresh fit (EM + BIC base, affine, couplings from scratch) into the slot.
-        let (lo, hi) = (&self.st.lo[..d], &self.st.hi[..d]);
-        let fresh = fit_in_box(
-            template,
-            &cfg,
-            lo,
-            hi,
-            &mut models[slot * stride..(slot + 1) * stride],
+        let b = &mut self.buf;
+        let (samples, weights) = (&b.theta[..n * d], &b.weights[..n]);
+        let p = prev_shape.param_len();
+        let spare = self.st.cfg.max_rounds * stride;
+        b.models
+            .copy_within(prev * stride..prev * stride + p, spare);
+        let warm_report = train(
+            &prev_shape,
+            &mut b.models[spare..spare + p],
             samples,
             weights,
-            FitBuffers::split(template, &cfg, n, fit_reals, order, fit_em)?,
+            &cfg.train,
+            FitBuffers::split(template, cfg, n, b.fit_reals, b.order, b.fit_em)?
+                .train
+                .prefix(p),
             |_| true,
         )?;
-        let (mut shape, mut report) = (fresh.shape, fresh.train);
-        if warm {
-            // The previous proposal trained further on all samples, in the spare slot; it
-            // replaces the fresh fit when its held-out loss (same split, in θ) is lower.
-            let prev_shape = self.st.proposals[prev]
-                .map(|p| p.shape)
-                .ok_or(Error::InvalidArgument)?;
-            let p = prev_shape.param_len();
-            let spare = self.st.cfg.max_rounds * stride;
-            models.copy_within(prev * stride..prev * stride + p, spare);
-            let warm_report = train(
-                &prev_shape,
-                &mut models[spare..spare + p],
-                samples,
-                weights,
-                &cfg.train,
-                FitBuffers::split(template, &cfg, n, fit_reals, order, fit_em)?
-                    .train
-                    .prefix(p),
-                |_| true,
-            )?;
-            let mut held_out = |shape: &Shape, at: usize| -> Result<f64, Error> {
-                let tb = FitBuffers::split(template, &cfg, n, fit_reals, order, fit_em)?.train;
-                let params = &models[at..at + shape.param_len()];
-                held_out_loss(shape, params, samples, weights, &cfg.train, tb)
-            };
-            let loss_fresh = held_out(&shape, slot * stride)?;
-            let loss_warm = held_out(&prev_shape, spare)?;
-            // No held-out samples (validation off: both NaN) keeps the warm start, the
-            // behaviour before fresh fits competed.
-            if loss_warm < loss_fresh || loss_fresh.is_nan() {
-                models.copy_within(spare..spare + p, slot * stride);
-                (shape, report) = (prev_shape, warm_report);
-            }
+        let mut held_out = |shape: &Shape, at: usize| -> Result<f64, Error> {
+            let tb = FitBuffers::split(template, cfg, n, b.fit_reals, b.order, b.fit_em)?.train;
+            let params = &b.models[at..at + shape.param_len()];
+            held_out_loss(shape, params, samples, weights, &cfg.train, tb)
+        };
+        let loss_fresh = held_out(fresh_shape, slot * stride)?;
+        let loss_warm = held_out(&prev_shape, spare)?;
+        // No held-out samples (validation off: both NaN) keeps the warm start, the
+        // behaviour before fresh fits competed.
+        if loss_warm < loss_fresh || loss_fresh.is_nan() {
+            b.models.copy_within(spare..spare + p, slot * stride);
+            return Ok(Some(warm_report));
         }
-        self.st.proposals[slot] = Some(Proposal {
-            shape,
-            draws: 0,
-            beta,
-            train: Some(report),
-            train_ess: if beta >= 1.0 { ess } else { 0.0 },
-        });
-        Ok(())
+        Ok(None)
     }
 }
 
