@@ -51,13 +51,11 @@ pub mod error;
 pub mod flow;
 pub mod format;
 pub mod init;
-pub mod metrics;
 pub mod nn;
 pub mod optim;
 pub mod real;
 pub mod rng;
 pub mod shape;
-pub mod tasks;
 pub mod train;
 
 pub use error::{Error, FormatError, ShapeError};
