@@ -17,6 +17,7 @@
 //! the input (feature-major) with `∂y` transposed to sample-major, so its accumulators run
 //! over outputs and no lane sums are needed.
 
+use super::activation;
 use crate::real::Real;
 use crate::shape::{Activation, TILE};
 
@@ -80,13 +81,12 @@ fn store_row<T: Real>(dst: &mut [T], acc: &[T; TILE], act: Option<Activation>) {
         None => dst.copy_from_slice(acc),
         Some(Activation::Relu) => {
             for (d, &a) in dst.iter_mut().zip(acc) {
-                // `a > 0 ? a : 0` keeps NaN out of the compare-select and vectorises.
-                *d = if a > T::ZERO { a } else { T::ZERO };
+                *d = activation::relu(a);
             }
         }
         Some(Activation::Tanh) => {
             for (d, &a) in dst.iter_mut().zip(acc) {
-                *d = a.tanh();
+                *d = activation::tanh(a);
             }
         }
     }
@@ -108,12 +108,12 @@ fn store_grad_row<T: Real>(
         Some((_, None)) => {}
         Some((Activation::Relu, Some(out))) => {
             for s in 0..TILE {
-                dst[s] = if out[s] > T::ZERO { acc[s] } else { T::ZERO };
+                dst[s] = activation::relu_backward(acc[s], out[s]);
             }
         }
         Some((Activation::Tanh, Some(out))) => {
             for s in 0..TILE {
-                dst[s] = acc[s] * (T::ONE - out[s] * out[s]);
+                dst[s] = activation::tanh_backward(acc[s], out[s]);
             }
         }
     }
@@ -657,7 +657,7 @@ macro_rules! kernel_set {
                     o0 += bw;
                 }
             }
-            activate(y, act);
+            activation::apply(act, y);
         }
         }
     };
@@ -886,19 +886,6 @@ fn small_out_block<T: Real>(w: &[T], bb: &[T], x: &[T], yb: &mut [T], n_out: usi
     }
     for (k, (yo, &bias)) in yb.iter_mut().zip(bb).take(len).enumerate() {
         *yo = bias + ((part[0][k] + part[1][k]) + (part[2][k] + part[3][k]));
-    }
-}
-
-/// Applies the activation in place (the activation is matched once, so the loops vectorise).
-#[inline(always)]
-fn activate<T: Real>(y: &mut [T], act: Option<Activation>) {
-    match act {
-        None => {}
-        Some(Activation::Relu) => y.iter_mut().for_each(|v| {
-            // `v > 0 ? v : 0` keeps NaN out of the compare-select and vectorises.
-            *v = if *v > T::ZERO { *v } else { T::ZERO };
-        }),
-        Some(Activation::Tanh) => y.iter_mut().for_each(|v| *v = v.tanh()),
     }
 }
 
