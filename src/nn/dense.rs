@@ -8,7 +8,7 @@
 //!
 //! The tile holds activations feature-major, `x[i][lane]`, so the innermost loops run over the
 //! [`TILE`] lanes with a scalar weight broadcast: fixed-length, bounds-check free, vectorised
-//! by LLVM at any target. The kernels are register-blocked: a block of [`block_rows`] outputs
+//! by LLVM at any target. The kernels are register-blocked: a block of [`block_rows_for`] outputs
 //! (inputs for the input gradient) keeps its `block × TILE` accumulators in vector registers
 //! while the loop over the reduction index streams one tile row and one scalar weight per
 //! accumulator row, so every loaded row feeds `block` multiply-adds. The block is chosen at
@@ -36,13 +36,6 @@ const fn vector_registers() -> (usize, usize) {
         // Scalar FPU (e.g. Cortex-M4F: 32 single-precision registers).
         (4, 32)
     }
-}
-
-/// Rows per register block for elements of `elem_bytes` bytes on the compile-time target:
-/// [`block_rows_for`] its registers.
-pub const fn block_rows(elem_bytes: usize) -> usize {
-    let (vec_bytes, regs) = vector_registers();
-    block_rows_for(elem_bytes, vec_bytes, regs)
 }
 
 /// Rows per register block for elements of `elem_bytes` bytes with `regs` vector registers of
@@ -424,14 +417,9 @@ fn halve16<T: Real>(v: [T; FOLD]) -> T {
 }
 
 /// Outputs per accumulator block of the single-sample product for elements of `elem_bytes`
-/// bytes: two partial sums of the block take half the vector registers (AVX-512: 64 f32 or
-/// 32 f64; AVX2 32/16; SSE2 and NEON 16/8; a scalar FPU 8), at most 64.
-pub const fn one_block(elem_bytes: usize) -> usize {
-    let (vec_bytes, regs) = vector_registers();
-    one_block_for(elem_bytes, vec_bytes, regs)
-}
-
-/// [`one_block`] for `regs` vector registers of `vec_bytes` bytes.
+/// bytes with `regs` vector registers of `vec_bytes` bytes: two partial sums of the block take
+/// half the vector registers (AVX-512: 64 f32 or 32 f64; AVX2 32/16; SSE2 and NEON 16/8; a
+/// scalar FPU 8), at most 64.
 pub const fn one_block_for(elem_bytes: usize, vec_bytes: usize, regs: usize) -> usize {
     let mut lanes = vec_bytes * regs / 4 / elem_bytes;
     if lanes > 64 {
@@ -674,24 +662,24 @@ kernel_set!(
     [#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq")]]
 );
 
-/// Calls `$f` of the kernel set [`crate::nn::isa::kernels`] picked for this CPU.
+/// Calls `$f` of the kernel set [`crate::kernels::kernels`] picked for this CPU.
 macro_rules! dispatch {
     ($f:ident($($arg:expr),*)) => {{
         #[cfg(all(target_arch = "x86_64", not(feature = "portable-kernels")))]
-        match crate::nn::isa::kernels() {
-            crate::nn::isa::Kernels::Avx512 => {
+        match crate::kernels::kernels() {
+            crate::kernels::Kernels::Avx512 => {
                 #[allow(unsafe_code)]
                 // SAFETY: `kernels()` picks AVX-512 only when cpuid reports AVX-512 F, VL, BW
                 // and DQ and the OS saves the ZMM state (xgetbv); nothing else is required.
                 return unsafe { avx512::$f($($arg),*) };
             }
-            crate::nn::isa::Kernels::Avx2 => {
+            crate::kernels::Kernels::Avx2 => {
                 #[allow(unsafe_code)]
                 // SAFETY: `kernels()` picks AVX2 only when cpuid reports AVX2 and the OS saves
                 // the YMM state (xgetbv).
                 return unsafe { avx2::$f($($arg),*) };
             }
-            crate::nn::isa::Kernels::Portable => {}
+            crate::kernels::Kernels::Portable => {}
         }
         portable::$f($($arg),*)
     }};
@@ -745,7 +733,7 @@ pub fn backward_params<T: Real>(
 }
 
 /// `y[o] = act(b[o] + Σ_i x[i] · w[i][o])` for one sample (`x`: `n_in`, `y`: `n_out =
-/// b.len()`): the single-sample path. Blocks of [`one_block`] outputs are accumulated in
+/// b.len()`): the single-sample path. Blocks of [`one_block_for`] outputs are accumulated in
 /// vector registers as the contiguous weight rows stream past, scaled by one input each —
 /// two interleaved partial sums (even and odd inputs) halve the dependency chain — so there
 /// are no horizontal sums. Few outputs (the output layer's two) take per-output partial sums
