@@ -10,10 +10,9 @@ mod common;
 use common::*;
 use criterion::{criterion_group, Criterion, Throughput};
 use lwflow::base::em::EmConfig;
-use lwflow::rng::Draws;
-use lwflow::tasks::Task;
 use lwflow::train::*;
-use lwflow::{metrics, Flow, Real, Shape};
+use lwflow::{Flow, Real, Shape};
+use lwflow_tasks::{metrics, Draws, Task};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The kernel sets side by side in one binary and sitting (`lwflow::nn::isa`): the peer
+//! The kernel sets side by side in one binary and sitting (`lwflow::kernels`): the peer
 //! workload's train step at B = 4096, log_prob of 4096 and of one sample, f32, with every set
 //! this CPU supports. The portable set is what a default build ran before sets were chosen at
 //! run time; compare with a `-C target-cpu=native` build of the `train_step` / `log_prob`
@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use lwflow::nn::isa::{detect, use_kernels, Kernels};
+use lwflow::kernels::{detect, use_kernels, Kernels};
 use lwflow::{Adam, Flow};
 use std::hint::black_box;
 use std::time::Duration;

@@ -37,7 +37,7 @@
 //! The core never allocates and never panics: every fallible call returns [`Error`].
 #![no_std]
 // Unsafe only where a kernel compiled for AVX2/AVX-512 is called after run-time detection
-// (`nn::dense`'s dispatch) and for the detection itself (`nn::isa`); each site is an
+// (`nn::dense`'s dispatch) and for the detection itself (`kernels`); each site is an
 // `#[allow(unsafe_code)]` with a SAFETY comment.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
@@ -51,14 +51,13 @@ pub mod error;
 pub mod flow;
 pub mod format;
 pub mod init;
+pub mod kernels;
 mod logsum;
-pub mod metrics;
-pub mod nn;
+mod nn;
 pub mod optim;
 pub mod real;
-pub mod rng;
+mod rng;
 pub mod shape;
-pub mod tasks;
 pub mod train;
 
 pub use error::{Error, FormatError, ShapeError};

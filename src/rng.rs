@@ -33,12 +33,6 @@ impl<'r> Draws<'r> {
         ((self.rng.next_u64() >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// A uniform integer in `0..n` (`n ≥ 1`), by Lemire's multiply-shift (bias < n / 2⁶⁴).
-    #[inline]
-    pub fn below(&mut self, n: usize) -> usize {
-        ((self.rng.next_u64() as u128 * n as u128) >> 64) as usize
-    }
-
     /// A standard normal draw.
     #[inline]
     pub fn normal(&mut self) -> f64 {

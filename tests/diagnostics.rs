@@ -8,8 +8,8 @@
 
 use lwflow::diagnostics::{importance_summary, pareto_k_hat, scratch_len, ImportanceSummary};
 use lwflow::rand_core::SeedableRng;
-use lwflow::rng::Draws;
 use lwflow::Error;
+use lwflow_tasks::Draws;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// Tail length of PSIS for n draws (r_eff = 1): ⌈min(n/5, 3√n)⌉.

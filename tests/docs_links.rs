@@ -6,10 +6,10 @@
 //!
 //! - a Markdown link `[text](path)` (outside code blocks) whose file does not exist, or whose
 //!   `#anchor` names no heading of the linked Markdown file (GitHub's heading slugs);
-//! - a path into the repository's own folders (`src/`, `tests/`, `examples/`, `benches/`,
-//!   `docs/`, `ffi/`, `include/`, `.ci/`, possibly after `../`), in prose, comments or code,
-//!   that resolves from neither the file's folder nor any folder above it (paths through a
-//!   `target/` folder are build outputs and are not checked);
+//! - a path into the repository's own folders (`src/`, `tasks/`, `tests/`, `examples/`,
+//!   `benches/`, `docs/`, `ffi/`, `include/`, `.ci/`, possibly after `../`), in prose, comments
+//!   or code, that resolves from neither the file's folder nor any folder above it (paths
+//!   through a `target/` folder are build outputs and are not checked);
 //! - a Markdown file named anywhere (`NAME.md`, with or without a folder) that is not in the
 //!   repository;
 //! - any mention of the project's shared folder outside the repository, or of the documents
@@ -30,8 +30,9 @@ const EXTENSIONS: [&str; 13] = [
 /// Extension-less files scanned, by name.
 const NAMES: [&str; 1] = ["run"];
 /// The repository's own top-level folders: a path starting with one of them must resolve.
-const ROOTS: [&str; 8] = [
+const ROOTS: [&str; 9] = [
     "src/",
+    "tasks/",
     "tests/",
     "examples/",
     "benches/",

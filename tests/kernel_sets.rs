@@ -1,11 +1,11 @@
-//! The kernel sets chosen at run time (`nn::isa`) compute the same bits as the portable set:
-//! batch and single-sample log_prob, the loss and its gradient, sampling, for both precisions
-//! and shapes that reach every block size (hidden widths 8–64 and odd ones, D = 2 to 10, both
-//! activations), with every set this CPU supports (it prints which). On a CPU without AVX2
-//! only the refusal of the sets it lacks is checked. One test in its own binary: the kernel
-//! choice is process-wide.
+//! The kernel sets chosen at run time (`lwflow::kernels`) compute the same bits as the
+//! portable set: batch and single-sample log_prob, the loss and its gradient, sampling, for
+//! both precisions and shapes that reach every block size (hidden widths 8–64 and odd ones,
+//! D = 2 to 10, both activations), with every set this CPU supports (it prints which). On a CPU
+//! without AVX2 only the refusal of the sets it lacks is checked. One test in its own binary:
+//! the kernel choice is process-wide.
 
-use lwflow::nn::isa::{detect, kernels, use_kernels, Kernels};
+use lwflow::kernels::{detect, kernels, use_kernels, Kernels};
 use lwflow::rand_core::SeedableRng;
 use lwflow::{init_params, Activation, BaseKind, Flow, Real, Shape};
 use rand_xoshiro::Xoshiro256PlusPlus;

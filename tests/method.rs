@@ -10,9 +10,9 @@ mod suite;
 
 use common::rng;
 use lwflow::base::em::{fit_mixture, scratch_len, select_components, EmConfig};
-use lwflow::tasks::Task;
 use lwflow::train::*;
-use lwflow::{init_params, metrics, BaseKind, Error, Flow, Shape};
+use lwflow::{init_params, BaseKind, Error, Flow, Shape};
+use lwflow_tasks::{metrics, Task};
 use suite::{run, RunConfig};
 
 // ---------------------------------------------------------------------------------------

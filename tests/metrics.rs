@@ -3,11 +3,9 @@
 //! mass of known sample sets.
 
 mod common;
-use lwflow::metrics::*;
 use lwflow::rand_core::SeedableRng;
-use lwflow::rng::Draws;
-use lwflow::tasks::Task;
 use lwflow::Error;
+use lwflow_tasks::{metrics::*, Draws, Task};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 #[test]

@@ -95,7 +95,7 @@ fn hot_paths_do_not_allocate() {
 #[test]
 fn refinement_does_not_allocate() {
     use lwflow::train::{RefineBuffers, RefineConfig, RefineMemory, RefineStatus, Refiner};
-    let task = lwflow::tasks::Task::T2D2;
+    let task = lwflow_tasks::Task::T2D2;
     let shape = Shape::new(2, 8, 2);
     let cfg = RefineConfig {
         max_calls: 6_000,

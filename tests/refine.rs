@@ -10,12 +10,12 @@ mod run;
 mod suite;
 
 use lwflow::diagnostics::importance_summary;
-use lwflow::tasks::{Task, BOX};
 use lwflow::train::{
     importance_log_weights, refine, BaseChoice, NonFinitePolicy, RefineBuffers, RefineConfig,
     RefineMemory, RefineReport, RefineStatus, Refiner,
 };
 use lwflow::{Error, Flow, Shape};
+use lwflow_tasks::{Task, BOX};
 use run::{config, refine_task, refine_with, template, RunOutcome};
 
 /// The acceptance checks of one run at the default settings.

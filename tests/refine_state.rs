@@ -7,11 +7,11 @@
 
 use lwflow::format::crc32;
 use lwflow::rand_core::SeedableRng;
-use lwflow::rng::Draws;
 use lwflow::train::{
     RefineBuffers, RefineConfig, RefineMemory, RefineState, RefineStatus, Refiner, STATE_BYTES,
 };
 use lwflow::{Error, FormatError, Shape};
+use lwflow_tasks::Draws;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 const LO: [f64; 2] = [-4.0, -4.0];

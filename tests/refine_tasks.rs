@@ -1,14 +1,15 @@
 //! The refinement tasks (2DC, 5D2, 8D3, 10D1; `docs/TASKS.md`, "The refinement suite") against
-//! references computed here, independently of `src/tasks.rs`: the printed Z and log evidence,
+//! references computed here, independently of `tasks/src/lib.rs`: the printed Z and log evidence,
 //! quadrature and Monte-Carlo integrals of the likelihood, dense-Cholesky densities, moments
 //! and mode shares of exact samples, the tail-mass floor; and the six paper tasks bit for bit
 //! as before the refinement tasks were added.
 
-use lwflow::metrics::{mode_shares, tail_mass};
 use lwflow::rand_core::SeedableRng;
-use lwflow::rng::Draws;
-use lwflow::tasks::{Task, BOX, MAX_DIM};
 use lwflow::Error;
+use lwflow_tasks::{
+    metrics::{mode_shares, tail_mass},
+    Draws, Task, BOX, MAX_DIM,
+};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 const LN_2PI: f64 = 1.837_877_066_409_345_3;

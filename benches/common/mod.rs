@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use lwflow::rand_core::{Rng, SeedableRng};
-use lwflow::tasks::Task;
 use lwflow::train::{normalise_log_weights, sample_box, NonFinitePolicy};
 use lwflow::{init_params, Real, Shape};
+use lwflow_tasks::Task;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// The peer workload's flow: D, 8 couplings of MLP [⌈D/2⌉, H, H, 2⌊D/2⌋], ReLU, trainable

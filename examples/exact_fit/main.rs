@@ -16,9 +16,9 @@
 #[path = "../paper/suite.rs"]
 mod suite;
 
-use lwflow::tasks::{Task, BOX};
 use lwflow::train::{fit_in_box, FitBuffers, FitMemory, RefineConfig};
-use lwflow::{metrics, Flow, Shape};
+use lwflow::{Flow, Shape};
+use lwflow_tasks::{metrics, Task, BOX};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

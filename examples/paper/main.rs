@@ -12,8 +12,8 @@
 mod plot;
 mod suite;
 
-use lwflow::tasks::Task;
 use lwflow::train::BaseChoice;
+use lwflow_tasks::Task;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;

@@ -1,8 +1,8 @@
 //! Density pictures for the 2-D tasks: true posterior, Gaussian-base flow, GMM-base flow.
 
 use crate::suite::RunResult;
-use lwflow::tasks::{Task, BOX};
 use lwflow::Flow;
+use lwflow_tasks::{Task, BOX};
 use plotters::prelude::*;
 use std::path::Path;
 

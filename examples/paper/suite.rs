@@ -4,13 +4,12 @@
 
 use lwflow::base::em::EmConfig;
 use lwflow::rand_core::SeedableRng;
-use lwflow::rng::Draws;
-use lwflow::tasks::{Task, BOX};
 use lwflow::train::{
     fit_in_box, normalise_log_weights, sample_box, BaseChoice, EpochReport, FitBuffers, FitConfig,
     FitMemory, FitReport, NonFinitePolicy, TrainConfig,
 };
-use lwflow::{metrics, Error, Flow, Shape};
+use lwflow::{Error, Flow, Shape};
+use lwflow_tasks::{metrics, Draws, Task, BOX};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::time::Instant;
 

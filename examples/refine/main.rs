@@ -14,7 +14,7 @@ mod run;
 #[path = "../paper/suite.rs"]
 mod suite;
 
-use lwflow::tasks::Task;
+use lwflow_tasks::Task;
 use run::{refine_task, RunOutcome};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,12 +4,11 @@
 #![allow(dead_code)]
 
 use lwflow::rand_core::SeedableRng;
-use lwflow::rng::Draws;
-use lwflow::tasks::{Task, BOX};
 use lwflow::train::{
     refine, RefineBuffers, RefineConfig, RefineMemory, RefineStatus, Refiner, RoundReport,
 };
-use lwflow::{metrics, Error, Flow, Shape};
+use lwflow::{Error, Flow, Shape};
+use lwflow_tasks::{metrics, Draws, Task, BOX};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use std::fmt::Write;
 use std::time::{Duration, Instant};

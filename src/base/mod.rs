@@ -1,12 +1,12 @@
-//! Base distributions of the flow, evaluated on feature-major tiles.
-//!
+//! Base distributions of the flow. Public: [`em`], the weighted EM and BIC choice of a mixture
+//! base. The densities themselves are evaluated inside the crate on feature-major tiles:
 //! `log_prob_tile` gives log q₀(z) per lane; `backward_tile` multiplies ∂log q₀/∂z by a per-lane
 //! coefficient into a state gradient and accumulates the same coefficient times ∂log q₀/∂φ into
 //! the base's slice of the flat gradient.
 
 pub mod em;
-pub mod gaussian;
-pub mod gmm;
+pub(crate) mod gaussian;
+pub(crate) mod gmm;
 
 use crate::real::Real;
 use crate::shape::{BaseKind, Shape, TILE};

@@ -8,7 +8,7 @@
 //!
 //! The tile holds activations feature-major, `x[i][lane]`, so the innermost loops run over the
 //! [`TILE`] lanes with a scalar weight broadcast: fixed-length, bounds-check free, vectorised
-//! by LLVM at any target. The kernels are register-blocked: a block of [`block_rows`] outputs
+//! by LLVM at any target. The kernels are register-blocked: a block of [`block_rows_for`] outputs
 //! (inputs for the input gradient) keeps its `block × TILE` accumulators in vector registers
 //! while the loop over the reduction index streams one tile row and one scalar weight per
 //! accumulator row, so every loaded row feeds `block` multiply-adds. The block is chosen at
@@ -17,6 +17,7 @@
 //! the input (feature-major) with `∂y` transposed to sample-major, so its accumulators run
 //! over outputs and no lane sums are needed.
 
+use super::activation;
 use crate::real::Real;
 use crate::shape::{Activation, TILE};
 
@@ -35,13 +36,6 @@ const fn vector_registers() -> (usize, usize) {
         // Scalar FPU (e.g. Cortex-M4F: 32 single-precision registers).
         (4, 32)
     }
-}
-
-/// Rows per register block for elements of `elem_bytes` bytes on the compile-time target:
-/// [`block_rows_for`] its registers.
-pub const fn block_rows(elem_bytes: usize) -> usize {
-    let (vec_bytes, regs) = vector_registers();
-    block_rows_for(elem_bytes, vec_bytes, regs)
 }
 
 /// Rows per register block for elements of `elem_bytes` bytes with `regs` vector registers of
@@ -80,13 +74,12 @@ fn store_row<T: Real>(dst: &mut [T], acc: &[T; TILE], act: Option<Activation>) {
         None => dst.copy_from_slice(acc),
         Some(Activation::Relu) => {
             for (d, &a) in dst.iter_mut().zip(acc) {
-                // `a > 0 ? a : 0` keeps NaN out of the compare-select and vectorises.
-                *d = if a > T::ZERO { a } else { T::ZERO };
+                *d = activation::relu(a);
             }
         }
         Some(Activation::Tanh) => {
             for (d, &a) in dst.iter_mut().zip(acc) {
-                *d = a.tanh();
+                *d = activation::tanh(a);
             }
         }
     }
@@ -108,12 +101,12 @@ fn store_grad_row<T: Real>(
         Some((_, None)) => {}
         Some((Activation::Relu, Some(out))) => {
             for s in 0..TILE {
-                dst[s] = if out[s] > T::ZERO { acc[s] } else { T::ZERO };
+                dst[s] = activation::relu_backward(acc[s], out[s]);
             }
         }
         Some((Activation::Tanh, Some(out))) => {
             for s in 0..TILE {
-                dst[s] = acc[s] * (T::ONE - out[s] * out[s]);
+                dst[s] = activation::tanh_backward(acc[s], out[s]);
             }
         }
     }
@@ -424,14 +417,9 @@ fn halve16<T: Real>(v: [T; FOLD]) -> T {
 }
 
 /// Outputs per accumulator block of the single-sample product for elements of `elem_bytes`
-/// bytes: two partial sums of the block take half the vector registers (AVX-512: 64 f32 or
-/// 32 f64; AVX2 32/16; SSE2 and NEON 16/8; a scalar FPU 8), at most 64.
-pub const fn one_block(elem_bytes: usize) -> usize {
-    let (vec_bytes, regs) = vector_registers();
-    one_block_for(elem_bytes, vec_bytes, regs)
-}
-
-/// [`one_block`] for `regs` vector registers of `vec_bytes` bytes.
+/// bytes with `regs` vector registers of `vec_bytes` bytes: two partial sums of the block take
+/// half the vector registers (AVX-512: 64 f32 or 32 f64; AVX2 32/16; SSE2 and NEON 16/8; a
+/// scalar FPU 8), at most 64.
 pub const fn one_block_for(elem_bytes: usize, vec_bytes: usize, regs: usize) -> usize {
     let mut lanes = vec_bytes * regs / 4 / elem_bytes;
     if lanes > 64 {
@@ -657,7 +645,7 @@ macro_rules! kernel_set {
                     o0 += bw;
                 }
             }
-            activate(y, act);
+            activation::apply(act, y);
         }
         }
     };
@@ -674,24 +662,24 @@ kernel_set!(
     [#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq")]]
 );
 
-/// Calls `$f` of the kernel set [`crate::nn::isa::kernels`] picked for this CPU.
+/// Calls `$f` of the kernel set [`crate::kernels::kernels`] picked for this CPU.
 macro_rules! dispatch {
     ($f:ident($($arg:expr),*)) => {{
         #[cfg(all(target_arch = "x86_64", not(feature = "portable-kernels")))]
-        match crate::nn::isa::kernels() {
-            crate::nn::isa::Kernels::Avx512 => {
+        match crate::kernels::kernels() {
+            crate::kernels::Kernels::Avx512 => {
                 #[allow(unsafe_code)]
                 // SAFETY: `kernels()` picks AVX-512 only when cpuid reports AVX-512 F, VL, BW
                 // and DQ and the OS saves the ZMM state (xgetbv); nothing else is required.
                 return unsafe { avx512::$f($($arg),*) };
             }
-            crate::nn::isa::Kernels::Avx2 => {
+            crate::kernels::Kernels::Avx2 => {
                 #[allow(unsafe_code)]
                 // SAFETY: `kernels()` picks AVX2 only when cpuid reports AVX2 and the OS saves
                 // the YMM state (xgetbv).
                 return unsafe { avx2::$f($($arg),*) };
             }
-            crate::nn::isa::Kernels::Portable => {}
+            crate::kernels::Kernels::Portable => {}
         }
         portable::$f($($arg),*)
     }};
@@ -745,7 +733,7 @@ pub fn backward_params<T: Real>(
 }
 
 /// `y[o] = act(b[o] + Σ_i x[i] · w[i][o])` for one sample (`x`: `n_in`, `y`: `n_out =
-/// b.len()`): the single-sample path. Blocks of [`one_block`] outputs are accumulated in
+/// b.len()`): the single-sample path. Blocks of [`one_block_for`] outputs are accumulated in
 /// vector registers as the contiguous weight rows stream past, scaled by one input each —
 /// two interleaved partial sums (even and odd inputs) halve the dependency chain — so there
 /// are no horizontal sums. Few outputs (the output layer's two) take per-output partial sums
@@ -886,19 +874,6 @@ fn small_out_block<T: Real>(w: &[T], bb: &[T], x: &[T], yb: &mut [T], n_out: usi
     }
     for (k, (yo, &bias)) in yb.iter_mut().zip(bb).take(len).enumerate() {
         *yo = bias + ((part[0][k] + part[1][k]) + (part[2][k] + part[3][k]));
-    }
-}
-
-/// Applies the activation in place (the activation is matched once, so the loops vectorise).
-#[inline(always)]
-fn activate<T: Real>(y: &mut [T], act: Option<Activation>) {
-    match act {
-        None => {}
-        Some(Activation::Relu) => y.iter_mut().for_each(|v| {
-            // `v > 0 ? v : 0` keeps NaN out of the compare-select and vectorises.
-            *v = if *v > T::ZERO { *v } else { T::ZERO };
-        }),
-        Some(Activation::Tanh) => y.iter_mut().for_each(|v| *v = v.tanh()),
     }
 }
 

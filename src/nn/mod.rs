@@ -1,7 +1,7 @@
-//! Dense layers and activations on feature-major tiles (`[feature][lane]`, [`TILE`] lanes).
+//! Dense layers and activations on feature-major tiles (`[feature][lane]`, [`TILE`] lanes):
+//! the kernels, private to the crate. Which kernel set runs is public: [`crate::kernels`].
 //!
 //! [`TILE`]: crate::shape::TILE
 
-pub mod activation;
-pub mod dense;
-pub mod isa;
+pub(crate) mod activation;
+pub(crate) mod dense;

@@ -8,15 +8,13 @@
 //! prints the same figures as the x86-64 build.
 
 use lwflow::base::em::{scratch_len, EmConfig};
-use lwflow::metrics::BRIDGE_THRESHOLD;
 use lwflow::rand_core::SeedableRng;
-use lwflow::rng::Draws;
-use lwflow::tasks::{Task, BOX};
 use lwflow::train::{
     fit, normalise_log_weights, sample_box, BaseChoice, FitBuffers, FitConfig, NonFinitePolicy,
     Schedule, StopReason, TrainBuffers, TrainConfig,
 };
 use lwflow::{Adam, BaseKind, Error, Flow, Shape};
+use lwflow_tasks::{metrics::BRIDGE_THRESHOLD, Draws, Task, BOX};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// The benchmark task.

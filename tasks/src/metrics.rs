@@ -6,14 +6,26 @@
 //!   empirical distributions, W1 = ∫|F_a − F_b| dx.
 //! - Bridge mass: share of q-samples where p < 10⁻³ · max p.
 //! - Tail mass (refinement suite): share of q-samples whose log p is below the 0.1 % quantile
-//!   of log p over exact posterior samples ([`Task::tail_threshold`](crate::tasks::Task::tail_threshold)).
+//!   of log p over exact posterior samples ([`Task::tail_threshold`](crate::Task::tail_threshold)).
 //! - Mode shares: share of samples nearest (Euclidean) to each component mean.
 
-use crate::error::{check_len, Error};
-use crate::logsum::Scaled;
+use lwflow::Error;
 
 /// Threshold of the bridge-mass metric, relative to the peak density.
 pub const BRIDGE_THRESHOLD: f64 = 1e-3;
+
+/// `LengthMismatch` unless `buf` has exactly `expected` elements (the core's check, which is
+/// private to it).
+fn check_len<X>(buf: &[X], expected: usize) -> Result<(), Error> {
+    if buf.len() == expected {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            expected,
+            actual: buf.len(),
+        })
+    }
+}
 
 /// KL(p‖q) = mean(log p − log q) over exact posterior samples (`log_p` normalised).
 pub fn kl_from_posterior_samples(log_p: &[f64], log_q: &[f64]) -> Result<f64, Error> {
@@ -40,11 +52,16 @@ pub fn kl_from_weighted_samples(
         return Err(Error::EmptyBatch);
     }
     let lw = |i: usize| log_target[i] - log_proposal[i];
-    let sums = Scaled::of((0..n).map(lw)).ok_or(Error::DegenerateWeights)?;
-    let log_z = sums.log_mean(n);
+    // The core's weight sums (`logsum`) are private: the same computation, written out.
+    let max = (0..n).map(lw).fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return Err(Error::DegenerateWeights);
+    }
+    let sum: f64 = (0..n).map(|i| libm::exp(lw(i) - max)).sum();
+    let log_z = max + libm::log(sum / n as f64);
     let mut kl = 0.0;
     for i in 0..n {
-        let w = sums.weight(lw(i)) / sums.sum;
+        let w = libm::exp(lw(i) - max) / sum;
         if w > 0.0 {
             kl += w * (log_target[i] - log_z - log_q[i]);
         }
@@ -166,7 +183,7 @@ pub fn bridge_mass(log_p_at_samples: &[f64], log_peak: f64) -> Result<f64, Error
 
 /// Tail mass: share of q-samples whose true log p is below `log_p_threshold` (NaN and −∞
 /// count as below). With the threshold at the 0.1 % quantile of log p over exact posterior
-/// samples ([`Task::tail_threshold`](crate::tasks::Task::tail_threshold)) a perfect q scores
+/// samples ([`Task::tail_threshold`](crate::Task::tail_threshold)) a perfect q scores
 /// 0.1 % on every task and dimension.
 pub fn tail_mass(log_p_at_q_samples: &[f64], log_p_threshold: f64) -> Result<f64, Error> {
     if log_p_at_q_samples.is_empty() {

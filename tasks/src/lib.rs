@@ -1,6 +1,13 @@
-//! The benchmark posteriors of `docs/TASKS.md`: prior uniform on [−6, 6]^D, closed-form
-//! likelihoods, so the true posterior p(θ) = L(θ)·1\[box\]/Z is known exactly and can be sampled
-//! exactly. Z is the likelihood mass inside the box; the evidence is Z / 12^D.
+//! # lwflow-tasks
+//!
+//! The benchmark posteriors of `docs/TASKS.md`, the accuracy [`metrics`] that score a fit
+//! against them and the [`Draws`] their exact samplers use: the yardstick of lwflow's tests,
+//! examples, benches and Cortex-M firmware, kept out of the library's public API (a dev-only
+//! crate of the workspace, never published).
+//!
+//! The posteriors: prior uniform on [−6, 6]^D, closed-form likelihoods, so the true posterior
+//! p(θ) = L(θ)·1\[box\]/Z is known exactly and can be sampled exactly. Z is the likelihood mass
+//! inside the box; the evidence is Z / 12^D.
 //!
 //! The paper-reproduction suite ([`Task::ALL`]; equal-weight mixtures):
 //!
@@ -22,7 +29,16 @@
 //! | 8D3 | 8 | weights 0.5/0.3/0.2: N((2,2,2,2,0,0,0,0), 0.7²I), N((−2,0,2,−2,2,0,−2,0), 0.7²I), N((0,−2.5,0,2.5,0,−2.5,0,2.5), 0.5²I) | 1 − 1.9e-8 |
 //! | 10D1 | 10 | N(0, Σ), Σᵢⱼ = 0.8^\|i−j\| | 1 − O(1e-8) |
 
-use crate::rng::Draws;
+#![no_std]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+// `!(x > y)` is deliberate throughout: it sends NaN to the refusing branch.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
+mod draws;
+pub mod metrics;
+
+pub use draws::Draws;
 
 /// Half-width of the prior box [−6, 6]^D.
 pub const BOX: f64 = 6.0;
@@ -218,7 +234,7 @@ impl Task {
     }
 
     /// Writes the centre of component `j` (as [`Task::component`]) into `out[..D]` (as much as
-    /// fits), e.g. to build the `means` of [`mode_shares`](crate::metrics::mode_shares).
+    /// fits), e.g. to build the `means` of [`mode_shares`](metrics::mode_shares).
     pub fn mode_mean(self, j: usize, out: &mut [f64]) {
         let (c, _) = self.component(j);
         for (o, &v) in out.iter_mut().zip(&c[..self.dim()]) {
@@ -387,7 +403,7 @@ impl Task {
     }
 
     /// The 0.1 % quantile of log p over `scratch.len()` exact posterior samples (drawn here),
-    /// the threshold of the tail-mass metric ([`tail_mass`](crate::metrics::tail_mass)).
+    /// the threshold of the tail-mass metric ([`tail_mass`](metrics::tail_mass)).
     /// The suite (`docs/TASKS.md`) estimates it from 10⁶ samples: pass a scratch of 10⁶
     /// values. On return `scratch` holds the samples' log p, partially ordered; the threshold
     /// is its k-th smallest value, k = ⌊n/1000⌋ (0-based), so exactly k of the n samples lie

@@ -1,17 +1,28 @@
 //! Which kernel set runs: the CPU's vector extensions, detected once at run time.
 //!
-//! The dense kernels ([`crate::nn::dense`]) come in sets compiled for different vector
-//! registers: the portable set (whatever the build's target allows: SSE2 on a default x86-64
-//! build, NEON on aarch64, scalar on a Cortex-M) and, on x86-64, sets compiled with AVX2 and
-//! with AVX-512 (F, VL, BW, DQ) enabled. The first kernel call detects the CPU (cpuid, and
-//! xgetbv for the operating system's register saving; no `std` needed) and every later call
-//! uses the widest set it supports. All sets compute the same bits (a register block only
-//! groups outputs; every sum keeps its terms and their order), so the choice changes speed,
-//! never results: a default build runs as fast as a `-C target-cpu=native` one without losing
-//! bit-identity across machines.
+//! The library's dense kernels (private) come in sets compiled for different vector registers:
+//! the portable set (whatever the build's target allows: SSE2 on a default x86-64 build, NEON
+//! on aarch64, scalar on a Cortex-M) and, on x86-64, sets compiled with AVX2 and with AVX-512
+//! (F, VL, BW, DQ) enabled. The first kernel call detects the CPU (cpuid, and xgetbv for the
+//! operating system's register saving; no `std` needed) and every later call uses the widest
+//! set it supports. All sets compute the same bits (a register block only groups outputs; every
+//! sum keeps its terms and their order), so the choice changes speed, never results: a default
+//! build runs as fast as a `-C target-cpu=native` one without losing bit-identity across
+//! machines.
 //!
-//! [`use_kernels`] picks another supported set at run time (a benchmark baseline, a test of
-//! every set); the cargo feature `portable-kernels` compiles only the portable set.
+//! [`kernels`] says which set runs; [`use_kernels`] picks another supported set at run time (a
+//! benchmark baseline, a check on one machine that every set gives the same bits, the portable
+//! path on a machine where wide vectors slow the clock); the cargo feature `portable-kernels`
+//! compiles only the portable set.
+//!
+//! ```
+//! use lwflow::kernels::{kernels, use_kernels, Kernels};
+//!
+//! use_kernels(Kernels::Portable)?; // always available
+//! assert_eq!(kernels(), Kernels::Portable);
+//! # use_kernels(lwflow::kernels::detect())?;
+//! # Ok::<(), lwflow::Error>(())
+//! ```
 
 use crate::error::Error;
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -38,7 +49,8 @@ const fn code(k: Kernels) -> u8 {
     }
 }
 
-/// The kernel set in use: the widest the CPU supports, unless [`use_kernels`] chose another. Detected on the first call (racing first calls store the same answer).
+/// The kernel set in use: the widest the CPU supports, unless [`use_kernels`] chose another.
+/// Detected on the first call (racing first calls store the same answer).
 #[inline]
 pub fn kernels() -> Kernels {
     match CHOSEN.load(Ordering::Relaxed) {
