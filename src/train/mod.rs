@@ -11,7 +11,8 @@ pub use refine::{
     Refiner, RoundReport, STATE_BYTES,
 };
 pub use trainer::{
-    held_out_loss, train, EpochReport, Schedule, StopReason, TrainBuffers, TrainConfig, TrainReport,
+    held_out_loss, train, train_resumable, EpochReport, Schedule, StopReason, TrainBuffers,
+    TrainConfig, TrainReport, TrainSnapshot, TrainState,
 };
 pub use weights::{
     effective_sample_size, importance_log_weights, normalise_log_weights, sample_and_weigh,
