@@ -5,12 +5,14 @@
 //! both run (stored length, then CRC-32).
 //!
 //! Conventions: every `usize` is a `u64`, every enum a one-byte code, every `Option` a presence
-//! byte 0/1 followed by its value only when present.
+//! byte 0/1 followed by its value only when present, every real of the flow in the width of
+//! the stored float type.
 
 use crate::base::em::EmConfig;
 use crate::error::{Error, FormatError};
 use crate::format::crc32;
 use crate::optim::adam::Adam;
+use crate::real::Real;
 use crate::shape::{Activation, BaseKind, Shape};
 use crate::train::fit::{BaseChoice, FitConfig};
 use crate::train::trainer::{Schedule, StopReason, TrainConfig, TrainReport};
@@ -102,6 +104,22 @@ impl Writer<'_> {
         if let Some(v) = v {
             self.f64(v);
         }
+    }
+    pub(crate) fn f64s(&mut self, v: &[f64]) {
+        for &x in v {
+            self.f64(x);
+        }
+    }
+    /// Reals of the flow, `T::BYTES` each.
+    pub(crate) fn reals<T: Real>(&mut self, v: &[T]) {
+        let len = v.len().saturating_mul(T::BYTES);
+        let end = self.at.saturating_add(len);
+        if let Some(dst) = self.out.get_mut(self.at..end) {
+            for (c, &x) in dst.chunks_exact_mut(T::BYTES).zip(v) {
+                x.write_le(c);
+            }
+        }
+        self.at = end;
     }
 
     pub(crate) fn shape(&mut self, s: &Shape) {
@@ -236,6 +254,24 @@ impl Reader<'_> {
             None
         })
     }
+    /// `out.len()` doubles, any bits.
+    pub(crate) fn f64s_into(&mut self, out: &mut [f64]) -> Result<(), Error> {
+        for v in out {
+            *v = self.f64()?;
+        }
+        Ok(())
+    }
+    /// `out.len()` reals of `T::BYTES` each, all finite (`NonFiniteParameter` otherwise).
+    pub(crate) fn reals_into<T: Real>(&mut self, out: &mut [T]) -> Result<(), Error> {
+        let s = self.slice(out.len().saturating_mul(T::BYTES))?;
+        for (v, c) in out.iter_mut().zip(s.chunks_exact(T::BYTES)) {
+            *v = T::read_le(c, T::BYTES).ok_or(bad())?;
+            if !v.is_finite() {
+                return Err(non_finite());
+            }
+        }
+        Ok(())
+    }
 
     /// A shape; an invalid one is `BadHeader`.
     pub(crate) fn shape(&mut self) -> Result<Shape, Error> {
@@ -349,4 +385,20 @@ impl Reader<'_> {
             },
         })
     }
+}
+
+/// Settings a fit accepts: the trainer's and EM's own checks (`NonFinite` is reported as
+/// `NonFiniteParameter`, anything else as `BadHeader`). The core checks the EM settings only
+/// when EM runs; stored settings must be ones a fit accepts whatever the base.
+pub(crate) fn check_fit_config(f: &FitConfig) -> Result<(), Error> {
+    let map = |e: Error| match e {
+        Error::NonFinite => non_finite(),
+        _ => bad(),
+    };
+    f.train.validate().map_err(map)?;
+    f.em.validate().map_err(map)?;
+    if f.base.max_components() == 0 {
+        return Err(bad());
+    }
+    Ok(())
 }
