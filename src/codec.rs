@@ -39,9 +39,10 @@ pub(crate) fn non_finite() -> Error {
 }
 
 /// The frame checks after magic and version, in order: the stored total length `len` against
-/// the slice (shorter: `Truncated`, longer: `TrailingBytes`), then the CRC-32 trailer over
-/// every byte before it (`Checksum`). Returns the end of the body (`len − 4`).
-pub(crate) fn check_frame(bytes: &[u8], len: usize, prefix: usize) -> Result<usize, Error> {
+/// the slice (shorter: `Truncated`, longer: `TrailingBytes`; shorter than `prefix` and the
+/// trailer: `BadHeader`), then the CRC-32 trailer over every byte before it (`Checksum`).
+/// Returns the end of the body (`len − 4`).
+pub fn check_frame(bytes: &[u8], len: usize, prefix: usize) -> Result<usize, Error> {
     if bytes.len() < len {
         return Err(FormatError::Truncated.into());
     }
@@ -61,7 +62,7 @@ pub(crate) fn check_frame(bytes: &[u8], len: usize, prefix: usize) -> Result<usi
 }
 
 /// Writes the CRC-32 of `out[..len − 4]` into its last four bytes (`len = out.len()` ≥ 4).
-pub(crate) fn seal(out: &mut [u8]) {
+pub fn seal(out: &mut [u8]) {
     let body = out.len().saturating_sub(4);
     let crc = crc32(&out[..body]);
     if let Some(t) = out.get_mut(body..) {

@@ -521,21 +521,35 @@ impl<'b, T: Real> ResumeBuffers<'b, T> {
         let (nr, nf) = info.data_len();
         check_min(reals, nr)?;
         check_min(f64s, nf)?;
-        let (samples, rest) = reals.split_at_mut(info.n * info.template.dim);
+        let (samples, weights) = reals.split_at_mut(info.n * info.template.dim);
         let logs = if info.log_values { info.n } else { 0 };
-        let (log_values, rest_f) = f64s.split_at_mut(logs);
-        Ok(ResumeBuffers {
-            samples,
-            weights: &mut rest[..info.n],
-            log_values,
-            bounds: &mut rest_f[..nf - logs],
-        })
+        let (log_values, bounds) = f64s.split_at_mut(logs);
+        Self::new(info, samples, weights, log_values, bounds)
     }
 
-    /// The samples (`n·D`), weights (`n`) and log values (`n` or none) once [`resume_fit`]
-    /// has restored them.
-    pub fn data(&self) -> (&[T], &[T], &[f64]) {
-        (self.samples, self.weights, self.log_values)
+    /// The data buffers as four caller slices, at least `n·D` samples, `n` weights, `n` log
+    /// values when the checkpoint has them and `2D` bounds for a bounded template
+    /// (`BufferTooSmall` otherwise; longer ones are cut).
+    pub fn new(
+        info: &CheckpointInfo,
+        samples: &'b mut [T],
+        weights: &'b mut [T],
+        log_values: &'b mut [f64],
+        bounds: &'b mut [f64],
+    ) -> Result<Self, Error> {
+        let (n, d) = (info.n, info.template.dim);
+        let logs = if info.log_values { n } else { 0 };
+        let boxed = if info.template.bounded { 2 * d } else { 0 };
+        check_min(samples, n.saturating_mul(d))?;
+        check_min(weights, n)?;
+        check_min(log_values, logs)?;
+        check_min(bounds, boxed)?;
+        Ok(ResumeBuffers {
+            samples: &mut samples[..n * d],
+            weights: &mut weights[..n],
+            log_values: &mut log_values[..logs],
+            bounds: &mut bounds[..boxed],
+        })
     }
 }
 
@@ -544,12 +558,14 @@ impl<'b, T: Real> ResumeBuffers<'b, T> {
 /// (the first `report.shape.param_len()` entries of `params`, at least
 /// [`CheckpointInfo::param_len`] long) are bit-identical to the uninterrupted fit's, and the
 /// callbacks see the epochs after the checkpoint's, with their checkpoints (the samples
-/// checkpoint is not handed again). `data` ([`ResumeBuffers::split`]) receives the samples,
-/// weights and log values, `buf` is the fit's memory ([`FitMemory`](super::fit::FitMemory)
-/// for the checkpoint's template, settings and n).
+/// checkpoint is not handed again). `data` ([`ResumeBuffers::split`] or
+/// [`ResumeBuffers::new`] for this checkpoint) receives the samples, weights, log values and
+/// box, where they stay; `buf` is the fit's memory ([`FitMemory`](super::fit::FitMemory) for
+/// the checkpoint's template, settings and n).
 ///
 /// Errors: every format error of [`CheckpointInfo::read`], `BadFloatWidth` for a checkpoint
-/// of another float width than `T`, `BufferTooSmall` for short buffers, then the fit's own.
+/// of another float width than `T`, `InvalidArgument` for `data` carved for another
+/// checkpoint's lengths, `BufferTooSmall` for short buffers, then the fit's own.
 pub fn resume_fit<T: Real, F, C>(
     bytes: &[u8],
     params: &mut [T],
@@ -585,12 +601,17 @@ where
     r.reals_into(&mut params[..p])?;
     r.reals_into(&mut buf.train.best[..pi])?;
     r.reals_into(&mut buf.train.adam_state[..2 * pi])?;
-    let (samples, weights) = (&mut samples[..n * d], &mut weights[..n]);
+    // `ResumeBuffers::new` cut every buffer to the checkpoint's lengths; a mismatch (data for
+    // another checkpoint) is refused.
+    let logs = if info.log_values { n } else { 0 };
+    let boxed = if info.template.bounded { 2 * d } else { 0 };
+    let lens = [samples.len(), weights.len(), log_values.len(), bounds.len()];
+    if lens != [n * d, n, logs, boxed] {
+        return Err(Error::InvalidArgument);
+    }
     r.reals_into(samples)?;
     r.reals_into(weights)?;
-    let log_values = &mut log_values[..if info.log_values { n } else { 0 }];
     r.f64s_into(log_values)?;
-    let bounds = &mut bounds[..if info.template.bounded { 2 * d } else { 0 }];
     Reader {
         b: body,
         at: info.box_at,
