@@ -411,3 +411,89 @@ fn short_buffers_are_refused_before_anything_runs() {
     assert!(matches!(refused, Some(Err(Error::BufferTooSmall { .. }))));
     assert!(out.iter().all(|&b| b == 0));
 }
+
+/// `train_resumable` on its own: a run continued from the snapshot of every epoch (state,
+/// parameters, best parameters and moments copied out) ends bit-identical to the whole run; a
+/// state that does not fit the run is refused.
+#[test]
+fn training_continues_from_every_epoch_snapshot() {
+    use lwflow::train::{train_resumable, TrainBuffers, TrainState};
+    let d = data::<f64>(300);
+    let shape = Shape::new(2, 8, 2);
+    let cfg = TrainConfig {
+        max_epochs: 6,
+        batch_size: 64,
+        patience: 0,
+        ..Default::default()
+    };
+    let p = shape.param_len();
+    let init = {
+        let mut v = vec![0.0; p];
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+        lwflow::init_params(&shape, &mut v, &mut rng).unwrap();
+        v
+    };
+    type Snapshot = (TrainState, Vec<f64>, Vec<f64>, Vec<f64>);
+    let run = |params: &mut Vec<f64>,
+               best: &mut Vec<f64>,
+               adam: &mut Vec<f64>,
+               from: Option<&TrainState>,
+               snaps: &mut Vec<Snapshot>| {
+        let (mut grad, mut ws) = (vec![0.0; p], vec![0.0; shape.workspace_len()]);
+        let (mut bt, mut bw, mut bo) = (vec![0.0; 64 * 2], vec![0.0; 64], vec![0.0; 64]);
+        let mut order = vec![0u32; 300];
+        let buf = TrainBuffers {
+            grad: &mut grad,
+            adam_state: adam,
+            best,
+            workspace: &mut ws,
+            batch_theta: &mut bt,
+            batch_weights: &mut bw,
+            batch_out: &mut bo,
+            order: &mut order,
+        };
+        let (t, w) = (&d.theta, &d.weights);
+        train_resumable(&shape, params, t, w, &cfg, buf, from, |_, s| {
+            let copy = |v: &[f64]| v.to_vec();
+            snaps.push((s.state, copy(s.params), copy(s.best), copy(s.adam_state)));
+            true
+        })
+    };
+    let (mut params, mut best, mut adam) = (init.clone(), vec![0.0; p], vec![0.0; 2 * p]);
+    let mut snaps = Vec::new();
+    let whole = run(&mut params, &mut best, &mut adam, None, &mut snaps).unwrap();
+    assert_eq!(snaps.len(), 6);
+    for (state, sp, sb, sa) in snaps.clone() {
+        let (mut q, mut b, mut a) = (sp, sb, sa);
+        let mut later = Vec::new();
+        let r = run(&mut q, &mut b, &mut a, Some(&state), &mut later).unwrap();
+        assert_eq!(
+            format!("{r:?}"),
+            format!("{whole:?}"),
+            "from {}",
+            state.epochs
+        );
+        assert_eq!(bits(&q), bits(&params), "from {}", state.epochs);
+        assert_eq!(later.len(), 6 - state.epochs);
+    }
+    let (state, ..) = snaps[2].clone();
+    for bad in [
+        TrainState { epochs: 7, ..state },
+        TrainState {
+            best_epoch: 4,
+            ..state
+        },
+        TrainState {
+            n_train: state.n_train + 1,
+            ..state
+        },
+        TrainState {
+            steps: u64::MAX,
+            ..state
+        },
+    ] {
+        let (mut q, mut b, mut a) = (init.clone(), vec![0.0; p], vec![0.0; 2 * p]);
+        let r = run(&mut q, &mut b, &mut a, Some(&bad), &mut Vec::new());
+        assert_eq!(r.err(), Some(Error::InvalidArgument));
+    }
+}
