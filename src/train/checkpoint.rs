@@ -198,7 +198,7 @@ impl<'a, T: Real> FitCheckpoint<'a, T> {
         w.reals(job.data.samples);
         w.reals(job.data.weights);
         w.f64s(job.data.log_values);
-        let len = w.at + TRAILER;
+        let len = w.at.saturating_add(TRAILER);
         w.at = 0;
         w.bytes(&MAGIC);
         w.bytes(&CHECKPOINT_VERSION.to_le_bytes());
@@ -364,11 +364,18 @@ fn head(r: &mut Reader<'_>, len: usize, width: usize) -> Result<CheckpointInfo, 
     let (p, pi) = info.train_lens().unwrap_or((0, 0));
     let d = template.dim;
     let reals = n
-        .checked_mul(d + 1)
+        .checked_mul(d.checked_add(1).ok_or(bad())?)
         .and_then(|v| v.checked_add(p.checked_add(pi.checked_mul(3)?)?))
         .and_then(|v| v.checked_mul(width));
-    let logs = if log_values { n * 8 } else { 0 };
-    let want = reals.and_then(|v| v.checked_add(logs)?.checked_add(r.at + TRAILER));
+    let logs = if log_values {
+        n.checked_mul(8)
+    } else {
+        Some(0)
+    };
+    let want = reals.and_then(|v| {
+        v.checked_add(logs?)?
+            .checked_add(r.at.checked_add(TRAILER)?)
+    });
     if want != Some(len) {
         return Err(bad());
     }
