@@ -237,6 +237,17 @@ module lwflow
       integer(c_int32_t) :: has_k_hat
    end type lwf_importance_summary_t
 
+   !> LwfFitCheckpointInfo: what a fit checkpoint holds and the memory its resumption needs
+   !> (lwf_fit_checkpoint_inspect). epoch 0: the weighted samples; k >= 1: after epoch k.
+   type, bind(c), public :: lwf_fit_checkpoint_info
+      integer(c_size_t) :: epoch
+      integer(c_size_t) :: n_samples
+      integer(c_size_t) :: dim
+      integer(c_size_t) :: model_bytes
+      integer(c_size_t) :: work_bytes
+      integer(c_size_t) :: checkpoint_bytes
+   end type lwf_fit_checkpoint_info
+
    !> The callbacks of the fit, as abstract interfaces: write yours as a bind(c) function of
    !> this form and pass c_funloc(it). theta(dim, n) holds one point per column; fill
    !> out_loglik(1:n) and return 0 (non-zero aborts the fit with LWF_CALLBACK_FAILED). The
@@ -266,8 +277,20 @@ module lwflow
          type(c_ptr), value :: user
          integer(c_int) :: status
       end function lwf_refine_progress_fn
+
+      !> The resumable fits' checkpoint callback: `len` bytes at `bytes` (valid during the call
+      !> only: save them) hold everything lwf_model_fit_resume needs; epoch 0 after the last
+      !> likelihood call, then the epoch after which they were taken. Non-zero stops the fit
+      !> (LWF_CANCELLED; at epoch 0 nothing is written).
+      function lwf_checkpoint_fn(bytes, len, epoch, user) result(status) bind(c)
+         import :: c_int, c_int8_t, c_ptr, c_size_t
+         integer(c_size_t), value :: len, epoch
+         integer(c_int8_t), intent(in) :: bytes(len)
+         type(c_ptr), value :: user
+         integer(c_int) :: status
+      end function lwf_checkpoint_fn
    end interface
-   public :: lwf_log_likelihood_fn, lwf_progress_fn, lwf_refine_progress_fn
+   public :: lwf_log_likelihood_fn, lwf_progress_fn, lwf_refine_progress_fn, lwf_checkpoint_fn
 
    public :: lwf_status_string
    public :: lwf_fit_config_default, lwf_fit_model_size, lwf_fit_work_size
@@ -287,6 +310,9 @@ module lwflow
    public :: lwf_refine_batch_capacity, lwf_refine_status, lwf_refine_ask, lwf_refine_tell
    public :: lwf_refine_run, lwf_refine_report, lwf_refine_model_size, lwf_refine_write_model
    public :: lwf_importance_summary
+   public :: lwf_fit_checkpoint_size, lwf_fit_checkpoint_inspect, lwf_model_fit_resume
+   public :: lwf_model_fit_prior_box_resumable, lwf_model_fit_samples_resumable
+   public :: lwf_refine_checkpoint_size, lwf_refine_checkpoint, lwf_refine_restore
 
    interface
       function lwf_adam_default(out_adam) result(status) bind(c, name="lwf_adam_default")
@@ -674,6 +700,141 @@ module lwflow
          type(c_ptr), intent(inout) :: out_refine
          integer(c_int) :: status
       end function lwf_refine_init
+
+      !> Checkpoint buffers (lwf_fit_checkpoint_size bytes) are passed as c_loc of an
+      !> integer(c_int8_t), target array, or c_null_ptr with c_null_funptr as the callback.
+      function lwf_fit_checkpoint_size(shape, config, n_samples, out_bytes) result(status) &
+         bind(c, name="lwf_fit_checkpoint_size")
+         import :: c_int, c_size_t, lwf_shape, lwf_fit_config
+         type(lwf_shape), intent(in) :: shape
+         type(lwf_fit_config), intent(in) :: config
+         integer(c_size_t), value :: n_samples
+         integer(c_size_t), intent(inout) :: out_bytes
+         integer(c_int) :: status
+      end function lwf_fit_checkpoint_size
+
+      function lwf_fit_checkpoint_inspect(bytes, len, out_info) result(status) &
+         bind(c, name="lwf_fit_checkpoint_inspect")
+         import :: c_int, c_int8_t, c_size_t, lwf_fit_checkpoint_info
+         integer(c_int8_t), intent(in) :: bytes(*)
+         integer(c_size_t), value :: len
+         type(lwf_fit_checkpoint_info), intent(inout) :: out_info
+         integer(c_int) :: status
+      end function lwf_fit_checkpoint_inspect
+
+      function lwf_model_fit_prior_box_resumable(mem, mem_len, shape, config, lo, lo_len, hi, &
+         hi_len, n_samples, log_likelihood, log_likelihood_user, progress, progress_user, &
+         checkpoint, checkpoint_user, checkpoint_buf, checkpoint_len, work, work_len, &
+         out_report, out_model) result(status) &
+         bind(c, name="lwf_model_fit_prior_box_resumable")
+         import :: c_int, c_ptr, c_funptr, c_size_t, c_double, lwf_shape, lwf_fit_config, &
+            lwf_fit_report
+         type(c_ptr), value :: mem
+         integer(c_size_t), value :: mem_len
+         type(lwf_shape), intent(in) :: shape
+         type(lwf_fit_config), intent(in) :: config
+         real(c_double), intent(in) :: lo(*)
+         integer(c_size_t), value :: lo_len
+         real(c_double), intent(in) :: hi(*)
+         integer(c_size_t), value :: hi_len
+         integer(c_size_t), value :: n_samples
+         type(c_funptr), value :: log_likelihood
+         type(c_ptr), value :: log_likelihood_user
+         type(c_funptr), value :: progress
+         type(c_ptr), value :: progress_user
+         type(c_funptr), value :: checkpoint
+         type(c_ptr), value :: checkpoint_user
+         type(c_ptr), value :: checkpoint_buf
+         integer(c_size_t), value :: checkpoint_len
+         type(c_ptr), value :: work
+         integer(c_size_t), value :: work_len
+         type(lwf_fit_report), intent(inout) :: out_report
+         type(c_ptr), intent(inout) :: out_model
+         integer(c_int) :: status
+      end function lwf_model_fit_prior_box_resumable
+
+      !> lo_len = hi_len = 0: no box (as lwf_model_fit_samples; pass zero-size arrays).
+      function lwf_model_fit_samples_resumable(mem, mem_len, shape, config, lo, lo_len, hi, &
+         hi_len, theta, theta_len, log_weights, n, progress, progress_user, checkpoint, &
+         checkpoint_user, checkpoint_buf, checkpoint_len, work, work_len, out_report, &
+         out_model) result(status) bind(c, name="lwf_model_fit_samples_resumable")
+         import :: c_int, c_ptr, c_funptr, c_size_t, c_double, lwf_shape, lwf_fit_config, &
+            lwf_fit_report
+         type(c_ptr), value :: mem
+         integer(c_size_t), value :: mem_len
+         type(lwf_shape), intent(in) :: shape
+         type(lwf_fit_config), intent(in) :: config
+         real(c_double), intent(in) :: lo(*)
+         integer(c_size_t), value :: lo_len
+         real(c_double), intent(in) :: hi(*)
+         integer(c_size_t), value :: hi_len
+         real(c_double), intent(in) :: theta(*)
+         integer(c_size_t), value :: theta_len
+         real(c_double), intent(in) :: log_weights(*)
+         integer(c_size_t), value :: n
+         type(c_funptr), value :: progress
+         type(c_ptr), value :: progress_user
+         type(c_funptr), value :: checkpoint
+         type(c_ptr), value :: checkpoint_user
+         type(c_ptr), value :: checkpoint_buf
+         integer(c_size_t), value :: checkpoint_len
+         type(c_ptr), value :: work
+         integer(c_size_t), value :: work_len
+         type(lwf_fit_report), intent(inout) :: out_report
+         type(c_ptr), intent(inout) :: out_model
+         integer(c_int) :: status
+      end function lwf_model_fit_samples_resumable
+
+      function lwf_model_fit_resume(mem, mem_len, bytes, len, progress, progress_user, &
+         checkpoint, checkpoint_user, checkpoint_buf, checkpoint_len, work, work_len, &
+         out_report, out_model) result(status) bind(c, name="lwf_model_fit_resume")
+         import :: c_int, c_int8_t, c_ptr, c_funptr, c_size_t, lwf_fit_report
+         type(c_ptr), value :: mem
+         integer(c_size_t), value :: mem_len
+         integer(c_int8_t), intent(in) :: bytes(*)
+         integer(c_size_t), value :: len
+         type(c_funptr), value :: progress
+         type(c_ptr), value :: progress_user
+         type(c_funptr), value :: checkpoint
+         type(c_ptr), value :: checkpoint_user
+         type(c_ptr), value :: checkpoint_buf
+         integer(c_size_t), value :: checkpoint_len
+         type(c_ptr), value :: work
+         integer(c_size_t), value :: work_len
+         type(lwf_fit_report), intent(inout) :: out_report
+         type(c_ptr), intent(inout) :: out_model
+         integer(c_int) :: status
+      end function lwf_model_fit_resume
+
+      function lwf_refine_checkpoint_size(refine, out_bytes) result(status) &
+         bind(c, name="lwf_refine_checkpoint_size")
+         import :: c_int, c_ptr, c_size_t
+         type(c_ptr), value :: refine
+         integer(c_size_t), intent(inout) :: out_bytes
+         integer(c_int) :: status
+      end function lwf_refine_checkpoint_size
+
+      function lwf_refine_checkpoint(refine, out, out_len, out_written) result(status) &
+         bind(c, name="lwf_refine_checkpoint")
+         import :: c_int, c_int8_t, c_ptr, c_size_t
+         type(c_ptr), value :: refine
+         integer(c_int8_t), intent(inout) :: out(*)
+         integer(c_size_t), value :: out_len
+         integer(c_size_t), intent(inout) :: out_written
+         integer(c_int) :: status
+      end function lwf_refine_checkpoint
+
+      function lwf_refine_restore(work, work_len, bytes, len, dim, out_refine) result(status) &
+         bind(c, name="lwf_refine_restore")
+         import :: c_int, c_int8_t, c_ptr, c_size_t
+         type(c_ptr), value :: work
+         integer(c_size_t), value :: work_len
+         integer(c_int8_t), intent(in) :: bytes(*)
+         integer(c_size_t), value :: len
+         integer(c_size_t), value :: dim
+         type(c_ptr), intent(inout) :: out_refine
+         integer(c_int) :: status
+      end function lwf_refine_restore
 
       function lwf_refine_model_size(refine, out_bytes) result(status) &
          bind(c, name="lwf_refine_model_size")

@@ -103,8 +103,10 @@ typedef enum LwfStatus {
      */
     LWF_CALLBACK_FAILED = 9,
     /**
-     * The fit's progress callback asked to stop. Unlike every other non-`LWF_OK` status, the
-     * outputs are written: the model (the best parameters so far), its handle and the report.
+     * The fit's progress or checkpoint callback asked to stop. Unlike every other
+     * non-`LWF_OK` status, the outputs are written: the model (the best parameters so far),
+     * its handle and the report; except when a checkpoint callback stopped a fit at its first
+     * checkpoint (epoch 0, before any model exists): nothing is written then.
      */
     LWF_CANCELLED = 10,
     /**
@@ -113,8 +115,9 @@ typedef enum LwfStatus {
      */
     LWF_DEGENERATE_WEIGHTS = 11,
     /**
-     * The model bytes are not a valid lwflow model: bad magic, unknown version, truncated,
-     * trailing bytes, checksum mismatch, invalid header or a non-finite parameter.
+     * The model bytes are not a valid lwflow model (or the checkpoint bytes not a valid fit
+     * checkpoint): bad magic, unknown version, truncated, trailing bytes, checksum mismatch,
+     * invalid header or field, a non-finite parameter.
      */
     LWF_BAD_FORMAT = 12,
     /**
@@ -324,6 +327,99 @@ typedef struct LwfAdam {
 } LwfAdam;
 
 /**
+ * What a checkpoint holds and the memory its resumption needs
+ * (`lwf_fit_checkpoint_inspect`).
+ */
+typedef struct LwfFitCheckpointInfo {
+    /**
+     * 0: the weighted samples, before the base was fitted; k >= 1: after epoch k.
+     */
+    size_t epoch;
+    /**
+     * Samples in the checkpoint (with their weights and log-likelihoods or log-weights).
+     */
+    size_t n_samples;
+    /**
+     * Their dimension.
+     */
+    size_t dim;
+    /**
+     * Bytes of model memory `lwf_model_fit_resume` needs (aligned to `lwf_model_align()`).
+     */
+    size_t model_bytes;
+    /**
+     * Bytes of work memory it needs (8-byte aligned).
+     */
+    size_t work_bytes;
+    /**
+     * Bytes of the buffer for its later checkpoints.
+     */
+    size_t checkpoint_bytes;
+} LwfFitCheckpointInfo;
+
+/**
+ * The shape of a RealNVP flow. Fill it with `lwf_shape_default`, then change fields.
+ *
+ * Each of the `couplings` layers is an affine coupling whose conditioner is an MLP
+ * `[ceil(dim/2), hidden (x hidden_layers), 2*floor(dim/2)]`, followed by a swap permutation.
+ * Two optional outer maps sit between the couplings' output and theta, both never trained:
+ * an affine standardisation y = shift + L u (`affine`) and a box support (`bounded`: every
+ * sample and all density lie inside [lo, hi]); their parameters follow the base's in the
+ * flat parameter vector and are set with `lwf_model_set_affine` and `lwf_model_set_box`.
+ * The enum-valued and flag fields are plain `int32_t` so that any value a caller writes is a
+ * defined value; unknown codes give `LWF_INVALID_SHAPE`.
+ */
+typedef struct LwfShape {
+    /**
+     * Dimension D >= 2 of theta.
+     */
+    size_t dim;
+    /**
+     * Hidden width H >= 1 of every conditioner layer.
+     */
+    size_t hidden;
+    /**
+     * Hidden layers per conditioner (>= 1; default 2).
+     */
+    size_t hidden_layers;
+    /**
+     * Number of coupling layers L >= 1.
+     */
+    size_t couplings;
+    /**
+     * Base components K: >= 1 for `LWF_BASE_MIXTURE`, exactly 1 for the Gaussian bases.
+     */
+    size_t components;
+    /**
+     * Soft clamp c of the log-scale, s = c * tanh(raw / c); 0 = off (normflows' formulas).
+     * Stored as a 32-bit float: must be +0.0 or a positive normal float in [FLT_MIN, FLT_MAX]
+     * after rounding to float (-0.0, subnormals, NaN and infinities are invalid, here and in
+     * model bytes). Default 3.
+     */
+    double clamp;
+    /**
+     * An `LwfBaseKind` code (default `LWF_BASE_GAUSSIAN`).
+     */
+    int32_t base;
+    /**
+     * An `LwfActivation` code (default `LWF_ACTIVATION_RELU`).
+     */
+    int32_t activation;
+    /**
+     * 1: the affine standardisation y = shift + L u after the couplings (D + D(D+1)/2 more
+     * parameters: shift, then the lower-triangular L packed row by row; identity after
+     * `lwf_model_init`). 0 (the default): none.
+     */
+    int32_t affine;
+    /**
+     * 1: the flow lives on a box [lo, hi] (2D more parameters, lo then hi, last; the unit
+     * box after `lwf_model_init`): log q is -inf outside the open box and every sample lies
+     * inside it. 0 (the default): unbounded.
+     */
+    int32_t bounded;
+} LwfShape;
+
+/**
  * Settings of `lwf_model_fit_prior_box` and `lwf_model_fit_samples`. Fill it with
  * `lwf_fit_config_default`, then change fields. Every field is checked by the fit functions
  * and the size queries, whatever the base choice; any value out of range (including NaN)
@@ -470,68 +566,6 @@ typedef struct LwfFitConfig {
      */
     int32_t bounded;
 } LwfFitConfig;
-
-/**
- * The shape of a RealNVP flow. Fill it with `lwf_shape_default`, then change fields.
- *
- * Each of the `couplings` layers is an affine coupling whose conditioner is an MLP
- * `[ceil(dim/2), hidden (x hidden_layers), 2*floor(dim/2)]`, followed by a swap permutation.
- * Two optional outer maps sit between the couplings' output and theta, both never trained:
- * an affine standardisation y = shift + L u (`affine`) and a box support (`bounded`: every
- * sample and all density lie inside [lo, hi]); their parameters follow the base's in the
- * flat parameter vector and are set with `lwf_model_set_affine` and `lwf_model_set_box`.
- * The enum-valued and flag fields are plain `int32_t` so that any value a caller writes is a
- * defined value; unknown codes give `LWF_INVALID_SHAPE`.
- */
-typedef struct LwfShape {
-    /**
-     * Dimension D >= 2 of theta.
-     */
-    size_t dim;
-    /**
-     * Hidden width H >= 1 of every conditioner layer.
-     */
-    size_t hidden;
-    /**
-     * Hidden layers per conditioner (>= 1; default 2).
-     */
-    size_t hidden_layers;
-    /**
-     * Number of coupling layers L >= 1.
-     */
-    size_t couplings;
-    /**
-     * Base components K: >= 1 for `LWF_BASE_MIXTURE`, exactly 1 for the Gaussian bases.
-     */
-    size_t components;
-    /**
-     * Soft clamp c of the log-scale, s = c * tanh(raw / c); 0 = off (normflows' formulas).
-     * Stored as a 32-bit float: must be +0.0 or a positive normal float in [FLT_MIN, FLT_MAX]
-     * after rounding to float (-0.0, subnormals, NaN and infinities are invalid, here and in
-     * model bytes). Default 3.
-     */
-    double clamp;
-    /**
-     * An `LwfBaseKind` code (default `LWF_BASE_GAUSSIAN`).
-     */
-    int32_t base;
-    /**
-     * An `LwfActivation` code (default `LWF_ACTIVATION_RELU`).
-     */
-    int32_t activation;
-    /**
-     * 1: the affine standardisation y = shift + L u after the couplings (D + D(D+1)/2 more
-     * parameters: shift, then the lower-triangular L packed row by row; identity after
-     * `lwf_model_init`). 0 (the default): none.
-     */
-    int32_t affine;
-    /**
-     * 1: the flow lives on a box [lo, hi] (2D more parameters, lo then hi, last; the unit
-     * box after `lwf_model_init`): log q is -inf outside the open box and every sample lies
-     * inside it. 0 (the default): unbounded.
-     */
-    int32_t bounded;
-} LwfShape;
 
 /**
  * Diagnostics of a set of importance log-weights ln w_i = ln L(theta_i) + ln pi(theta_i) - ln q(theta_i) for
@@ -695,6 +729,20 @@ typedef struct LwfFitReport {
      */
     int32_t stop_reason;
 } LwfFitReport;
+
+/**
+ * Receives the checkpoints of a resumable fit (`lwf_model_fit_prior_box_resumable`,
+ * `lwf_model_fit_samples_resumable`, `lwf_model_fit_resume`). `bytes` (`len` bytes, in the
+ * caller's checkpoint buffer, valid during the call only) hold everything needed to finish
+ * the fit with `lwf_model_fit_resume`: save them (e.g. to a file) before returning. `epoch`
+ * is 0 for the checkpoint of the weighted samples (taken after the last likelihood call,
+ * before the base is fitted), then the epoch after which it was taken. Return 0 to continue,
+ * non-zero to stop the fit with `LWF_CANCELLED`: after an epoch as the progress callback
+ * does (the best model so far, its handle and the report are written), at epoch 0 with
+ * nothing written (there is no model yet). Same rules as `LwfLogLikelihoodFn`; the callback
+ * must not write to the fit's memory, its work or its checkpoint buffer.
+ */
+typedef int (*LwfCheckpointFn)(const uint8_t *bytes, size_t len, size_t epoch, void *user);
 
 /**
  * State of a xoshiro256++ generator, owned by the caller. Initialise it with `lwf_rng_init`;
@@ -963,6 +1011,41 @@ extern "C" {
 enum LwfStatus lwf_adam_default(struct LwfAdam *out_adam);
 
 /**
+ * Checks the checkpoint `bytes` (`len` bytes, exactly as the checkpoint callback received
+ * them) and writes what it holds and the memory `lwf_model_fit_resume` needs into
+ * `*out_info`. Every check of the resumption runs (format, version, length, checksum, every
+ * field and value); nothing else is done.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED` (`out_info`), `LWF_BAD_FORMAT` (truncated,
+ * trailing bytes, not a checkpoint, another version, a checksum mismatch, an invalid field,
+ * reals other than `double`), `LWF_INVALID_ARGUMENT` (a valid checkpoint the C fits do not
+ * write, e.g. one of the Rust core's without weight statistics), `LWF_OVERLAPPING_BUFFERS`.
+ *
+ * # Safety
+ * `bytes` NULL or readable for `len` bytes; `out_info` NULL or writable.
+ */
+enum LwfStatus lwf_fit_checkpoint_inspect(const uint8_t *bytes,
+                                          size_t len,
+                                          struct LwfFitCheckpointInfo *out_info);
+
+/**
+ * Bytes of the checkpoint buffer the resumable fits need for `n_samples` samples with this
+ * shape and config: the largest checkpoint any of them writes (every sample with its weight
+ * and log-likelihood or log-weight, the parameters, best parameters and Adam moments of the
+ * largest model the config can produce). `lwf_model_fit_resume` needs the same for the
+ * checkpoints after the resumed one (`LwfFitCheckpointInfo.checkpoint_bytes`).
+ *
+ * Errors: as `lwf_fit_work_size`.
+ *
+ * # Safety
+ * `shape` and `config` NULL or readable; `out_bytes` NULL or writable.
+ */
+enum LwfStatus lwf_fit_checkpoint_size(const struct LwfShape *shape,
+                                       const struct LwfFitConfig *config,
+                                       size_t n_samples,
+                                       size_t *out_bytes);
+
+/**
  * Writes the default fit configuration to `*out_config`, with `struct_size =
  * sizeof(LwfFitConfig)`: fits on the box when one is known (`bounded` 1), an automatic
  * mixture base (EM, K chosen by BIC up to 8),
@@ -1152,6 +1235,87 @@ enum LwfStatus lwf_model_fit_prior_box(void *mem,
                                        struct LwfModel **out_model);
 
 /**
+ * `lwf_model_fit_prior_box` that hands checkpoints to `checkpoint` (with `checkpoint_user`):
+ * written into `checkpoint_buf` (`checkpoint_len` bytes, at least `lwf_fit_checkpoint_size`),
+ * once after the last likelihood call (epoch 0: every sample with its log-likelihood, before
+ * the base is fitted) and after every epoch. A host killed at any point after the first one
+ * finishes the fit with `lwf_model_fit_resume` from the last checkpoint it saved, without a
+ * single likelihood call and with the bit-identical model and report. With `checkpoint` NULL
+ * (`checkpoint_buf` is then ignored) this is `lwf_model_fit_prior_box`; the checkpoints
+ * change nothing about the fit either way.
+ *
+ * Errors: as `lwf_model_fit_prior_box`, plus `LWF_NULL_POINTER` / `LWF_BUFFER_TOO_SMALL` for
+ * the checkpoint buffer, `LWF_OVERLAPPING_BUFFERS` for a checkpoint buffer that overlaps any
+ * other buffer, and `LWF_CANCELLED` when `checkpoint` returned non-zero (see
+ * `LwfCheckpointFn`).
+ *
+ * # Safety
+ * As `lwf_model_fit_prior_box`; `checkpoint_buf` NULL or writable for `checkpoint_len` bytes;
+ * `checkpoint` follows `LwfCheckpointFn`.
+ */
+enum LwfStatus lwf_model_fit_prior_box_resumable(void *mem,
+                                                 size_t mem_len,
+                                                 const struct LwfShape *shape,
+                                                 const struct LwfFitConfig *config,
+                                                 const double *lo,
+                                                 size_t lo_len,
+                                                 const double *hi,
+                                                 size_t hi_len,
+                                                 size_t n_samples,
+                                                 LwfLogLikelihoodFn log_likelihood,
+                                                 void *log_likelihood_user,
+                                                 LwfProgressFn progress,
+                                                 void *progress_user,
+                                                 LwfCheckpointFn checkpoint,
+                                                 void *checkpoint_user,
+                                                 void *checkpoint_buf,
+                                                 size_t checkpoint_len,
+                                                 void *work,
+                                                 size_t work_len,
+                                                 struct LwfFitReport *out_report,
+                                                 struct LwfModel **out_model);
+
+/**
+ * Finishes a fit from its checkpoint `bytes` (`len` bytes, as a checkpoint callback received
+ * them), in the caller's memory `mem` (at least `LwfFitCheckpointInfo.model_bytes`, aligned
+ * to `lwf_model_align()`) with scratch `work` (at least `work_bytes`, 8-byte aligned): the
+ * fit continues from the checkpoint's stage (from the base's EM fit for epoch 0, else from
+ * the epoch after it) exactly as the uninterrupted fit ran, and writes the same model (bit
+ * for bit), report and handle. No likelihood is evaluated: the samples and their weights are
+ * in the checkpoint. `progress` (may be NULL) sees the later epochs; `checkpoint` (may be
+ * NULL) receives their checkpoints in `checkpoint_buf` (at least `checkpoint_bytes`; it must
+ * not overlap `bytes`), so a resumed fit can be killed and resumed again.
+ *
+ * Returns `LWF_OK`, or `LWF_CANCELLED` (a callback asked to stop; see `LwfCheckpointFn`). On
+ * any other status nothing is written.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_BAD_FORMAT` (a truncated, corrupted or
+ * foreign checkpoint: see `lwf_fit_checkpoint_inspect`), `LWF_INVALID_ARGUMENT` (a checkpoint
+ * the C fits do not write), `LWF_BUFFER_TOO_SMALL` (`mem_len`, `work_len`, `checkpoint_len`),
+ * `LWF_OVERLAPPING_BUFFERS`, then the fit's own (`LWF_NOT_CONVERGED`, ...).
+ *
+ * # Safety
+ * `mem` NULL or writable for `mem_len` bytes; `bytes` NULL or readable for `len` bytes and
+ * unchanged during the call; `work` NULL or writable for `work_len` bytes; `checkpoint_buf`
+ * NULL or writable for `checkpoint_len` bytes; `out_report` NULL or writable; `out_model`
+ * NULL or writable; the callbacks follow `LwfProgressFn` / `LwfCheckpointFn`.
+ */
+enum LwfStatus lwf_model_fit_resume(void *mem,
+                                    size_t mem_len,
+                                    const uint8_t *bytes,
+                                    size_t len,
+                                    LwfProgressFn progress,
+                                    void *progress_user,
+                                    LwfCheckpointFn checkpoint,
+                                    void *checkpoint_user,
+                                    void *checkpoint_buf,
+                                    size_t checkpoint_len,
+                                    void *work,
+                                    size_t work_len,
+                                    struct LwfFitReport *out_report,
+                                    struct LwfModel **out_model);
+
+/**
  * Fits a model to weighted samples the caller provides: `theta` (`theta_len == n * dim`,
  * row-major `[n][dim]`, finite) with log-weights `log_weights` (`n`): for samples from the
  * prior, the log-likelihoods; for samples from a proposal g, log L + log prior - log g
@@ -1221,6 +1385,44 @@ enum LwfStatus lwf_model_fit_samples_in_box(void *mem,
                                             size_t work_len,
                                             struct LwfFitReport *out_report,
                                             struct LwfModel **out_model);
+
+/**
+ * `lwf_model_fit_samples` (`lo_len == hi_len == 0`: no box) or
+ * `lwf_model_fit_samples_in_box` (the box [lo, hi] otherwise) that hands checkpoints to
+ * `checkpoint` as `lwf_model_fit_prior_box_resumable` does: the first (epoch 0) holds every
+ * sample with its log-weight, so `lwf_model_fit_resume` needs neither `theta` nor
+ * `log_weights` again.
+ *
+ * Errors: as the fit it stands for, plus those of the checkpoint buffer and callback (see
+ * `lwf_model_fit_prior_box_resumable`).
+ *
+ * # Safety
+ * As `lwf_model_fit_samples_in_box` (`lo`, `hi` may be NULL with length 0);
+ * `checkpoint_buf` NULL or writable for `checkpoint_len` bytes; `checkpoint` follows
+ * `LwfCheckpointFn`.
+ */
+enum LwfStatus lwf_model_fit_samples_resumable(void *mem,
+                                               size_t mem_len,
+                                               const struct LwfShape *shape,
+                                               const struct LwfFitConfig *config,
+                                               const double *lo,
+                                               size_t lo_len,
+                                               const double *hi,
+                                               size_t hi_len,
+                                               const double *theta,
+                                               size_t theta_len,
+                                               const double *log_weights,
+                                               size_t n,
+                                               LwfProgressFn progress,
+                                               void *progress_user,
+                                               LwfCheckpointFn checkpoint,
+                                               void *checkpoint_user,
+                                               void *checkpoint_buf,
+                                               size_t checkpoint_len,
+                                               void *work,
+                                               size_t work_len,
+                                               struct LwfFitReport *out_report,
+                                               struct LwfModel **out_model);
 
 /**
  * The sampling-direction map theta = f(z) of the `n` rows of `z` (`z_len == n * dim`) into
@@ -1621,6 +1823,37 @@ enum LwfStatus lwf_refine_ask(struct LwfRefine *refine,
 enum LwfStatus lwf_refine_batch_capacity(const struct LwfRefine *refine, size_t *out_rows);
 
 /**
+ * Writes a checkpoint of the refinement into `out` (`out_len` bytes, at least
+ * `lwf_refine_checkpoint_size`) and its length to `*out_written`: every byte of its work
+ * memory with a length and a CRC-32. Take it after any `lwf_refine_tell` (or between ask and
+ * tell, or from `lwf_refine_run`'s progress callback, which sees the state after its round);
+ * `lwf_refine_restore` continues from it. The refinement is only read.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_BUFFER_TOO_SMALL`
+ * (`out_len`), `LWF_OVERLAPPING_BUFFERS`. On error nothing is written.
+ *
+ * # Safety
+ * `refine` NULL or a valid handle not written by another thread during the call; `out` NULL
+ * or writable for `out_len` bytes; `out_written` NULL or writable.
+ */
+enum LwfStatus lwf_refine_checkpoint(const struct LwfRefine *refine,
+                                     uint8_t *out,
+                                     size_t out_len,
+                                     size_t *out_written);
+
+/**
+ * Writes the bytes of a checkpoint of `refine` (`lwf_refine_checkpoint`) to `*out_bytes`:
+ * its work memory (`lwf_refine_work_size`) and 20 bytes of frame.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL` (not a refinement, or its
+ * memory was overwritten), `LWF_OVERLAPPING_BUFFERS`.
+ *
+ * # Safety
+ * `refine` NULL or a valid handle; `out_bytes` NULL or writable.
+ */
+enum LwfStatus lwf_refine_checkpoint_size(const struct LwfRefine *refine, size_t *out_bytes);
+
+/**
  * Writes the default refinement settings for dimension `dim` (2..=64) into `*out_config`:
  * the core's `RefineConfig::for_dim(dim)` (see `LwfRefineConfig` for each default), with
  * `struct_size = sizeof(LwfRefineConfig)`.
@@ -1681,6 +1914,33 @@ enum LwfStatus lwf_refine_model_size(const struct LwfRefine *refine, size_t *out
  */
 enum LwfStatus lwf_refine_report(const struct LwfRefine *refine,
                                  struct LwfRefineReport *out_report);
+
+/**
+ * Restores a refinement from checkpoint `bytes` (`len` bytes, as `lwf_refine_checkpoint`
+ * wrote them) into the caller's work memory `work` (`work_len` bytes, at least
+ * `lwf_refine_work_size` of the refinement's shape and config, i.e. the checkpoint's length
+ * minus 20; 8-byte aligned), and writes its handle (the address `work`) to `*out_refine`.
+ * `dim` is the refinement's dimension, as given to `lwf_refine_init` (the points of
+ * `lwf_refine_ask` have `dim` coordinates). The restored refinement continues exactly as the
+ * one checkpointed would have: the same batches, rounds and model, bit for bit.
+ *
+ * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_BAD_FORMAT` (truncated, trailing bytes,
+ * not a refinement checkpoint, another version, a checksum mismatch, or contents that are not
+ * a valid refinement), `LWF_LENGTH_MISMATCH` (a refinement of another dimension),
+ * `LWF_BUFFER_TOO_SMALL` (`work_len`), `LWF_OVERLAPPING_BUFFERS`. For the last two kinds of
+ * contents `work` was written to but holds no refinement; otherwise on error nothing is
+ * written.
+ *
+ * # Safety
+ * `work` NULL or writable for `work_len` bytes; `bytes` NULL or readable for `len` bytes;
+ * `out_refine` NULL or writable.
+ */
+enum LwfStatus lwf_refine_restore(void *work,
+                                  size_t work_len,
+                                  const uint8_t *bytes,
+                                  size_t len,
+                                  size_t dim,
+                                  struct LwfRefine **out_refine);
 
 /**
  * Runs the refinement to its end with a batched likelihood: every round's points go to

@@ -13,9 +13,13 @@
 //   fit with C++ callables as the likelihood and progress callbacks; an exception thrown by one of them stops the fit and is
 //   rethrown from the call (it never unwinds through the C library). They return the model
 //   and the report (fit_result); a fit stopped by the progress callback is not an error.
+// - lwflow::fit_prior_box_resumable / lwflow::fit_samples_resumable hand a C++ callable the
+//   checkpoint bytes after the samples and after every epoch; lwflow::fit_resume finishes a fit
+//   from them bit-identically, without a likelihood call.
 // - lwflow::refinement owns the work memory of an adaptive refinement (lwf_refine_*): ask() /
 //   tell() rounds, or run() with C++ callables; report() and model() at the end; copy() gives
-//   a byte copy that continues identically.
+//   a byte copy that continues identically; checkpoint() / restore() the same as checksummed
+//   bytes.
 // - Nothing here has global state except the error category object, as in the standard
 //   library. One model must not be used by two threads at once, except through the const
 //   members taking a workspace; a non-const member called while another runs on the same
@@ -460,6 +464,11 @@ struct no_progress {
     bool operator()(const Report &) const noexcept { return true; }
 };
 
+/// The checkpoint callable when none is given: no checkpoints are written.
+struct no_checkpoint {
+    bool operator()(span<const std::uint8_t>, std::size_t) const noexcept { return true; }
+};
+
 /// Sizes and allocates model and work memory, runs `call` on them, maps the status.
 struct fitter {
     template <class Call>
@@ -468,6 +477,13 @@ struct fitter {
         std::size_t mem_bytes = 0, work_bytes = 0;
         check(lwf_fit_model_size(&s, &c, &mem_bytes), "lwf_fit_model_size");
         check(lwf_fit_work_size(&s, &c, n, &work_bytes), "lwf_fit_work_size");
+        return run_sized(mem_bytes, work_bytes, function, call, error);
+    }
+    /// `run` with the sizes known.
+    template <class Call>
+    static fit_result run_sized(std::size_t mem_bytes, std::size_t work_bytes,
+                                const char *function, Call &&call,
+                                const std::exception_ptr &error) {
         model m;
         m.allocate(mem_bytes);
         std::vector<double> work((work_bytes + sizeof(double) - 1) / sizeof(double));
@@ -476,10 +492,38 @@ struct fitter {
             call(static_cast<void *>(m.memory_.get()), m.bytes_, static_cast<void *>(work.data()),
                  work_bytes, &report, &m.handle_);
         if (error) std::rethrow_exception(error);
-        if (status != LWF_CANCELLED) check(status, function);
+        // LWF_CANCELLED without a model: a checkpoint callable stopped the fit at epoch 0.
+        if (status != LWF_CANCELLED || !m.handle_) check(status, function);
         return fit_result{std::move(m), report};
     }
 };
+
+/// The context of a resumable fit: the fit's callables (`fit`, the `user` of the likelihood
+/// and progress trampolines) and the checkpoint callable.
+template <class LogLikelihood, class Progress, class Checkpoint>
+struct resumable_context {
+    callback_context<LogLikelihood, Progress> fit;
+    Checkpoint *checkpoint;
+
+    static int call_checkpoint(const std::uint8_t *bytes, std::size_t len, std::size_t epoch,
+                               void *user) noexcept {
+        auto *ctx = static_cast<resumable_context *>(user);
+        try {
+            return (*ctx->checkpoint)(span<const std::uint8_t>(bytes, len), epoch) ? 0 : 1;
+        } catch (...) {
+            ctx->fit.error = std::current_exception();
+            return 1;
+        }
+    }
+};
+
+/// The buffer the library writes checkpoints into (one per fit, reused for every checkpoint).
+inline std::vector<std::uint8_t> checkpoint_buffer(const LwfShape &s, const LwfFitConfig &c,
+                                                   std::size_t n) {
+    std::size_t bytes = 0;
+    check(lwf_fit_checkpoint_size(&s, &c, n, &bytes), "lwf_fit_checkpoint_size");
+    return std::vector<std::uint8_t>(bytes);
+}
 
 }  // namespace detail
 
@@ -548,6 +592,95 @@ fit_result fit_samples_in_box(const LwfShape &s, const LwfFitConfig &c, span<con
         ctx.error);
 }
 
+/// What fit checkpoint bytes hold and the memory their resumption needs
+/// (lwf_fit_checkpoint_inspect); throws lwflow::error (LWF_BAD_FORMAT for truncated or
+/// corrupted bytes).
+inline LwfFitCheckpointInfo checkpoint_info(span<const std::uint8_t> bytes) {
+    LwfFitCheckpointInfo info{};
+    check(lwf_fit_checkpoint_inspect(bytes.data(), bytes.size(), &info),
+          "lwf_fit_checkpoint_inspect");
+    return info;
+}
+
+/// fit_prior_box with checkpoints (lwf_model_fit_prior_box_resumable):
+/// checkpoint(span<const std::uint8_t> bytes, std::size_t epoch) sees the bytes after the last
+/// likelihood call (epoch 0) and after every epoch (valid during the call only: save them) and
+/// returns false to stop the fit (at epoch 0 this throws lwflow::error with LWF_CANCELLED: there
+/// is no model yet). fit_resume finishes a fit from any of them, bit-identically.
+template <class LogLikelihood, class Checkpoint, class Progress = detail::no_progress>
+fit_result fit_prior_box_resumable(const LwfShape &s, const LwfFitConfig &c,
+                                   span<const double> lo, span<const double> hi,
+                                   std::size_t n_samples, LogLikelihood &&log_likelihood,
+                                   Checkpoint &&checkpoint, Progress &&progress = Progress{}) {
+    using context = detail::resumable_context<std::remove_reference_t<LogLikelihood>,
+                                              std::remove_reference_t<Progress>,
+                                              std::remove_reference_t<Checkpoint>>;
+    using fit_context = decltype(context::fit);
+    context ctx{{&log_likelihood, &progress, nullptr}, &checkpoint};
+    std::vector<std::uint8_t> ck = detail::checkpoint_buffer(s, c, n_samples);
+    return detail::fitter::run(
+        s, c, n_samples, "lwf_model_fit_prior_box_resumable",
+        [&](void *mem, std::size_t mem_len, void *work, std::size_t work_len, LwfFitReport *r,
+            LwfModel **handle) {
+            return lwf_model_fit_prior_box_resumable(
+                mem, mem_len, &s, &c, lo.data(), lo.size(), hi.data(), hi.size(), n_samples,
+                &fit_context::call_log_likelihood, &ctx.fit, &fit_context::call_progress,
+                &ctx.fit, &context::call_checkpoint, &ctx, ck.data(), ck.size(), work, work_len,
+                r, handle);
+        },
+        ctx.fit.error);
+}
+
+/// fit_samples (lo and hi empty) or fit_samples_in_box with checkpoints
+/// (lwf_model_fit_samples_resumable), as fit_prior_box_resumable.
+template <class Checkpoint, class Progress = detail::no_progress>
+fit_result fit_samples_resumable(const LwfShape &s, const LwfFitConfig &c, span<const double> lo,
+                                 span<const double> hi, span<const double> theta,
+                                 span<const double> log_weights, Checkpoint &&checkpoint,
+                                 Progress &&progress = Progress{}) {
+    using context = detail::resumable_context<void, std::remove_reference_t<Progress>,
+                                              std::remove_reference_t<Checkpoint>>;
+    using fit_context = decltype(context::fit);
+    context ctx{{nullptr, &progress, nullptr}, &checkpoint};
+    std::vector<std::uint8_t> ck = detail::checkpoint_buffer(s, c, log_weights.size());
+    return detail::fitter::run(
+        s, c, log_weights.size(), "lwf_model_fit_samples_resumable",
+        [&](void *mem, std::size_t mem_len, void *work, std::size_t work_len, LwfFitReport *r,
+            LwfModel **handle) {
+            return lwf_model_fit_samples_resumable(
+                mem, mem_len, &s, &c, lo.data(), lo.size(), hi.data(), hi.size(), theta.data(),
+                theta.size(), log_weights.data(), log_weights.size(),
+                &fit_context::call_progress, &ctx.fit, &context::call_checkpoint, &ctx,
+                ck.data(), ck.size(), work, work_len, r, handle);
+        },
+        ctx.fit.error);
+}
+
+/// Finishes a fit from checkpoint bytes (lwf_model_fit_resume): the model and report of the
+/// uninterrupted fit, bit for bit, without a likelihood call. checkpoint(bytes, epoch) sees
+/// the later checkpoints, progress the later epochs. Throws lwflow::error (LWF_BAD_FORMAT for
+/// truncated or corrupted bytes).
+template <class Checkpoint = detail::no_checkpoint, class Progress = detail::no_progress>
+fit_result fit_resume(span<const std::uint8_t> bytes, Checkpoint &&checkpoint = Checkpoint{},
+                      Progress &&progress = Progress{}) {
+    using context = detail::resumable_context<void, std::remove_reference_t<Progress>,
+                                              std::remove_reference_t<Checkpoint>>;
+    using fit_context = decltype(context::fit);
+    context ctx{{nullptr, &progress, nullptr}, &checkpoint};
+    constexpr bool none = std::is_same_v<std::decay_t<Checkpoint>, detail::no_checkpoint>;
+    const LwfCheckpointFn checkpoint_fn = none ? nullptr : &context::call_checkpoint;
+    const LwfFitCheckpointInfo info = checkpoint_info(bytes);
+    std::vector<std::uint8_t> ck(none ? 0 : info.checkpoint_bytes);
+    return detail::fitter::run_sized(
+        info.model_bytes, info.work_bytes, "lwf_model_fit_resume",
+        [&](void *mem, std::size_t mem_len, void *work, std::size_t work_len, LwfFitReport *r,
+            LwfModel **handle) {
+            return lwf_model_fit_resume(mem, mem_len, bytes.data(), bytes.size(),
+                                        &fit_context::call_progress, &ctx.fit, checkpoint_fn,
+                                        &ctx, ck.data(), ck.size(), work, work_len, r, handle);
+        },
+        ctx.fit.error);
+}
 
 /// An adaptive refinement (lwf_refine_*) in work memory this object owns: RAII, movable, not
 /// copyable implicitly (copy() makes a byte copy, which continues identically). Drive it with
@@ -585,6 +718,29 @@ public:
         std::copy(from, from + bytes_, reinterpret_cast<std::uint8_t *>(r.memory_.get()));
         r.handle_ = reinterpret_cast<LwfRefine *>(r.memory_.get());
         r.dim_ = dim_;
+        return r;
+    }
+    /// A checkpoint (lwf_refine_checkpoint): every byte of the refinement's memory with a
+    /// length and a CRC-32; restore() continues from it, bit-identically.
+    std::vector<std::uint8_t> checkpoint() const {
+        std::size_t len = 0, written = 0;
+        check(lwf_refine_checkpoint_size(handle_, &len), "lwf_refine_checkpoint_size");
+        std::vector<std::uint8_t> bytes(len);
+        check(lwf_refine_checkpoint(handle_, bytes.data(), bytes.size(), &written),
+              "lwf_refine_checkpoint");
+        return bytes;
+    }
+    /// The refinement a checkpoint holds, in new memory (lwf_refine_restore); `dim` as given at
+    /// the start. Throws lwflow::error (LWF_BAD_FORMAT for truncated or corrupted bytes,
+    /// LWF_LENGTH_MISMATCH for another dimension).
+    static refinement restore(span<const std::uint8_t> bytes, std::size_t dim) {
+        if (bytes.size() <= 20) throw error(LWF_BAD_FORMAT, "lwf_refine_restore");
+        refinement r;
+        r.allocate(bytes.size() - 20);
+        check(lwf_refine_restore(r.memory_.get(), r.bytes_, bytes.data(), bytes.size(), dim,
+                                 &r.handle_),
+              "lwf_refine_restore");
+        r.dim_ = dim;
         return r;
     }
     /// The C handle (NULL after a move), for calls this wrapper does not cover.

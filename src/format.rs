@@ -25,6 +25,7 @@
 //! being loaded); the first failure is returned as
 //! [`FormatError`] and nothing is written to the output.
 
+pub use crate::codec::{check_frame, seal};
 use crate::error::{check_len, Error, FormatError};
 use crate::real::Real;
 use crate::shape::{Activation, BaseKind, Shape};

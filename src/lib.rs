@@ -46,6 +46,7 @@
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod base;
+mod codec;
 pub mod diagnostics;
 pub mod error;
 pub mod flow;

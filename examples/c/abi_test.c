@@ -94,6 +94,23 @@ static int test_progress(const LwfEpochReport *r, void *user) {
     return p->cancel_at != 0 && r->epoch >= p->cancel_at;
 }
 
+/* Checkpoints: keeps a copy of the last one, counts them, checks their epochs come in order. */
+typedef struct {
+    unsigned char *last;
+    size_t cap, len, count, epoch;
+    int in_order;
+} Checkpoints;
+
+static int keep_last(const uint8_t *bytes, size_t len, size_t epoch, void *user) {
+    Checkpoints *c = user;
+    if ((c->count == 0 ? epoch != 0 : epoch != c->epoch + 1) || len > c->cap) c->in_order = 0;
+    memcpy(c->last, bytes, len < c->cap ? len : c->cap);
+    c->len = len;
+    c->count++;
+    c->epoch = epoch;
+    return 0;
+}
+
 /* Refinement progress: counts the rounds seen, checks they come in order. */
 typedef struct {
     size_t seen, next_round;
@@ -707,6 +724,56 @@ int main(void) {
             free(work2);
         }
 
+        {
+            /* The resumable form: the same model, a checkpoint after the samples (epoch 0) and
+             * after every epoch; the last one resumed gives the same model again, without a
+             * likelihood call; a truncated one is a format error. */
+            size_t ck_len = 0, ck_sentinel = 31;
+            OK(lwf_fit_checkpoint_size(&fshape, &cfg, NF, &ck_len));
+            unsigned char *ck = malloc(ck_len), *saved = malloc(ck_len);
+            double *mem2 = malloc(fmem_len), *work2 = malloc(fwork_len);
+            if (!ck || !saved || !mem2 || !work2) return 1;
+            Checkpoints cps = {saved, ck_len, 0, 0, 0, 1};
+            Likelihood lik2 = {LIK_GOOD, 0, 0, 0};
+            LwfModel *again = NULL, *none = NULL;
+            LwfFitReport rep2;
+            OK(lwf_model_fit_prior_box_resumable(mem2, fmem_len, &fshape, &cfg, lo, 2, hi, 2, NF,
+                                                 test_likelihood, &lik2, NULL, NULL, keep_last,
+                                                 &cps, ck, ck_len, work2, fwork_len, &rep2,
+                                                 &again));
+            OK(lwf_model_log_prob(again, theta, N * 2, fq2, N));
+            TRUE(same_doubles(fq, fq2, N) && lik2.points == NF);
+            TRUE(cps.in_order && cps.count == rep.epochs + 1 && cps.epoch == rep.epochs);
+            LwfFitCheckpointInfo info;
+            OK(lwf_fit_checkpoint_inspect(saved, cps.len, &info));
+            TRUE(info.epoch == rep.epochs && info.n_samples == NF && info.dim == 2);
+            TRUE(info.model_bytes == fmem_len && info.checkpoint_bytes == ck_len);
+            double *work3 = malloc(info.work_bytes);
+            if (!work3) return 1;
+            memset(mem2, 0, fmem_len);
+            OK(lwf_model_fit_resume(mem2, fmem_len, saved, cps.len, NULL, NULL, NULL, NULL, NULL,
+                                    0, work3, info.work_bytes, &rep2, &again));
+            OK(lwf_model_log_prob(again, theta, N * 2, fq2, N));
+            TRUE(same_doubles(fq, fq2, N) && lik2.points == NF);
+            BAD(LWF_BAD_FORMAT, lwf_fit_checkpoint_inspect(saved, cps.len - 1, &info));
+            BAD(LWF_BAD_FORMAT,
+                lwf_model_fit_resume(mem2, fmem_len, saved, cps.len - 1, NULL, NULL, NULL, NULL,
+                                     NULL, 0, work3, info.work_bytes, &rep2, &none));
+            BAD(LWF_BUFFER_TOO_SMALL,
+                lwf_model_fit_prior_box_resumable(mem2, fmem_len, &fshape, &cfg, lo, 2, hi, 2, NF,
+                                                  test_likelihood, &lik2, NULL, NULL, keep_last,
+                                                  &cps, ck, ck_len - 1, work2, fwork_len, &rep2,
+                                                  &none));
+            BAD(LWF_NULL_POINTER, lwf_fit_checkpoint_size(&fshape, &cfg, NF, NULL));
+            BAD(LWF_EMPTY_BATCH, lwf_fit_checkpoint_size(&fshape, &cfg, 0, &ck_sentinel));
+            TRUE(none == NULL && ck_sentinel == 31);
+            free(ck);
+            free(saved);
+            free(mem2);
+            free(work2);
+            free(work3);
+        }
+
         /* Every refused fit leaves the model memory (holding the model above), the report and
          * the handle untouched. */
         memcpy(fmem_copy, fmem, fmem_len);
@@ -954,6 +1021,19 @@ int main(void) {
         slw[5] = keep_lw;
         OK(lwf_model_shape(fmodel, &fitted));
         TRUE(fitted.bounded == 0); /* lwf_model_fit_samples knows no box */
+        {
+            /* Its resumable form without a box: the same model (checkpoints not asked for). */
+            double sq[N], sq2[N];
+            LwfModel *again = NULL;
+            OK(lwf_model_fit_samples(fmem, fmem_len, &fshape, &bad_cfg, st, NS * 2, slw, NS,
+                                     NULL, NULL, fwork, swork_len, NULL, &fmodel));
+            OK(lwf_model_log_prob(fmodel, theta, N * 2, sq, N));
+            OK(lwf_model_fit_samples_resumable(fmem, fmem_len, &fshape, &bad_cfg, NULL, 0, NULL,
+                                               0, st, NS * 2, slw, NS, NULL, NULL, NULL, NULL,
+                                               NULL, 0, fwork, swork_len, NULL, &again));
+            OK(lwf_model_log_prob(again, theta, N * 2, sq2, N));
+            TRUE(same_doubles(sq, sq2, N));
+        }
 
         /* ---- samples on a box: the model lives on it, unless bounded = 0 ---- */
         {
@@ -1162,6 +1242,30 @@ int main(void) {
         double rlq[2];
         OK(lwf_model_log_prob(rm, rpts, 4, rlq, 2));
         TRUE(isfinite(rlq[0]) && rlq[1] == -INFINITY);
+        {
+            /* A checkpoint of the finished refinement, restored into other memory: the same
+             * report; a truncated one or the wrong dimension is refused. */
+            size_t ck_len = 0, written = 0;
+            OK(lwf_refine_checkpoint_size(rf, &ck_len));
+            TRUE(ck_len == rwork_len + 20);
+            unsigned char *ck = malloc(ck_len);
+            void *rwork2 = malloc(rwork_len);
+            if (!ck || !rwork2) return 1;
+            BAD(LWF_BUFFER_TOO_SMALL, lwf_refine_checkpoint(rf, ck, ck_len - 1, &written));
+            OK(lwf_refine_checkpoint(rf, ck, ck_len, &written));
+            TRUE(written == ck_len);
+            LwfRefine *rback = NULL, *rnone = NULL;
+            LwfRefineReport rrep2;
+            BAD(LWF_BAD_FORMAT, lwf_refine_restore(rwork2, rwork_len, ck, ck_len - 1, 2, &rnone));
+            BAD(LWF_BUFFER_TOO_SMALL,
+                lwf_refine_restore(rwork2, rwork_len - 1, ck, ck_len, 2, &rnone));
+            TRUE(rnone == NULL);
+            OK(lwf_refine_restore(rwork2, rwork_len, ck, ck_len, 2, &rback));
+            OK(lwf_refine_report(rback, &rrep2));
+            TRUE(memcmp(&rrep, &rrep2, sizeof rrep) == 0);
+            free(ck);
+            free(rwork2);
+        }
         /* an overwritten header, then a flipped byte of the state: not a refinement */
         ((unsigned char *)rwork)[8] ^= 1;
         BAD(LWF_INVALID_MODEL, lwf_refine_report(rf, &rrep));

@@ -260,6 +260,42 @@ int main() {
     bad.lr = -1.0;
     EXPECT_THROWS(LWF_INVALID_ARGUMENT, lwflow::fit_samples(shape, bad, theta, log_w));
 
+    // ---- Resumable fits: checkpoints after the samples and every epoch; resumed from one ----
+    {
+        std::vector<std::vector<std::uint8_t>> saved;
+        auto save = [&](lwflow::span<const std::uint8_t> b, std::size_t epoch) {
+            saved.emplace_back(b.begin(), b.end());
+            return epoch + 1 == saved.size();
+        };
+        lwflow::fit_result whole =
+            lwflow::fit_prior_box_resumable(shape, cfg, lo, hi, 2000, batched, save);
+        const lwflow::fit_result plain = lwflow::fit_prior_box(shape, cfg, lo, hi, 2000, batched);
+        EXPECT(whole.model.params() == plain.model.params());
+        EXPECT(saved.size() == whole.report.epochs + 1);
+        EXPECT(lwflow::checkpoint_info(saved.back()).epoch == whole.report.epochs);
+        std::size_t later = 0;
+        const lwflow::fit_result back =
+            lwflow::fit_resume(saved[1], [&](lwflow::span<const std::uint8_t>, std::size_t) {
+                return ++later > 0;
+            });
+        EXPECT(back.model.params() == whole.model.params() && later + 1 == whole.report.epochs);
+        EXPECT(lwflow::fit_resume(saved[0]).model.params() == whole.model.params());
+        std::vector<std::uint8_t> broken = saved[1];
+        broken[broken.size() / 2] ^= 1;
+        EXPECT_THROWS(LWF_BAD_FORMAT, lwflow::fit_resume(broken));
+        broken.resize(saved[1].size() - 1);
+        EXPECT_THROWS(LWF_BAD_FORMAT, lwflow::checkpoint_info(broken));
+        // Stopped at the samples checkpoint: no model yet, an error.
+        EXPECT_THROWS(LWF_CANCELLED,
+                      lwflow::fit_samples_resumable(
+                          shape, cfg, {}, {}, theta, log_w,
+                          [](lwflow::span<const std::uint8_t>, std::size_t) { return false; }));
+        saved.clear();
+        const lwflow::fit_result samples =
+            lwflow::fit_samples_resumable(shape, cfg, {}, {}, theta, log_w, save);
+        EXPECT(samples.model.params() == from_samples.model.params());
+    }
+
     // ---- The refinement: ask / tell with the likelihood, run from a byte copy ----
     {
         lwflow::refine_config rcfg(2);
@@ -313,6 +349,16 @@ int main() {
         const LwfRefineReport rep2 = copy->report();
         EXPECT(std::memcmp(&rep, &rep2, sizeof rep) == 0 && seen + 1 == rounds);
         EXPECT(copy->model().params() == rm.params());
+        // A checkpoint restored in new memory: the same refinement; corrupted: refused.
+        const std::vector<std::uint8_t> bytes = ref.checkpoint();
+        const lwflow::refinement restored = lwflow::refinement::restore(bytes, 2);
+        const LwfRefineReport rep3 = restored.report();
+        EXPECT(std::memcmp(&rep, &rep3, sizeof rep) == 0 && restored.dim() == 2);
+        EXPECT(restored.model().params() == rm.params());
+        std::vector<std::uint8_t> corrupted = bytes;
+        corrupted[corrupted.size() / 3] ^= 0x40;
+        EXPECT_THROWS(LWF_BAD_FORMAT, lwflow::refinement::restore(corrupted, 2));
+        EXPECT_THROWS(LWF_LENGTH_MISMATCH, lwflow::refinement::restore(bytes, 3));
         // An exception in the likelihood comes out unchanged; a stop from progress returns
         // false; both leave the refinement running.
         lwflow::refinement fresh(rshape, lo, hi, rcfg);

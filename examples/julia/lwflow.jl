@@ -48,6 +48,13 @@
 #     end                                               # or: run!(r, loglik!)
 #     refine_report(r).log_z; model = refine_model(r)
 #
+#     # Checkpoints: a fit (or a refinement) saved to bytes, finished after a crash bit-identically
+#     # and without a likelihood call.
+#     model, report = fit_prior_box_resumable(shape, lo, hi, 20_000, loglik!,
+#                                             (bytes, epoch) -> (write("fit.ckpt", bytes); true))
+#     model, report = fit_resume(read("fit.ckpt"))
+#     bytes = refine_checkpoint(r); r2 = refine_restore(bytes, 2)
+#
 # Batches are D × n matrices (column-major), which is the C ABI's row-major [n][D] layout.
 module LwFlow
 
@@ -60,7 +67,9 @@ export LwfShape, LwfAdam, Rng, Model, LwflowError, shape_default, with_mixture, 
        LwfEpochReport, LwfFitReport, fit_config_default, fit_model_size, fit_work_size,
        fit_prior_box, fit_samples, fit_samples_in_box, LwfRefineConfig, LwfRefineRound, LwfRefineReport, Refinement,
        refine_config_default, refine_work_size, batch_capacity, refine_status, ask, tell!, run!,
-       refine_report, refine_model, LwfImportanceSummary, importance_summary
+       refine_report, refine_model, LwfImportanceSummary, importance_summary,
+       LwfFitCheckpointInfo, fit_checkpoint_size, checkpoint_info, fit_prior_box_resumable,
+       fit_samples_resumable, fit_resume, refine_checkpoint, refine_restore
 export LWF_REFINE_RUNNING, LWF_REFINE_CONVERGED, LWF_REFINE_BUDGET_EXHAUSTED,
        LWF_REFINE_MAX_ROUNDS, LWF_REFINE_FAILED
 export LWF_OK, LWF_NULL_POINTER, LWF_BUFFER_TOO_SMALL, LWF_LENGTH_MISMATCH, LWF_MISALIGNED,
@@ -274,6 +283,16 @@ struct LwfImportanceSummary
     kl::Cdouble
     k_hat::Cdouble
     has_k_hat::Int32
+end
+
+"The LwfFitCheckpointInfo struct: what a fit checkpoint holds and the memory its resumption needs."
+struct LwfFitCheckpointInfo
+    epoch::Csize_t
+    n_samples::Csize_t
+    dim::Csize_t
+    model_bytes::Csize_t
+    work_bytes::Csize_t
+    checkpoint_bytes::Csize_t
 end
 
 "The LwfRng struct: a caller-held xoshiro256++ state."
@@ -567,7 +586,9 @@ mutable struct FitCallbacks
     loglik!::Any
     progress::Any
     error::Any
+    checkpoint::Any
 end
+FitCallbacks(loglik!, progress, error) = FitCallbacks(loglik!, progress, error, nothing)
 
 function _loglik_trampoline(theta::Ptr{Cdouble}, n::Csize_t, dim::Csize_t, out::Ptr{Cdouble},
                             user::Ptr{Cvoid})::Cint
@@ -593,9 +614,146 @@ function _progress_trampoline(report::Ptr{LwfEpochReport}, user::Ptr{Cvoid})::Ci
 end
 
 function _fit_result(status::Cint, cb::FitCallbacks, mem, h, report, s::LwfShape, func::Symbol)
+    _fit_result(status, cb, mem, h, report, Int(s.dim), func)
+end
+function _fit_result(status::Cint, cb::FitCallbacks, mem, h, report, dim::Int, func::Symbol)
     cb.error === nothing || throw(cb.error)
     status == LWF_CANCELLED || check(status, func)
-    Model(mem, h[], Int(s.dim)), report[]
+    # A checkpoint callback that stops a fit at epoch 0 leaves no model.
+    h[] == C_NULL && throw(LwflowError(status, func))
+    Model(mem, h[], dim), report[]
+end
+
+function _checkpoint_trampoline(bytes::Ptr{UInt8}, len::Csize_t, epoch::Csize_t,
+                                user::Ptr{Cvoid})::Cint
+    cb = unsafe_pointer_to_objref(user)::FitCallbacks
+    try
+        return cb.checkpoint(unsafe_wrap(Vector{UInt8}, bytes, Int(len)), Int(epoch)) ? Cint(0) : Cint(1)
+    catch e
+        cb.error = e
+        return Cint(1)
+    end
+end
+
+"Bytes of the checkpoint buffer of the resumable fits (lwf_fit_checkpoint_size)."
+function fit_checkpoint_size(s::LwfShape, c::LwfFitConfig, n::Integer)
+    out = Ref{Csize_t}(0)
+    check(ccall((:lwf_fit_checkpoint_size, LIB), Cint,
+                (Ref{LwfShape}, Ref{LwfFitConfig}, Csize_t, Ref{Csize_t}), s, c, n, out),
+          :lwf_fit_checkpoint_size)
+    Int(out[])
+end
+
+"Checks fit checkpoint bytes and returns their LwfFitCheckpointInfo (lwf_fit_checkpoint_inspect)."
+function checkpoint_info(bytes::Vector{UInt8})
+    out = Ref{LwfFitCheckpointInfo}()
+    check(ccall((:lwf_fit_checkpoint_inspect, LIB), Cint,
+                (Ptr{UInt8}, Csize_t, Ref{LwfFitCheckpointInfo}), bytes, length(bytes), out),
+          :lwf_fit_checkpoint_inspect)
+    out[]
+end
+
+"""
+    fit_prior_box_resumable(shape, lo, hi, n, loglik!, checkpoint; config, progress = nothing)
+
+`fit_prior_box` that calls `checkpoint(bytes, epoch)` after the last likelihood call (epoch 0)
+and after every epoch: `bytes` (valid during the call only: copy or write them) is everything
+`fit_resume` needs to finish the fit, bit-identically and without a likelihood call. Returning
+`false` stops the fit (at epoch 0 with an LwflowError: there is no model yet).
+"""
+function fit_prior_box_resumable(s::LwfShape, lo::Vector{Float64}, hi::Vector{Float64}, n::Integer,
+                                 loglik!, checkpoint; config::LwfFitConfig = fit_config_default(),
+                                 progress = nothing)
+    mem_bytes, work_bytes = fit_model_size(s, config), fit_work_size(s, config, n)
+    ck_bytes = fit_checkpoint_size(s, config, n)
+    mem = Vector{Float64}(undef, cld(mem_bytes, 8))
+    work = Vector{Float64}(undef, cld(work_bytes, 8))
+    ck = Vector{UInt8}(undef, ck_bytes)
+    cb = FitCallbacks(loglik!, progress, nothing, checkpoint)
+    lik_c = @cfunction(_loglik_trampoline, Cint, (Ptr{Cdouble}, Csize_t, Csize_t, Ptr{Cdouble}, Ptr{Cvoid}))
+    prog_c = progress === nothing ? C_NULL :
+             @cfunction(_progress_trampoline, Cint, (Ptr{LwfEpochReport}, Ptr{Cvoid}))
+    ck_c = @cfunction(_checkpoint_trampoline, Cint, (Ptr{UInt8}, Csize_t, Csize_t, Ptr{Cvoid}))
+    report = Ref{LwfFitReport}()
+    h = Ref{Ptr{Cvoid}}(C_NULL)
+    status = GC.@preserve cb mem work ck begin
+        user = pointer_from_objref(cb)
+        ccall((:lwf_model_fit_prior_box_resumable, LIB), Cint,
+              (Ptr{Cvoid}, Csize_t, Ref{LwfShape}, Ref{LwfFitConfig}, Ptr{Cdouble}, Csize_t, Ptr{Cdouble},
+               Csize_t, Csize_t, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
+               Ptr{Cvoid}, Csize_t, Ptr{Cvoid}, Csize_t, Ref{LwfFitReport}, Ref{Ptr{Cvoid}}),
+              mem, mem_bytes, s, config, lo, length(lo), hi, length(hi), n, lik_c, user, prog_c,
+              progress === nothing ? C_NULL : user, ck_c, user, ck, ck_bytes, work, work_bytes,
+              report, h)
+    end
+    _fit_result(status, cb, mem, h, report, s, :lwf_model_fit_prior_box_resumable)
+end
+
+"""
+    fit_samples_resumable(shape, theta, log_weights, checkpoint; lo = Float64[], hi = Float64[],
+                          config, progress = nothing)
+
+`fit_samples` (no box: `lo` and `hi` empty) or `fit_samples_in_box` with checkpoints as in
+`fit_prior_box_resumable`; the first holds every sample with its log-weight.
+"""
+function fit_samples_resumable(s::LwfShape, theta::AbstractMatrix{Float64}, log_weights::Vector{Float64},
+                               checkpoint; lo::Vector{Float64} = Float64[], hi::Vector{Float64} = Float64[],
+                               config::LwfFitConfig = fit_config_default(), progress = nothing)
+    t = Matrix{Float64}(theta)
+    n = size(t, 2)
+    mem_bytes, work_bytes = fit_model_size(s, config), fit_work_size(s, config, n)
+    ck_bytes = fit_checkpoint_size(s, config, n)
+    mem = Vector{Float64}(undef, cld(mem_bytes, 8))
+    work = Vector{Float64}(undef, cld(work_bytes, 8))
+    ck = Vector{UInt8}(undef, ck_bytes)
+    cb = FitCallbacks(nothing, progress, nothing, checkpoint)
+    prog_c = progress === nothing ? C_NULL :
+             @cfunction(_progress_trampoline, Cint, (Ptr{LwfEpochReport}, Ptr{Cvoid}))
+    ck_c = @cfunction(_checkpoint_trampoline, Cint, (Ptr{UInt8}, Csize_t, Csize_t, Ptr{Cvoid}))
+    report = Ref{LwfFitReport}()
+    h = Ref{Ptr{Cvoid}}(C_NULL)
+    status = GC.@preserve cb mem work ck begin
+        user = pointer_from_objref(cb)
+        ccall((:lwf_model_fit_samples_resumable, LIB), Cint,
+              (Ptr{Cvoid}, Csize_t, Ref{LwfShape}, Ref{LwfFitConfig}, Ptr{Cdouble}, Csize_t, Ptr{Cdouble},
+               Csize_t, Ptr{Cdouble}, Csize_t, Ptr{Cdouble}, Csize_t, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
+               Ptr{Cvoid}, Ptr{Cvoid}, Csize_t, Ptr{Cvoid}, Csize_t, Ref{LwfFitReport}, Ref{Ptr{Cvoid}}),
+              mem, mem_bytes, s, config, lo, length(lo), hi, length(hi), t, length(t), log_weights,
+              length(log_weights), prog_c, progress === nothing ? C_NULL : user, ck_c, user, ck,
+              ck_bytes, work, work_bytes, report, h)
+    end
+    _fit_result(status, cb, mem, h, report, s, :lwf_model_fit_samples_resumable)
+end
+
+"""
+    fit_resume(bytes; checkpoint = nothing, progress = nothing)
+
+Finishes a fit from its checkpoint `bytes` (lwf_model_fit_resume): the model and report of the
+uninterrupted fit, bit for bit, without a likelihood call. `checkpoint(bytes, epoch)` (optional)
+receives the later checkpoints. Returns `(model, report)`.
+"""
+function fit_resume(bytes::Vector{UInt8}; checkpoint = nothing, progress = nothing)
+    info = checkpoint_info(bytes)
+    mem = Vector{Float64}(undef, cld(Int(info.model_bytes), 8))
+    work = Vector{Float64}(undef, cld(Int(info.work_bytes), 8))
+    ck = Vector{UInt8}(undef, checkpoint === nothing ? 0 : Int(info.checkpoint_bytes))
+    cb = FitCallbacks(nothing, progress, nothing, checkpoint)
+    prog_c = progress === nothing ? C_NULL :
+             @cfunction(_progress_trampoline, Cint, (Ptr{LwfEpochReport}, Ptr{Cvoid}))
+    ck_c = checkpoint === nothing ? C_NULL :
+           @cfunction(_checkpoint_trampoline, Cint, (Ptr{UInt8}, Csize_t, Csize_t, Ptr{Cvoid}))
+    report = Ref{LwfFitReport}()
+    h = Ref{Ptr{Cvoid}}(C_NULL)
+    status = GC.@preserve cb mem work ck bytes begin
+        user = pointer_from_objref(cb)
+        ccall((:lwf_model_fit_resume, LIB), Cint,
+              (Ptr{Cvoid}, Csize_t, Ptr{UInt8}, Csize_t, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid},
+               Ptr{Cvoid}, Csize_t, Ptr{Cvoid}, Csize_t, Ref{LwfFitReport}, Ref{Ptr{Cvoid}}),
+              mem, info.model_bytes, bytes, length(bytes), prog_c,
+              progress === nothing ? C_NULL : user, ck_c, checkpoint === nothing ? C_NULL : user,
+              ck, length(ck), work, info.work_bytes, report, h)
+    end
+    _fit_result(status, cb, mem, h, report, Int(info.dim), :lwf_model_fit_resume)
 end
 
 """
@@ -818,6 +976,31 @@ function refine_model(r::Refinement)
                                (Ptr{Cvoid}, Ptr{Cvoid}, Csize_t, Ref{Ptr{Cvoid}}),
                                r.handle, mem, bytes[], h), :lwf_refine_write_model)
     Model(mem, h[], r.dim)
+end
+
+"A checkpoint of the refinement (lwf_refine_checkpoint): its whole memory, length and CRC-32 framed."
+function refine_checkpoint(r::Refinement)
+    len = Ref{Csize_t}(0)
+    GC.@preserve r check(ccall((:lwf_refine_checkpoint_size, LIB), Cint, (Ptr{Cvoid}, Ref{Csize_t}),
+                               r.handle, len), :lwf_refine_checkpoint_size)
+    bytes = Vector{UInt8}(undef, Int(len[]))
+    written = Ref{Csize_t}(0)
+    GC.@preserve r check(ccall((:lwf_refine_checkpoint, LIB), Cint,
+                               (Ptr{Cvoid}, Ptr{UInt8}, Csize_t, Ref{Csize_t}),
+                               r.handle, bytes, length(bytes), written), :lwf_refine_checkpoint)
+    bytes
+end
+
+"The refinement a `refine_checkpoint` holds, in new memory (lwf_refine_restore); `dim` as at the start."
+function refine_restore(bytes::Vector{UInt8}, dim::Integer)
+    work_bytes = length(bytes) - 20
+    work_bytes > 0 || throw(LwflowError(LWF_BAD_FORMAT, :lwf_refine_restore))
+    work = Vector{Float64}(undef, cld(work_bytes, 8))
+    h = Ref{Ptr{Cvoid}}(C_NULL)
+    check(ccall((:lwf_refine_restore, LIB), Cint,
+                (Ptr{Cvoid}, Csize_t, Ptr{UInt8}, Csize_t, Csize_t, Ref{Ptr{Cvoid}}),
+                work, 8 * length(work), bytes, length(bytes), dim, h), :lwf_refine_restore)
+    Refinement(work, h[], Int(dim))
 end
 
 """

@@ -17,13 +17,15 @@
 //! | minibatch samples, weights, log-densities | B·D, B, B (B = min(batch_size, n)) |
 //! | EM weights, means, standard deviations, scratch | K, K·D, K·D, `em::scratch_len(K, D)` (EM bases only) |
 //! | normalised weights | n |
-//! | prior-box fit only: log-likelihoods, samples | n, n·D |
+//! | prior-box and resumed fits only: log-likelihoods, samples | n, n·D |
 //! | fit on the box only: the samples in the box map's unbounded coordinates | n·D |
+//! | resumed fit on the box only: the box, lo then hi | 2D |
 //! | sample order (`uint32_t`) | n / 2 |
 //!
 //! The model memory is written only at the end, from the trained parameters in the work
 //! buffer: a failed fit leaves it untouched.
 
+use crate::checkpoint::{Sink, SinkArgs};
 use crate::fit_config::{read_config, LwfFitConfig, Settings};
 use crate::guard::{self, check_ptr, disjoint, guard, input, out_scalar, write_scalar, Span};
 use crate::layout::layout;
@@ -35,8 +37,8 @@ use core::mem::size_of;
 use lwflow::base::em::scratch_len;
 use lwflow::rand_core::SeedableRng;
 use lwflow::train::{
-    fit, fit_in_box, normalise_log_weights, sample_and_weigh, BaseChoice, EpochReport, FitBuffers,
-    FitReport, StopReason, TrainBuffers, WeightStats,
+    fit_resumable, normalise_log_weights, sample_and_weigh, BaseChoice, EpochReport, FitBuffers,
+    FitCheckpoint, FitConfig, FitData, FitReport, StopReason, TrainBuffers, WeightStats,
 };
 use lwflow::{Error, Shape};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -241,6 +243,22 @@ unsafe fn plan(shape: *const LwfShape, config: *const LwfFitConfig) -> Result<Pl
     Ok(plan)
 }
 
+/// The fit template and settings of the largest checkpoint a fit of `n` samples with this
+/// shape and config writes (the prior-box fit's), with the size queries' errors.
+///
+/// # Safety
+/// `shape` and `config` are NULL or readable.
+pub(crate) unsafe fn checkpoint_plan(
+    shape: *const LwfShape,
+    config: *const LwfFitConfig,
+    n: usize,
+) -> Result<(Shape, FitConfig), LwfStatus> {
+    // SAFETY: forwarded contract.
+    let plan = unsafe { plan(shape, config) }?;
+    WorkLayout::new(&plan, n, Entry::PriorBox)?;
+    Ok((plan.fit_template(Entry::PriorBox), plan.settings.fit))
+}
+
 /// Checks a fit's box [lo, hi] of `d` coordinates: `LWF_LENGTH_MISMATCH` for a length other
 /// than `d`, `LWF_NON_FINITE` for NaN / inf, `LWF_INVALID_ARGUMENT` unless every coordinate
 /// has lo < hi, a finite width hi - lo and a midpoint lo + (hi - lo) / 2 strictly inside (so
@@ -265,7 +283,7 @@ fn check_box(lo: &[f64], hi: &[f64], d: usize) -> Result<(), LwfStatus> {
 
 /// Element counts of the work regions (see the module docs).
 #[derive(Clone, Copy, Debug)]
-struct WorkLayout {
+pub(crate) struct WorkLayout {
     dim: usize,
     params: usize,
     workspace: usize,
@@ -273,16 +291,37 @@ struct WorkLayout {
     em_components: usize,
     em_scratch: usize,
     n: usize,
-    prior_box: bool,
+    /// The samples and their log-likelihoods are in the work memory (prior-box and resumed
+    /// fits).
+    keeps_samples: bool,
     /// Doubles of the samples in the box map's unbounded coordinates (n·D on the box, else 0).
     outer: usize,
+    /// Doubles of the box copy of a resumed fit (2D on the box, else 0).
+    bounds: usize,
     /// Doubles before the `uint32_t` order region.
     doubles: usize,
-    bytes: usize,
+    pub(crate) bytes: usize,
 }
 
 impl WorkLayout {
     fn new(plan: &Plan, n: usize, entry: Entry) -> Result<WorkLayout, LwfStatus> {
+        let keeps = entry == Entry::PriorBox;
+        let (shape, fit) = (&plan.max_shape(entry), &plan.settings.fit);
+        Self::sized(shape, fit, n, keeps, plan.in_box(entry), false)
+    }
+
+    /// The regions of a fit of `n` samples with settings `fit` whose largest model is
+    /// `shape`: `keeps_samples` for the samples and log-likelihoods of its own (the prior-box
+    /// fit, a resumed fit), `in_box` for the samples in the box map's coordinates, `bounds` for
+    /// a copy of the box (a resumed fit on the box).
+    pub(crate) fn sized(
+        shape: &Shape,
+        fit: &FitConfig,
+        n: usize,
+        keeps_samples: bool,
+        in_box: bool,
+        bounds: bool,
+    ) -> Result<WorkLayout, LwfStatus> {
         if n == 0 {
             return Err(LWF_EMPTY_BATCH);
         }
@@ -290,13 +329,11 @@ impl WorkLayout {
         if n > u32::MAX as usize {
             return Err(LWF_INVALID_ARGUMENT);
         }
-        let shape = &plan.max_shape(entry);
-        let prior_box = entry == Entry::PriorBox;
         let d = shape.dim;
         let params = shape.param_len();
         let workspace = shape.workspace_len();
-        let batch = plan.settings.fit.train.batch_size.min(n);
-        let em_components = match plan.settings.fit.base {
+        let batch = fit.train.batch_size.min(n);
+        let em_components = match fit.base {
             BaseChoice::Mixture(k) | BaseChoice::Auto(k) => k,
             BaseChoice::Gaussian | BaseChoice::PaperMixture(_) => 0,
         };
@@ -314,8 +351,8 @@ impl WorkLayout {
         } else {
             0
         };
-        let per_sample =
-            1 + if prior_box { 1 + d } else { 0 } + if plan.in_box(entry) { d } else { 0 };
+        let per_sample = 1 + if keeps_samples { 1 + d } else { 0 } + if in_box { d } else { 0 };
+        let bounds = if bounds { 2 * d } else { 0 };
         let sum = |parts: &[Option<usize>]| {
             parts
                 .iter()
@@ -328,6 +365,7 @@ impl WorkLayout {
             em_components.checked_mul(2 * d + 1),
             Some(em_scratch),
             n.checked_mul(per_sample),
+            Some(bounds),
         ])
         .ok_or(too_large)?;
         let bytes = doubles
@@ -343,9 +381,10 @@ impl WorkLayout {
             em_components,
             em_scratch,
             n,
-            prior_box,
+            keeps_samples,
             // n·D fits (n·per_sample did).
-            outer: if plan.in_box(entry) { n * d } else { 0 },
+            outer: if in_box { n * d } else { 0 },
+            bounds,
             doubles,
             bytes,
         })
@@ -353,19 +392,25 @@ impl WorkLayout {
 }
 
 /// The work regions as slices.
-struct Work<'a> {
-    params: &'a mut [f64],
-    buffers: FitBuffers<'a, f64>,
-    weights: &'a mut [f64],
-    /// Prior-box fit only (empty otherwise).
-    log_l: &'a mut [f64],
-    /// Prior-box fit only (empty otherwise).
-    theta: &'a mut [f64],
+pub(crate) struct Work<'a> {
+    pub(crate) params: &'a mut [f64],
+    pub(crate) buffers: FitBuffers<'a, f64>,
+    pub(crate) weights: &'a mut [f64],
+    /// Prior-box and resumed fits only (empty otherwise).
+    pub(crate) log_l: &'a mut [f64],
+    /// Prior-box and resumed fits only (empty otherwise).
+    pub(crate) theta: &'a mut [f64],
+    /// Resumed fits on a box only (empty otherwise).
+    pub(crate) bounds: &'a mut [f64],
 }
 
 /// Checks the work buffer against its layout: `LWF_NULL_POINTER`, `LWF_MISALIGNED`,
 /// `LWF_BUFFER_TOO_SMALL`, and the span it will use.
-fn check_work(work: *mut c_void, work_len: usize, wl: &WorkLayout) -> Result<Span, LwfStatus> {
+pub(crate) fn check_work(
+    work: *mut c_void,
+    work_len: usize,
+    wl: &WorkLayout,
+) -> Result<Span, LwfStatus> {
     let bytes = work.cast::<u8>();
     check_ptr(bytes.cast_const(), work_len)?;
     if bytes.is_null() {
@@ -386,7 +431,7 @@ fn check_work(work: *mut c_void, work_len: usize, wl: &WorkLayout) -> Result<Spa
 /// # Safety
 /// `work` passed [`check_work`] for `wl`, is valid for reads and writes of `wl.bytes` bytes,
 /// and no other reference to that memory exists during `'a`.
-unsafe fn carve<'a>(work: *mut c_void, wl: &WorkLayout) -> Result<Work<'a>, LwfStatus> {
+pub(crate) unsafe fn carve<'a>(work: *mut c_void, wl: &WorkLayout) -> Result<Work<'a>, LwfStatus> {
     let base = work.cast::<f64>();
     // SAFETY: the doubles and the order region are disjoint parts of the checked buffer; the
     // order region starts at a multiple of 8 bytes, so it is aligned for u32.
@@ -410,10 +455,11 @@ unsafe fn carve<'a>(work: *mut c_void, wl: &WorkLayout) -> Result<Work<'a>, LwfS
     let (em_sds, rest) = rest.split_at_mut(k * d);
     let (em_scratch, rest) = rest.split_at_mut(wl.em_scratch);
     let (weights, rest) = rest.split_at_mut(wl.n);
-    let drawn = if wl.prior_box { wl.n } else { 0 };
+    let drawn = if wl.keeps_samples { wl.n } else { 0 };
     let (log_l, rest) = rest.split_at_mut(drawn);
     let (theta, rest) = rest.split_at_mut(drawn * d);
-    let (outer_samples, _) = rest.split_at_mut(wl.outer);
+    let (outer_samples, rest) = rest.split_at_mut(wl.outer);
+    let (bounds, _) = rest.split_at_mut(wl.bounds);
     Ok(Work {
         params,
         buffers: FitBuffers {
@@ -438,11 +484,12 @@ unsafe fn carve<'a>(work: *mut c_void, wl: &WorkLayout) -> Result<Work<'a>, LwfS
         weights,
         log_l,
         theta,
+        bounds,
     })
 }
 
 /// An optional output: NULL is allowed; otherwise aligned.
-fn optional_out<T>(ptr: *mut T) -> Result<Option<Span>, LwfStatus> {
+pub(crate) fn optional_out<T>(ptr: *mut T) -> Result<Option<Span>, LwfStatus> {
     if ptr.is_null() {
         Ok(None)
     } else {
@@ -450,14 +497,73 @@ fn optional_out<T>(ptr: *mut T) -> Result<Option<Span>, LwfStatus> {
     }
 }
 
-/// The common checks of both fit entry points: shape, config, model memory, work memory,
-/// overlaps between every output and every other buffer (`inputs` are the call's input
-/// arrays).
+/// The checked outputs of a fit: model memory, work layout, checkpoint sink, report and
+/// handle.
+pub(crate) struct Outputs {
+    pub(crate) mem: *mut u8,
+    pub(crate) work: WorkLayout,
+    pub(crate) sink: Option<Sink>,
+    pub(crate) report: *mut LwfFitReport,
+    pub(crate) model: *mut *mut LwfModel,
+}
+
+/// Checks every output of a fit (model memory for `max_shape`, work memory for `wl`, the
+/// checkpoint buffer for `sink_need` bytes when there is a checkpoint callback, report,
+/// handle) and that none overlaps an input (`inputs`) or another output.
+///
+/// # Safety
+/// The pointers satisfy the exported functions' contracts.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn check_outputs(
+    mem: *mut c_void,
+    mem_len: usize,
+    max_shape: &Shape,
+    wl: WorkLayout,
+    work: *mut c_void,
+    work_len: usize,
+    sink: SinkArgs,
+    sink_need: usize,
+    out_report: *mut LwfFitReport,
+    out_model: *mut *mut LwfModel,
+    inputs: &[Span],
+) -> Result<Outputs, LwfStatus> {
+    // SAFETY: forwarded contract. Checks mem (NULL, alignment, size for the largest shape)
+    // and out_model (NULL, alignment, not inside mem).
+    let (mem, mem_layout) = unsafe { prepare_memory(mem, mem_len, max_shape, out_model) }?;
+    let work_span = check_work(work, work_len, &wl)?;
+    let sink = sink.check(sink_need)?;
+    let report_span = optional_out(out_report)?;
+    let mem_span = Span::raw(mem, mem_layout.total_bytes);
+    let model_span = Span::checked(out_model.cast_const(), 1)?;
+    let outputs = [
+        Some(mem_span),
+        Some(work_span),
+        report_span,
+        Some(model_span),
+        sink.as_ref().map(Sink::span),
+    ];
+    // Every output against every input and every other output.
+    for (i, out) in outputs.iter().enumerate() {
+        let Some(out) = out else { continue };
+        disjoint(*out, inputs)?;
+        for other in outputs.iter().skip(i + 1).flatten() {
+            disjoint(*out, &[*other])?;
+        }
+    }
+    Ok(Outputs {
+        mem,
+        work: wl,
+        sink,
+        report: out_report,
+        model: out_model,
+    })
+}
+
+/// The common checks of the fit entry points: shape, config, then [`check_outputs`].
 struct Checked {
     plan: Plan,
     entry: Entry,
-    mem: *mut u8,
-    work: WorkLayout,
+    out: Outputs,
 }
 
 /// # Safety
@@ -473,95 +579,109 @@ unsafe fn check_common(
     inputs: &[Span],
     work: *mut c_void,
     work_len: usize,
+    sink: SinkArgs,
     out_report: *mut LwfFitReport,
     out_model: *mut *mut LwfModel,
 ) -> Result<Checked, LwfStatus> {
     // SAFETY: forwarded contract.
     let plan = unsafe { plan(shape, config) }?;
-    // SAFETY: forwarded contract. Checks mem (NULL, alignment, size for the largest shape)
-    // and out_model (NULL, alignment, not inside mem).
-    let (mem, mem_layout) =
-        unsafe { prepare_memory(mem, mem_len, &plan.max_shape(entry), out_model) }?;
     let wl = WorkLayout::new(&plan, n, entry)?;
-    let work_span = check_work(work, work_len, &wl)?;
-    let report_span = optional_out(out_report)?;
-    let mem_span = Span::raw(mem, mem_layout.total_bytes);
-    let model_span = Span::checked(out_model.cast_const(), 1)?;
-    let outputs = [
-        Some(mem_span),
-        Some(work_span),
-        report_span,
-        Some(model_span),
-    ];
-    // Every output against every input and every other output.
-    for (i, out) in outputs.iter().enumerate() {
-        let Some(out) = out else { continue };
-        disjoint(*out, inputs)?;
-        for other in outputs.iter().skip(i + 1).flatten() {
-            disjoint(*out, &[*other])?;
+    let need = FitCheckpoint::<f64>::max_len(&plan.fit_template(entry), &plan.settings.fit, n);
+    let max_shape = plan.max_shape(entry);
+    // SAFETY: forwarded contract.
+    let out = unsafe {
+        check_outputs(
+            mem, mem_len, &max_shape, wl, work, work_len, sink, need, out_report, out_model, inputs,
+        )
+    }?;
+    Ok(Checked { plan, entry, out })
+}
+
+/// The progress callback as the core's epoch hook.
+pub(crate) fn progress_hook(
+    progress: LwfProgressFn,
+    user: *mut c_void,
+) -> impl FnMut(&EpochReport) -> bool {
+    move |r: &EpochReport| match progress {
+        None => true,
+        Some(f) => {
+            let report = LwfEpochReport::from_core(r);
+            // SAFETY: the callback's contract (LwfProgressFn); the report outlives the call.
+            unsafe { f(&report, user) == 0 }
         }
     }
-    Ok(Checked {
-        plan,
-        entry,
-        mem,
-        work: wl,
-    })
 }
 
 /// Runs the core fit on weighted samples in the work buffer (on the box `bounds` when the
-/// entry point fits on its box) and, on success or cancellation, writes the model into `mem`,
-/// the report and the handle.
+/// entry point fits on its box), handing checkpoints to the sink, and on success or
+/// cancellation writes the outputs.
 ///
 /// # Safety
 /// `checked` came from [`check_common`] for these pointers; `work` holds the regions.
 #[allow(clippy::too_many_arguments)]
 unsafe fn train_and_write(
-    checked: &Checked,
+    checked: Checked,
     bounds: Option<(&[f64], &[f64])>,
     params: &mut [f64],
     buffers: FitBuffers<'_, f64>,
-    samples: &[f64],
-    weights: &[f64],
+    data: FitData<'_, f64>,
     stats: &WeightStats,
     progress: LwfProgressFn,
     progress_user: *mut c_void,
+) -> Result<(), LwfStatus> {
+    let Checked { plan, entry, out } = checked;
+    let mut sink = out.sink;
+    let template = plan.fit_template(entry);
+    let cfg = &plan.settings.fit;
+    // Every sample of non-zero weight inside the open box, else InvalidArgument.
+    let bounds = bounds.filter(|_| template.bounded);
+    let fitted = fit_resumable(
+        &template,
+        cfg,
+        bounds,
+        params,
+        data,
+        buffers,
+        progress_hook(progress, progress_user),
+        |c| sink.as_mut().is_none_or(|s| s.take(c)),
+    );
+    let fitted = Sink::outcome(sink.as_ref(), fitted)?;
+    // SAFETY: forwarded contract.
+    unsafe { write_outputs(out.mem, out.report, out.model, &fitted, params, stats) }
+}
+
+/// Writes the fitted model into `mem`, the report and the handle; `LWF_CANCELLED` (with the
+/// outputs written) for a fit stopped by a callback.
+///
+/// # Safety
+/// `mem` came from `prepare_memory` for the largest shape the fit can produce (its layout is
+/// at least this shape's) and, like `out_report` (NULL or aligned) and `out_model` (checked),
+/// overlaps no other buffer of the call.
+pub(crate) unsafe fn write_outputs(
+    mem: *mut u8,
     out_report: *mut LwfFitReport,
     out_model: *mut *mut LwfModel,
+    fitted: &FitReport,
+    params: &[f64],
+    stats: &WeightStats,
 ) -> Result<(), LwfStatus> {
-    let on_epoch = |r: &EpochReport| match progress {
-        None => true,
-        Some(f) => {
-            let report = LwfEpochReport::from_core(r);
-            // SAFETY: the callback's contract (LwfProgressFn); the report outlives the call.
-            unsafe { f(&report, progress_user) == 0 }
-        }
-    };
-    let template = checked.plan.fit_template(checked.entry);
-    let cfg = &checked.plan.settings.fit;
-    let fitted = match bounds.filter(|_| template.bounded) {
-        // Every sample of non-zero weight inside the open box, else InvalidArgument.
-        Some((lo, hi)) => fit_in_box(
-            &template, cfg, lo, hi, params, samples, weights, buffers, on_epoch,
-        )?,
-        None => fit(&template, cfg, params, samples, weights, buffers, on_epoch)?,
-    };
     let shape = fitted.shape;
-    let params = &params[..shape.param_len()];
-    // SAFETY: `checked.mem` came from prepare_memory for the largest shape, whose layout is
-    // at least this shape's; it overlaps no other buffer of the call (check_common).
+    let params = params
+        .get(..shape.param_len())
+        .ok_or(LWF_INVALID_ARGUMENT)?;
+    // SAFETY: forwarded contract.
     unsafe {
-        write_model(checked.mem, &shape, layout(&shape)?, |dst| {
+        write_model(mem, &shape, layout(&shape)?, |dst| {
             dst.copy_from_slice(params);
             Ok(())
         })
     }?;
     if !out_report.is_null() {
-        // SAFETY: aligned (optional_out) and disjoint from every other buffer (check_common).
-        unsafe { write_scalar(out_report, LwfFitReport::new(stats, &fitted)) };
+        // SAFETY: aligned and disjoint from every other buffer (forwarded contract).
+        unsafe { write_scalar(out_report, LwfFitReport::new(stats, fitted)) };
     }
-    // SAFETY: checked by prepare_memory (out_scalar) and disjoint from the other buffers.
-    unsafe { write_scalar(out_model, checked.mem.cast::<LwfModel>()) };
+    // SAFETY: checked and disjoint from the other buffers (forwarded contract).
+    unsafe { write_scalar(out_model, mem.cast::<LwfModel>()) };
     match fitted.train.stop {
         // The model and report are written: the documented outputs of LWF_CANCELLED.
         StopReason::Cancelled => Err(LWF_CANCELLED),
@@ -702,32 +822,127 @@ pub unsafe extern "C" fn lwf_model_fit_prior_box(
     out_report: *mut LwfFitReport,
     out_model: *mut *mut LwfModel,
 ) -> LwfStatus {
-    guard(|| {
-        let log_likelihood = log_likelihood.ok_or(LWF_NULL_POINTER)?;
-        let inputs = [Span::checked(lo, lo_len)?, Span::checked(hi, hi_len)?];
-        // SAFETY: forwarded contract.
-        let checked = unsafe {
-            check_common(
-                mem,
-                mem_len,
-                shape,
-                config,
-                n_samples,
-                Entry::PriorBox,
-                &inputs,
-                work,
-                work_len,
-                out_report,
-                out_model,
-            )
-        }?;
-        let d = checked.plan.template.dim;
-        // SAFETY: forwarded contract; inputs are only read and overlap no output (checked).
-        let (lo, hi) = unsafe { (input(lo, lo_len)?, input(hi, hi_len)?) };
-        check_box(lo, hi, d)?;
-        // SAFETY: `work` passed check_work in check_common and overlaps nothing else.
-        let w = unsafe { carve(work, &checked.work) }?;
-        let settings = &checked.plan.settings;
+    let args = PriorBoxArgs {
+        mem,
+        mem_len,
+        shape,
+        config,
+        lo,
+        lo_len,
+        hi,
+        hi_len,
+        n_samples,
+        log_likelihood,
+        log_likelihood_user,
+        progress,
+        progress_user,
+        work,
+        work_len,
+        out_report,
+        out_model,
+    };
+    // SAFETY: forwarded contract.
+    guard(|| unsafe { fit_prior_box(args, SinkArgs::NONE) })
+}
+
+/// The arguments of the prior-box fits, unchecked.
+#[derive(Clone, Copy)]
+pub(crate) struct PriorBoxArgs {
+    pub(crate) mem: *mut c_void,
+    pub(crate) mem_len: usize,
+    pub(crate) shape: *const LwfShape,
+    pub(crate) config: *const LwfFitConfig,
+    pub(crate) lo: *const f64,
+    pub(crate) lo_len: usize,
+    pub(crate) hi: *const f64,
+    pub(crate) hi_len: usize,
+    pub(crate) n_samples: usize,
+    pub(crate) log_likelihood: LwfLogLikelihoodFn,
+    pub(crate) log_likelihood_user: *mut c_void,
+    pub(crate) progress: LwfProgressFn,
+    pub(crate) progress_user: *mut c_void,
+    pub(crate) work: *mut c_void,
+    pub(crate) work_len: usize,
+    pub(crate) out_report: *mut LwfFitReport,
+    pub(crate) out_model: *mut *mut LwfModel,
+}
+
+/// Both prior-box fits: checks everything, draws and weighs, then trains (handing the
+/// checkpoints to `sink`, if any).
+///
+/// # Safety
+/// The pointers satisfy `lwf_model_fit_prior_box`'s contract, `sink` its resumable form's.
+pub(crate) unsafe fn fit_prior_box(a: PriorBoxArgs, sink: SinkArgs) -> Result<(), LwfStatus> {
+    let log_likelihood = a.log_likelihood.ok_or(LWF_NULL_POINTER)?;
+    let inputs = [
+        Span::checked(a.lo, a.lo_len)?,
+        Span::checked(a.hi, a.hi_len)?,
+    ];
+    // SAFETY: forwarded contract.
+    let checked = unsafe {
+        check_common(
+            a.mem,
+            a.mem_len,
+            a.shape,
+            a.config,
+            a.n_samples,
+            Entry::PriorBox,
+            &inputs,
+            a.work,
+            a.work_len,
+            sink,
+            a.out_report,
+            a.out_model,
+        )
+    }?;
+    let d = checked.plan.template.dim;
+    // SAFETY: forwarded contract; inputs are only read and overlap no output (checked).
+    let (lo, hi) = unsafe { (input(a.lo, a.lo_len)?, input(a.hi, a.hi_len)?) };
+    check_box(lo, hi, d)?;
+    // SAFETY: `work` passed check_work in check_common and overlaps nothing else.
+    let w = unsafe { carve(a.work, &checked.out.work) }?;
+    let likelihood = Likelihood {
+        f: log_likelihood,
+        user: a.log_likelihood_user,
+        dim: d,
+    };
+    let (theta, log_l, weights) = (&mut *w.theta, &mut *w.log_l, &mut *w.weights);
+    let stats = likelihood.draw_and_weigh(&checked.plan.settings, lo, hi, theta, log_l, weights)?;
+    let data = FitData {
+        samples: theta,
+        weights,
+        log_values: log_l,
+        stats: Some(stats),
+    };
+    let (progress, user) = (a.progress, a.progress_user);
+    // SAFETY: checked above; outputs disjoint from everything else.
+    unsafe {
+        let bounds = Some((lo, hi));
+        train_and_write(
+            checked, bounds, w.params, w.buffers, data, &stats, progress, user,
+        )
+    }
+}
+
+/// The caller's likelihood callback with its context.
+struct Likelihood {
+    f: unsafe extern "C" fn(*const f64, usize, usize, *mut f64, *mut c_void) -> c_int,
+    user: *mut c_void,
+    dim: usize,
+}
+
+impl Likelihood {
+    /// Draws the prior samples into `theta`, calls the likelihood on them in batches into
+    /// `log_l` and normalises the values into `weights`.
+    fn draw_and_weigh(
+        &self,
+        settings: &Settings,
+        lo: &[f64],
+        hi: &[f64],
+        theta: &mut [f64],
+        log_l: &mut [f64],
+        weights: &mut [f64],
+    ) -> Result<WeightStats, LwfStatus> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(settings.sample_seed);
         let callback = |rows: &[f64], out: &mut [f64]| {
             // An entry the callback leaves unwritten reads as NaN, never as stale memory.
@@ -736,24 +951,17 @@ pub unsafe extern "C" fn lwf_model_fit_prior_box(
             // points of d doubles, `out` is writable for out.len() doubles; both outlive the
             // call.
             let rc = unsafe {
-                log_likelihood(
+                (self.f)(
                     rows.as_ptr(),
                     out.len(),
-                    d,
+                    self.dim,
                     out.as_mut_ptr(),
-                    log_likelihood_user,
+                    self.user,
                 )
             };
             rc == 0
         };
-        let Work {
-            params,
-            buffers,
-            weights,
-            log_l,
-            theta,
-        } = w;
-        let stats = sample_and_weigh(
+        sample_and_weigh(
             lo,
             hi,
             &mut rng,
@@ -766,28 +974,12 @@ pub unsafe extern "C" fn lwf_model_fit_prior_box(
             weights,
         )
         .map_err(|e| match e {
-            // The box is finite (checked above) and its draws are finite: a non-finite
-            // value can only have come from the callback.
+            // The box is finite (checked by the caller) and its draws are finite: a
+            // non-finite value can only have come from the callback.
             Error::NonFinite | Error::Callback => LWF_CALLBACK_FAILED,
             other => LwfStatus::from(other),
-        })?;
-        // SAFETY: checked above; outputs disjoint from everything else.
-        unsafe {
-            train_and_write(
-                &checked,
-                Some((lo, hi)),
-                params,
-                buffers,
-                theta,
-                weights,
-                &stats,
-                progress,
-                progress_user,
-                out_report,
-                out_model,
-            )
-        }
-    })
+        })
+    }
 }
 
 /// Fits a model to weighted samples the caller provides: `theta` (`theta_len == n * dim`,
@@ -846,6 +1038,7 @@ pub unsafe extern "C" fn lwf_model_fit_samples(
             progress_user,
             work,
             work_len,
+            SinkArgs::NONE,
             out_report,
             out_model,
         )
@@ -912,6 +1105,7 @@ pub unsafe extern "C" fn lwf_model_fit_samples_in_box(
             progress_user,
             work,
             work_len,
+            SinkArgs::NONE,
             out_report,
             out_model,
         )
@@ -920,28 +1114,40 @@ pub unsafe extern "C" fn lwf_model_fit_samples_in_box(
 
 /// The samples arguments of the samples fits, unchecked.
 #[derive(Clone, Copy)]
-struct SamplesArgs {
-    theta: *const f64,
-    theta_len: usize,
-    log_weights: *const f64,
-    n: usize,
+pub(crate) struct SamplesArgs {
+    pub(crate) theta: *const f64,
+    pub(crate) theta_len: usize,
+    pub(crate) log_weights: *const f64,
+    pub(crate) n: usize,
 }
 
 /// The box arguments of `lwf_model_fit_samples_in_box`, unchecked.
 #[derive(Clone, Copy)]
-struct BoxArgs {
-    lo: *const f64,
-    lo_len: usize,
-    hi: *const f64,
-    hi_len: usize,
+pub(crate) struct BoxArgs {
+    pub(crate) lo: *const f64,
+    pub(crate) lo_len: usize,
+    pub(crate) hi: *const f64,
+    pub(crate) hi_len: usize,
 }
 
-/// Both samples fits: checks everything, then weighs and trains.
+/// The caller's samples (`theta_len == n·d`) and log-weights.
+///
+/// # Safety
+/// The pointers satisfy the samples fits' contracts.
+unsafe fn read_samples<'a>(a: SamplesArgs, d: usize) -> Result<(&'a [f64], &'a [f64]), LwfStatus> {
+    if a.n.checked_mul(d) != Some(a.theta_len) {
+        return Err(LWF_LENGTH_MISMATCH);
+    }
+    // SAFETY: forwarded contract.
+    Ok(unsafe { (input(a.theta, a.theta_len)?, input(a.log_weights, a.n)?) })
+}
+
+/// Both samples fits (and their resumable form): checks everything, then weighs and trains.
 ///
 /// # Safety
 /// The pointers satisfy the exported functions' contracts.
 #[allow(clippy::too_many_arguments)]
-unsafe fn fit_samples(
+pub(crate) unsafe fn fit_samples(
     mem: *mut c_void,
     mem_len: usize,
     shape: *const LwfShape,
@@ -952,6 +1158,7 @@ unsafe fn fit_samples(
     progress_user: *mut c_void,
     work: *mut c_void,
     work_len: usize,
+    sink: SinkArgs,
     out_report: *mut LwfFitReport,
     out_model: *mut *mut LwfModel,
 ) -> Result<(), LwfStatus> {
@@ -974,22 +1181,15 @@ unsafe fn fit_samples(
     // SAFETY: forwarded contract.
     let checked = unsafe {
         check_common(
-            mem, mem_len, shape, config, n, entry, &inputs, work, work_len, out_report, out_model,
+            mem, mem_len, shape, config, n, entry, &inputs, work, work_len, sink, out_report,
+            out_model,
         )
     }?;
     let d = checked.plan.template.dim;
-    if n.checked_mul(d) != Some(theta_len) {
-        return Err(LWF_LENGTH_MISMATCH);
-    }
     // SAFETY: forwarded contract; inputs are only read and overlap no output (checked).
-    let (samples, log_w, lo, hi) = unsafe {
-        (
-            input(theta, theta_len)?,
-            input(log_weights, n)?,
-            input(lo, lo_len)?,
-            input(hi, hi_len)?,
-        )
-    };
+    let (samples, log_w) = unsafe { read_samples(samples, d) }?;
+    // SAFETY: as above.
+    let (lo, hi) = unsafe { (input(lo, lo_len)?, input(hi, hi_len)?) };
     if entry == Entry::SamplesInBox {
         check_box(lo, hi, d)?;
     }
@@ -997,24 +1197,27 @@ unsafe fn fit_samples(
         return Err(LWF_NON_FINITE);
     }
     // SAFETY: `work` passed check_work in check_common and overlaps nothing else.
-    let w = unsafe { carve(work, &checked.work) }?;
+    let w = unsafe { carve(work, &checked.out.work) }?;
     let settings = &checked.plan.settings;
     let stats = normalise_log_weights(log_w, settings.policy, settings.min_ess, w.weights)?;
     let bounds = (entry == Entry::SamplesInBox).then_some((lo, hi));
+    let data = FitData {
+        samples,
+        weights: w.weights,
+        log_values: log_w,
+        stats: Some(stats),
+    };
     // SAFETY: checked above; outputs disjoint from everything else.
     unsafe {
         train_and_write(
-            &checked,
+            checked,
             bounds,
             w.params,
             w.buffers,
-            samples,
-            w.weights,
+            data,
             &stats,
             progress,
             progress_user,
-            out_report,
-            out_model,
         )
     }
 }

@@ -27,6 +27,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
+mod checkpoint;
 mod diagnostics;
 mod eval;
 mod fit;
@@ -36,12 +37,17 @@ mod io;
 mod layout;
 mod model;
 mod refine;
+mod refine_checkpoint;
 mod rng;
 mod shape;
 mod status;
 mod train;
 mod version;
 
+pub use checkpoint::{
+    lwf_fit_checkpoint_inspect, lwf_fit_checkpoint_size, lwf_model_fit_prior_box_resumable,
+    lwf_model_fit_resume, lwf_model_fit_samples_resumable, LwfCheckpointFn, LwfFitCheckpointInfo,
+};
 pub use diagnostics::{lwf_importance_summary, LwfImportanceSummary};
 pub use eval::{
     lwf_model_forward, lwf_model_inverse, lwf_model_log_prob, lwf_model_log_prob_ws,
@@ -65,6 +71,9 @@ pub use refine::{
     lwf_refine_model_size, lwf_refine_report, lwf_refine_run, lwf_refine_status, lwf_refine_tell,
     lwf_refine_work_size, lwf_refine_write_model, LwfRefine, LwfRefineConfig, LwfRefineProgressFn,
     LwfRefineReport, LwfRefineRound, LwfRefineStatus,
+};
+pub use refine_checkpoint::{
+    lwf_refine_checkpoint, lwf_refine_checkpoint_size, lwf_refine_restore,
 };
 pub use rng::{lwf_rng_init, lwf_rng_jump, LwfRng};
 pub use shape::{

@@ -361,6 +361,8 @@ const WORK_ALIGN: usize = 8;
 const HEADER_BYTES: usize = 128;
 /// Bytes reserved for the state (a multiple of 8, so the regions after it stay aligned).
 const STATE_REGION: usize = STATE_BYTES.div_ceil(8) * 8;
+/// The smallest work memory of any refinement: header and state region.
+pub(crate) const MIN_WORK_BYTES: usize = HEADER_BYTES + STATE_REGION;
 /// First word of every refinement: "LWFLOW" + layout version 1 + 0x52 ('R').
 const TAG: u64 = u64::from_le_bytes(*b"LWFLOW\x01R");
 
@@ -508,14 +510,24 @@ unsafe fn carve<'a>(work: *mut u8, wl: &WorkLayout) -> Result<Regions<'a>, LwfSt
 }
 
 /// A checked refinement: its header, decoded state, layout and the span of its memory.
-struct Opened {
+pub(crate) struct Opened {
     header: Header,
     state: RefineState,
     layout: WorkLayout,
-    span: Span,
+    pub(crate) span: Span,
 }
 
 impl Opened {
+    /// Bytes of the refinement's memory.
+    pub(crate) fn total_bytes(&self) -> usize {
+        self.layout.total_bytes
+    }
+
+    /// The refinement's dimension.
+    pub(crate) fn dim(&self) -> usize {
+        self.state.template().dim
+    }
+
     /// The status of the fit that ended the refinement, if one did.
     fn failure(&self) -> Option<LwfStatus> {
         (self.header.failed != 0).then(|| {
@@ -535,7 +547,7 @@ impl Opened {
 /// # Safety
 /// `refine` is NULL or a handle from `lwf_refine_init` (or a byte copy of its memory) whose
 /// memory is valid for reads and not written by another thread during the call.
-unsafe fn open(refine: *const LwfRefine) -> Result<Opened, LwfStatus> {
+pub(crate) unsafe fn open(refine: *const LwfRefine) -> Result<Opened, LwfStatus> {
     let hp = refine.cast::<Header>();
     check_ptr(hp, 1)?;
     // SAFETY: non-NULL and 8-byte aligned (checked); readable by the caller's contract; the

@@ -42,14 +42,17 @@ pub enum LwfStatus {
     /// The fit's likelihood callback returned non-zero, or wrote NaN / +inf (or left an entry
     /// unwritten) under `LWF_NON_FINITE_ERROR`.
     LWF_CALLBACK_FAILED = 9,
-    /// The fit's progress callback asked to stop. Unlike every other non-`LWF_OK` status, the
-    /// outputs are written: the model (the best parameters so far), its handle and the report.
+    /// The fit's progress or checkpoint callback asked to stop. Unlike every other
+    /// non-`LWF_OK` status, the outputs are written: the model (the best parameters so far),
+    /// its handle and the report; except when a checkpoint callback stopped a fit at its first
+    /// checkpoint (epoch 0, before any model exists): nothing is written then.
     LWF_CANCELLED = 10,
     /// The fit's weights are all zero (every log-likelihood -inf or skipped) or their effective
     /// sample size is below `LwfFitConfig.min_ess`.
     LWF_DEGENERATE_WEIGHTS = 11,
-    /// The model bytes are not a valid lwflow model: bad magic, unknown version, truncated,
-    /// trailing bytes, checksum mismatch, invalid header or a non-finite parameter.
+    /// The model bytes are not a valid lwflow model (or the checkpoint bytes not a valid fit
+    /// checkpoint): bad magic, unknown version, truncated, trailing bytes, checksum mismatch,
+    /// invalid header or field, a non-finite parameter.
     LWF_BAD_FORMAT = 12,
     /// The fit's EM found no usable mixture for the base.
     LWF_NOT_CONVERGED = 13,
@@ -111,7 +114,9 @@ impl LwfStatus {
             LWF_DEGENERATE_WEIGHTS => {
                 c"degenerate weights: all zero or effective sample size below the floor"
             }
-            LWF_BAD_FORMAT => c"bad model bytes: wrong magic, version, length or checksum",
+            LWF_BAD_FORMAT => {
+                c"bad model or checkpoint bytes: wrong magic, version, length, checksum or field"
+            }
             LWF_NOT_CONVERGED => c"fit did not converge",
             LWF_PANIC => c"internal error caught at the C ABI boundary (please report)",
             LWF_INVALID_MODEL => c"not an initialised lwflow model (bad handle or header)",

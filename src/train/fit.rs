@@ -11,7 +11,11 @@ use crate::error::{check_len, check_min, Error};
 use crate::init::{init_params, set_mixture_base};
 use crate::real::Real;
 use crate::shape::{BaseKind, Shape};
-use crate::train::trainer::{train, EpochReport, TrainBuffers, TrainConfig, TrainReport};
+use crate::train::checkpoint::FitCheckpoint;
+use crate::train::trainer::{
+    train_resumable, EpochReport, TrainBuffers, TrainConfig, TrainReport, TrainState,
+};
+use crate::train::weights::WeightStats;
 use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 
@@ -203,7 +207,8 @@ pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
     buf: FitBuffers<'_, T>,
     on_epoch: F,
 ) -> Result<FitReport, Error> {
-    fit_impl(template, cfg, None, params, samples, weights, buf, on_epoch)
+    let data = FitData::new(samples, weights);
+    fit_resumable(template, cfg, None, params, data, buf, on_epoch, |_| true)
 }
 
 /// [`fit`] for a template with outer maps, the box given as `lo`, `hi` (D values each, for a
@@ -227,38 +232,91 @@ pub fn fit_in_box<T: Real, F: FnMut(&EpochReport) -> bool>(
     buf: FitBuffers<'_, T>,
     on_epoch: F,
 ) -> Result<FitReport, Error> {
-    fit_impl(
-        template,
-        cfg,
-        Some((lo, hi)),
-        params,
-        samples,
-        weights,
-        buf,
-        on_epoch,
-    )
+    let data = FitData::new(samples, weights);
+    let bounds = Some((lo, hi));
+    fit_resumable(template, cfg, bounds, params, data, buf, on_epoch, |_| true)
 }
 
+/// The weighted samples a fit trains on, and the values their weights came from (kept in
+/// checkpoints for the host, unused by the fit).
+#[derive(Clone, Copy, Debug)]
+pub struct FitData<'a, T> {
+    /// `n·D` samples θ.
+    pub samples: &'a [T],
+    /// `n` non-negative weights.
+    pub weights: &'a [T],
+    /// The log-likelihoods (or log-weights) the weights were normalised from: `n` values, or
+    /// none.
+    pub log_values: &'a [f64],
+    /// Their statistics ([`normalise_log_weights`](crate::train::normalise_log_weights)'s).
+    pub stats: Option<WeightStats>,
+}
+
+impl<'a, T> FitData<'a, T> {
+    /// Samples and weights alone.
+    pub fn new(samples: &'a [T], weights: &'a [T]) -> Self {
+        FitData {
+            samples,
+            weights,
+            log_values: &[],
+            stats: None,
+        }
+    }
+}
+
+/// [`fit`] (`bounds` = `None`) or [`fit_in_box`] (`bounds` = `Some((lo, hi))`) that hands
+/// `on_checkpoint` a [`FitCheckpoint`] of the fit: first of the weighted samples, before the
+/// base is fitted, then after every epoch. Each can be written to bytes
+/// ([`FitCheckpoint::to_bytes`]) and continued with
+/// [`resume_fit`](crate::train::checkpoint::resume_fit): the continued fit ends bit-identical
+/// to this one. `on_checkpoint` returns `false` to stop: after an epoch as `on_epoch` does
+/// (`StopReason::Cancelled`, the best parameters restored), before the first one with
+/// `Error::Callback` (there is no model yet). `log_values` of `data` must be empty or hold `n`
+/// values (`LengthMismatch`). Without checkpoints the results are [`fit`]'s, bit for bit.
 #[allow(clippy::too_many_arguments)]
-fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
+pub fn fit_resumable<T: Real, F, C>(
     template: &Shape,
     cfg: &FitConfig,
     bounds: Option<(&[f64], &[f64])>,
     params: &mut [T],
-    samples: &[T],
-    weights: &[T],
+    data: FitData<'_, T>,
     buf: FitBuffers<'_, T>,
-    on_epoch: F,
-) -> Result<FitReport, Error> {
+    mut on_epoch: F,
+    mut on_checkpoint: C,
+) -> Result<FitReport, Error>
+where
+    F: FnMut(&EpochReport) -> bool,
+    C: FnMut(&FitCheckpoint<'_, T>) -> bool,
+{
+    check_fit(template, cfg, bounds, params, data, &buf)?;
+    let job = Job {
+        template: *template,
+        cfg: *cfg,
+        bounds: bounds.filter(|_| template.bounded),
+        data,
+    };
+    if !on_checkpoint(&FitCheckpoint::samples(job)) {
+        return Err(Error::Callback);
+    }
+    job.run(params, buf, None, &mut on_epoch, &mut on_checkpoint)
+}
+
+/// The argument checks of a fit, before anything runs.
+pub(crate) fn check_fit<T: Real>(
+    template: &Shape,
+    cfg: &FitConfig,
+    bounds: Option<(&[f64], &[f64])>,
+    params: &[T],
+    data: FitData<'_, T>,
+    buf: &FitBuffers<'_, T>,
+) -> Result<(), Error> {
     let max_shape = cfg.base.max_shape(template);
     max_shape.validate()?;
     cfg.train.validate()?;
     cfg.em.validate()?;
-    let k_max = cfg.base.max_components();
-    if k_max == 0 {
+    if cfg.base.max_components() == 0 {
         return Err(Error::InvalidShape(crate::error::ShapeError::Components));
     }
-    let d = template.dim;
     check_min(params, max_shape.param_len())?;
     check_min(buf.train.grad, max_shape.param_len())?;
     check_min(buf.train.best, max_shape.param_len())?;
@@ -266,102 +324,227 @@ fn fit_impl<T: Real, F: FnMut(&EpochReport) -> bool>(
     if template.bounded && bounds.is_none() {
         return Err(Error::InvalidArgument);
     }
-    let n = weights.len();
-    check_len(samples, n.saturating_mul(d))?;
-
-    // The outer maps: set on the final parameters first (so `Flow` can map the samples), then
-    // every sample goes to u. Their parameters sit after the base's and survive the
-    // re-initialisation below (which writes placeholders there).
-    let outer = template.affine || template.bounded;
-    if outer && !cfg!(feature = "outer-maps") {
+    let n = data.weights.len();
+    check_len(data.samples, n.saturating_mul(template.dim))?;
+    if !data.log_values.is_empty() {
+        check_len(data.log_values, n)?;
+    }
+    if (template.affine || template.bounded) && !cfg!(feature = "outer-maps") {
         return Err(Error::InvalidArgument);
     }
-    let mut whiten = false;
-    let FitBuffers {
-        train: train_buffers,
-        em_weights,
-        em_means,
-        em_sds,
-        em_scratch,
-        outer_samples,
-        cov,
-    } = buf;
-    let mut em = EmParts {
-        weights: em_weights,
-        means: em_means,
-        sds: em_sds,
-        scratch: em_scratch,
-    };
-    let (samples_u, mixture): (&[T], Option<MixtureFit>) = if cfg!(feature = "outer-maps") && outer
+    Ok(())
+}
+
+/// A fit's inputs, checked: what every stage and every checkpoint reads.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Job<'a, T> {
+    pub(crate) template: Shape,
+    pub(crate) cfg: FitConfig,
+    /// The box of a bounded template (`None` otherwise).
+    pub(crate) bounds: Option<(&'a [f64], &'a [f64])>,
+    pub(crate) data: FitData<'a, T>,
+}
+
+/// The outcome of placing the base: the fitted shape, the EM fit, and whether the samples
+/// were whitened (the affine map set from their weighted covariance).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Placed {
+    pub(crate) shape: Shape,
+    pub(crate) mixture: Option<MixtureFit>,
+    pub(crate) whiten: bool,
+}
+
+/// What a continued fit starts from: the base as placed and the training state (the
+/// parameters, best parameters and Adam moments are in the fit's buffers).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Trained {
+    pub(crate) placed: Placed,
+    pub(crate) state: TrainState,
+}
+
+impl<'a, T: Real> Job<'a, T> {
+    /// The fit from its current stage: the base placed and the flow initialised (`from` =
+    /// `None`), or training continued (`from` = `Some`, the buffers holding its state).
+    pub(crate) fn run<F, C>(
+        &self,
+        params: &mut [T],
+        buf: FitBuffers<'_, T>,
+        from: Option<&Trained>,
+        on_epoch: &mut F,
+        on_checkpoint: &mut C,
+    ) -> Result<FitReport, Error>
+    where
+        F: FnMut(&EpochReport) -> bool,
+        C: FnMut(&FitCheckpoint<'_, T>) -> bool,
     {
-        check_min(outer_samples, n.saturating_mul(d))?;
-        let u = &mut outer_samples[..n * d];
-        u.copy_from_slice(samples);
-        if template.bounded {
-            into_box_coordinates(bounds, u, weights, d)?;
+        let FitBuffers {
+            train,
+            em_weights,
+            em_means,
+            em_sds,
+            em_scratch,
+            outer_samples,
+            cov,
+        } = buf;
+        let mut u = self.in_fit_coordinates(outer_samples)?;
+        let (placed, state) = match from {
+            Some(t) => {
+                // u as the fit left it: whitened again from the same weighted covariance.
+                if let (true, Samples::Outer(u)) = (t.placed.whiten, &mut u) {
+                    let d = self.template.dim;
+                    full_gaussian(u, self.data.weights, d, cov)?;
+                    whiten_in_place(u, d, cov);
+                }
+                (t.placed, Some(&t.state))
+            }
+            None => {
+                let mut em = EmParts {
+                    weights: em_weights,
+                    means: em_means,
+                    sds: em_sds,
+                    scratch: em_scratch,
+                };
+                let placed = self.place(&mut u, &mut em, cov)?;
+                self.init(&placed, params, &em, cov)?;
+                (placed, None)
+            }
+        };
+        self.train(&placed, params, &u, train, state, on_epoch, on_checkpoint)
+    }
+
+    /// The samples in the coordinates the base is fitted in: θ itself (`samples`) without
+    /// outer maps; with them, copied to `outer` and mapped through the box map's inverse.
+    fn in_fit_coordinates<'u>(&self, outer: &'u mut [T]) -> Result<Samples<'u, 'a, T>, Error>
+    where
+        'a: 'u,
+    {
+        let (t, d) = (&self.template, self.template.dim);
+        if !(cfg!(feature = "outer-maps") && (t.affine || t.bounded)) {
+            return Ok(Samples::Theta(self.data.samples));
         }
-        let mut mixture = em_base(cfg, u, weights, d, &mut em)?;
-        if template.affine {
-            // One full-covariance Gaussian against the diagonal mixture, by BIC: whitening
-            // helps a correlated posterior, and would tilt the axis-aligned components of a
-            // mixture (so it is then left as the identity).
-            let bic_full = full_gaussian(u, weights, d, cov)?;
-            whiten = mixture.is_none_or(|m| bic_full < m.bic);
-            if whiten {
-                whiten_in_place(u, d, cov);
-                mixture = em_base(cfg, u, weights, d, &mut em)?;
+        let n = self.data.weights.len();
+        check_min(outer, n.saturating_mul(d))?;
+        let u = &mut outer[..n * d];
+        u.copy_from_slice(self.data.samples);
+        if t.bounded {
+            into_box_coordinates(self.bounds, u, self.data.weights, d)?;
+        }
+        Ok(Samples::Outer(u))
+    }
+
+    /// Fits the base: the EM base of `cfg.base` on u, and with the affine standardisation one
+    /// full-covariance Gaussian against it by BIC. Whitening helps a correlated posterior and
+    /// would tilt the axis-aligned components of a mixture (so it is then left as the
+    /// identity); when it wins, u is whitened in place and EM runs again on it.
+    fn place(
+        &self,
+        u: &mut Samples<'_, '_, T>,
+        em: &mut EmParts<'_>,
+        cov: &mut [f64],
+    ) -> Result<Placed, Error> {
+        let (cfg, w, d) = (&self.cfg, self.data.weights, self.template.dim);
+        let mut mixture = em_base(cfg, u, w, d, em)?;
+        let mut whiten = false;
+        if let Samples::Outer(u) = u {
+            if self.template.affine {
+                let bic_full = full_gaussian(u, w, d, cov)?;
+                whiten = mixture.is_none_or(|m| bic_full < m.bic);
+                if whiten {
+                    whiten_in_place(u, d, cov);
+                    mixture = em_base(cfg, u, w, d, em)?;
+                }
             }
         }
-        (u, mixture)
-    } else {
-        let mixture = em_base(cfg, samples, weights, d, &mut em)?;
-        (samples, mixture)
-    };
-    let shape = match (cfg.base, mixture) {
-        (BaseChoice::Gaussian, _) => template.with_base(BaseKind::Gaussian),
-        (BaseChoice::PaperMixture(k), _) => template.with_base(BaseKind::Mixture(k)),
-        (_, Some(fit)) => template.with_base(BaseKind::Mixture(fit.components)),
-        (_, None) => return Err(Error::NotConverged),
-    };
-    let inner = shape.inner();
-    let p = shape.param_len();
-    let params = &mut params[..p];
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.init_seed);
-    init_params(&shape, params, &mut rng)?;
-    if let Some((lo, hi)) = bounds.filter(|_| shape.bounded) {
-        crate::init::set_box(&shape, params, lo, hi)?;
+        let shape = match (cfg.base, mixture) {
+            (BaseChoice::Gaussian, _) => self.template.with_base(BaseKind::Gaussian),
+            (BaseChoice::PaperMixture(k), _) => self.template.with_base(BaseKind::Mixture(k)),
+            (_, Some(fit)) => self.template.with_base(BaseKind::Mixture(fit.components)),
+            (_, None) => return Err(Error::NotConverged),
+        };
+        Ok(Placed {
+            shape,
+            mixture,
+            whiten,
+        })
     }
-    if shape.affine && whiten {
-        let (mu, chol) = cov[d * d..].split_at(d);
-        crate::init::set_affine(&shape, params, mu, &chol[..d * (d + 1) / 2])?;
+
+    /// The flow at its start: the couplings the identity, the outer maps' parameters (they sit
+    /// after the base's and survive the initialisation's placeholders), the EM base.
+    fn init(
+        &self,
+        placed: &Placed,
+        params: &mut [T],
+        em: &EmParts<'_>,
+        cov: &[f64],
+    ) -> Result<(), Error> {
+        let (shape, d) = (&placed.shape, self.template.dim);
+        let params = &mut params[..shape.param_len()];
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.cfg.init_seed);
+        init_params(shape, params, &mut rng)?;
+        if let Some((lo, hi)) = self.bounds.filter(|_| shape.bounded) {
+            crate::init::set_box(shape, params, lo, hi)?;
+        }
+        if shape.affine && placed.whiten {
+            let (mu, chol) = cov[d * d..].split_at(d);
+            crate::init::set_affine(shape, params, mu, &chol[..d * (d + 1) / 2])?;
+        }
+        if let Some(fit) = placed.mixture {
+            let k = fit.components;
+            let (w, m, s) = (&em.weights[..k], &em.means[..k * d], &em.sds[..k * d]);
+            set_mixture_base(shape, params, w, m, s)?;
+        }
+        Ok(())
     }
-    if let Some(fit) = mixture {
-        let k = fit.components;
-        set_mixture_base(
-            &shape,
-            params,
-            &em.weights[..k],
-            &em.means[..k * d],
-            &em.sds[..k * d],
-        )?;
+
+    /// Trains the couplings and the base (a prefix of the parameters) on u, handing a
+    /// checkpoint after every epoch to `on_checkpoint`, then `on_epoch` the report; either
+    /// stops the run.
+    #[allow(clippy::too_many_arguments)]
+    fn train<F, C>(
+        &self,
+        placed: &Placed,
+        params: &mut [T],
+        u: &[T],
+        buf: TrainBuffers<'_, T>,
+        from: Option<&TrainState>,
+        on_epoch: &mut F,
+        on_checkpoint: &mut C,
+    ) -> Result<FitReport, Error>
+    where
+        F: FnMut(&EpochReport) -> bool,
+        C: FnMut(&FitCheckpoint<'_, T>) -> bool,
+    {
+        let inner = placed.shape.inner();
+        let pi = inner.param_len();
+        let (params, outer) = params[..placed.shape.param_len()].split_at_mut(pi);
+        let (w, cfg) = (self.data.weights, &self.cfg.train);
+        let report = train_resumable(&inner, params, u, w, cfg, buf.prefix(pi), from, |r, s| {
+            let keep = on_checkpoint(&FitCheckpoint::trained(*self, *placed, s, outer));
+            let go = on_epoch(r);
+            keep && go
+        })?;
+        Ok(FitReport {
+            shape: placed.shape,
+            mixture: placed.mixture,
+            train: report,
+        })
     }
-    // Train the couplings and base (a prefix of the parameters) on u.
-    let pi = inner.param_len();
-    let train_buf = train_buffers.prefix(pi);
-    let report = train(
-        &inner,
-        &mut params[..pi],
-        samples_u,
-        weights,
-        &cfg.train,
-        train_buf,
-        on_epoch,
-    )?;
-    Ok(FitReport {
-        shape,
-        mixture,
-        train: report,
-    })
+}
+
+/// The samples a base is fitted to: the caller's θ, or u in the fit's own memory.
+enum Samples<'u, 'a, T> {
+    Theta(&'a [T]),
+    Outer(&'u mut [T]),
+}
+
+impl<T> core::ops::Deref for Samples<'_, '_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            Samples::Theta(s) => s,
+            Samples::Outer(u) => u,
+        }
+    }
 }
 
 /// The EM base of `cfg.base` fitted to (`samples`, `weights`) into the EM outputs of `buf`,

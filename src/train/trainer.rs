@@ -333,15 +333,140 @@ fn shuffle<R: Rng>(idx: &mut [u32], rng: &mut R) {
 ///
 /// With validation, the parameters with the lowest validation loss (the starting point
 /// included) are restored at the end, also when cancelled. Deterministic for a given seed.
+/// [`train_resumable`] is the same run with a state after every epoch to continue from.
 pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
     shape: &Shape,
     params: &mut [T],
     samples: &[T],
     weights: &[T],
     cfg: &TrainConfig,
-    mut buf: TrainBuffers<'_, T>,
+    buf: TrainBuffers<'_, T>,
     mut on_epoch: F,
 ) -> Result<TrainReport, Error> {
+    train_resumable(shape, params, samples, weights, cfg, buf, None, |r, _| {
+        on_epoch(r)
+    })
+}
+
+/// Where a [`train_resumable`] run stands after an epoch, besides its parameter-sized state
+/// (the parameters, [`TrainBuffers::best`] and [`TrainBuffers::adam_state`], which
+/// [`TrainSnapshot`] shows): with those three as they were, the run continues from it
+/// bit-identically.
+///
+/// The generator and the sample order are not in it: both are functions of `cfg.seed` and
+/// the epochs run (the split and each epoch's shuffle draw a fixed number of values), so a
+/// resumed run rebuilds them by replaying the shuffles alone, without training. The early
+/// stopping counter is `epochs − best_epoch`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainState {
+    /// Epochs run.
+    pub epochs: usize,
+    /// Optimiser steps applied (Adam's step counter, and the schedule's position).
+    pub steps: u64,
+    /// Steps skipped for a non-finite loss or gradient.
+    pub skipped_steps: u64,
+    /// Validation loss of the starting parameters (NaN without validation).
+    pub initial_val_loss: f64,
+    /// Lowest validation loss so far, the starting point included.
+    pub best_val_loss: f64,
+    /// Its epoch (0 = the starting point); the best parameters are [`TrainBuffers::best`].
+    pub best_epoch: usize,
+    /// Samples in the training split (a resumed run checks its split against it).
+    pub n_train: usize,
+    /// Samples kept for training and validation (above `min_weight`).
+    pub n_kept: usize,
+}
+
+/// What the callback of [`train_resumable`] sees after an epoch: the state and the
+/// parameter-sized buffers a continuation needs.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainSnapshot<'a, T> {
+    /// The counters.
+    pub state: TrainState,
+    /// The current parameters.
+    pub params: &'a [T],
+    /// The best parameters so far.
+    pub best: &'a [T],
+    /// Adam's moments.
+    pub adam_state: &'a [T],
+}
+
+/// [`train`] with a snapshot after every epoch, started afresh (`from` = `None`) or continued
+/// from the state of an earlier run's snapshot (`from` = `Some`), with `params`, `buf.best`
+/// and `buf.adam_state` holding that snapshot's values and every other argument the same: the
+/// continued run ends bit-identical to the uninterrupted one. A state whose epoch counts do not
+/// fit `cfg`, or whose split sizes are not these weights', is `InvalidArgument`.
+///
+/// `on_epoch` returns `false` to stop (`StopReason::Cancelled`; the best parameters are
+/// restored as in [`train`]); a run continued from that epoch's snapshot goes on training.
+#[allow(clippy::too_many_arguments)]
+pub fn train_resumable<T: Real, F>(
+    shape: &Shape,
+    params: &mut [T],
+    samples: &[T],
+    weights: &[T],
+    cfg: &TrainConfig,
+    mut buf: TrainBuffers<'_, T>,
+    from: Option<&TrainState>,
+    mut on_epoch: F,
+) -> Result<TrainReport, Error>
+where
+    F: FnMut(&EpochReport, &TrainSnapshot<'_, T>) -> bool,
+{
+    check_inputs(shape, params, samples, weights, cfg, &buf)?;
+    let bs = cfg.batch_size.min(weights.len());
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
+    let (n_train, n) = split(weights, cfg, buf.order, &mut rng)?;
+    buf.order = &mut core::mem::take(&mut buf.order)[..n];
+    let steps_per_epoch = n_train.div_ceil(bs) as u64;
+    let run = Run {
+        shape,
+        samples,
+        weights,
+        cfg,
+        n_train,
+        n_val: n - n_train,
+        bs,
+        total_steps: steps_per_epoch.saturating_mul(cfg.max_epochs as u64),
+    };
+    let mut st = match from {
+        None => run.start(params, &mut buf)?,
+        Some(s) => {
+            run.check_state(s, n, steps_per_epoch)?;
+            for _ in 0..s.epochs {
+                shuffle(&mut buf.order[..n_train], &mut rng);
+            }
+            *s
+        }
+    };
+    let stop = run.epochs(params, &mut buf, &mut rng, &mut st, &mut on_epoch)?;
+    if run.n_val > 0 {
+        params.copy_from_slice(buf.best);
+    }
+    Ok(TrainReport {
+        epochs: st.epochs,
+        best_epoch: if run.n_val > 0 {
+            st.best_epoch
+        } else {
+            st.epochs
+        },
+        best_val_loss: st.best_val_loss,
+        initial_val_loss: st.initial_val_loss,
+        steps: st.steps,
+        skipped_steps: st.skipped_steps,
+        stop,
+    })
+}
+
+/// The argument checks of [`train_resumable`].
+fn check_inputs<T: Real>(
+    shape: &Shape,
+    params: &[T],
+    samples: &[T],
+    weights: &[T],
+    cfg: &TrainConfig,
+    buf: &TrainBuffers<'_, T>,
+) -> Result<(), Error> {
     cfg.validate()?;
     shape.validate()?;
     let n = weights.len();
@@ -371,39 +496,145 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
         return Err(Error::InvalidArgument);
     }
     Flow::new(*shape, params)?;
+    Ok(())
+}
 
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
-    let (n_train, n) = split(weights, cfg, buf.order, &mut rng)?;
-    buf.order = &mut core::mem::take(&mut buf.order)[..n];
-    let n_val = n - n_train;
-    let steps_per_epoch = n_train.div_ceil(bs) as u64;
-    let total_steps = steps_per_epoch.saturating_mul(cfg.max_epochs as u64);
-    buf.adam_state.iter_mut().for_each(|v| *v = T::ZERO);
+/// One training run's fixed figures.
+struct Run<'a, T> {
+    shape: &'a Shape,
+    samples: &'a [T],
+    weights: &'a [T],
+    cfg: &'a TrainConfig,
+    n_train: usize,
+    n_val: usize,
+    /// Minibatch size.
+    bs: usize,
+    total_steps: u64,
+}
 
-    let initial_val = validation_loss(shape, params, samples, weights, n_train, bs, &mut buf)?;
-    buf.best.copy_from_slice(params);
-    let mut best_val = initial_val;
-    let mut best_epoch = 0;
-    let mut since_best = 0usize;
-    let (mut steps, mut skipped) = (0u64, 0u64);
-    let mut stop = StopReason::MaxEpochs;
-    let mut epochs = 0;
+impl<T: Real> Run<'_, T> {
+    /// A fresh start: Adam's moments zero, the starting point as the best so far.
+    fn start(&self, params: &[T], buf: &mut TrainBuffers<'_, T>) -> Result<TrainState, Error> {
+        buf.adam_state.iter_mut().for_each(|v| *v = T::ZERO);
+        let initial = self.validation(params, buf)?;
+        buf.best.copy_from_slice(params);
+        Ok(TrainState {
+            epochs: 0,
+            steps: 0,
+            skipped_steps: 0,
+            initial_val_loss: initial,
+            best_val_loss: initial,
+            best_epoch: 0,
+            n_train: self.n_train,
+            n_kept: self.n_train + self.n_val,
+        })
+    }
 
-    for epoch in 1..=cfg.max_epochs {
-        epochs = epoch;
-        shuffle(&mut buf.order[..n_train], &mut rng);
-        // Σ over applied batches of (batch loss · batch size) and of the batch weights, so the
-        // reported loss is −Σw log q / Σw like the validation loss.
+    /// A state this run can continue from (`InvalidArgument` otherwise).
+    fn check_state(&self, s: &TrainState, kept: usize, steps_per_epoch: u64) -> Result<(), Error> {
+        let most = steps_per_epoch.checked_mul(s.epochs as u64);
+        let done = s.steps.checked_add(s.skipped_steps);
+        let ok = s.epochs <= self.cfg.max_epochs
+            && s.best_epoch <= s.epochs
+            && s.n_train == self.n_train
+            && s.n_kept == kept
+            && matches!((most, done), (Some(m), Some(d)) if d <= m);
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument)
+        }
+    }
+
+    fn validation(&self, params: &[T], buf: &mut TrainBuffers<'_, T>) -> Result<f64, Error> {
+        let (s, w) = (self.samples, self.weights);
+        validation_loss(self.shape, params, s, w, self.n_train, self.bs, buf)
+    }
+
+    /// No validation improvement for `patience` epochs.
+    fn patience_spent(&self, st: &TrainState) -> bool {
+        self.n_val > 0 && self.cfg.patience > 0 && st.epochs - st.best_epoch >= self.cfg.patience
+    }
+
+    /// The epochs after `st` until the cap, early stopping or the callback stops them.
+    fn epochs<F>(
+        &self,
+        params: &mut [T],
+        buf: &mut TrainBuffers<'_, T>,
+        rng: &mut Xoshiro256PlusPlus,
+        st: &mut TrainState,
+        on_epoch: &mut F,
+    ) -> Result<StopReason, Error>
+    where
+        F: FnMut(&EpochReport, &TrainSnapshot<'_, T>) -> bool,
+    {
+        if self.patience_spent(st) {
+            return Ok(StopReason::EarlyStopped);
+        }
+        while st.epochs < self.cfg.max_epochs {
+            st.epochs += 1;
+            shuffle(&mut buf.order[..self.n_train], rng);
+            let (loss_sum, weight_sum) = self.minibatches(params, buf, st)?;
+            let val = self.validation(params, buf)?;
+            if self.n_val > 0 && val.is_finite() && !(val >= st.best_val_loss) {
+                st.best_val_loss = val;
+                st.best_epoch = st.epochs;
+                buf.best.copy_from_slice(params);
+            }
+            let report = EpochReport {
+                epoch: st.epochs,
+                max_epochs: self.cfg.max_epochs,
+                train_loss: if weight_sum > 0.0 {
+                    loss_sum / weight_sum
+                } else {
+                    f64::NAN
+                },
+                val_loss: val,
+                best_val_loss: st.best_val_loss,
+                lr: self.cfg.learning_rate(st.steps, self.total_steps),
+                skipped_steps: st.skipped_steps,
+            };
+            let snapshot = TrainSnapshot {
+                state: *st,
+                params,
+                best: buf.best,
+                adam_state: buf.adam_state,
+            };
+            if !on_epoch(&report, &snapshot) {
+                return Ok(StopReason::Cancelled);
+            }
+            if self.patience_spent(st) {
+                return Ok(StopReason::EarlyStopped);
+            }
+        }
+        Ok(StopReason::MaxEpochs)
+    }
+
+    /// One pass over the training split in minibatches (the order already shuffled). Returns
+    /// Σ over applied batches of (batch loss · batch size) and of the batch weights, so the
+    /// reported loss is −Σw log q / Σw like the validation loss.
+    fn minibatches(
+        &self,
+        params: &mut [T],
+        buf: &mut TrainBuffers<'_, T>,
+        st: &mut TrainState,
+    ) -> Result<(f64, f64), Error> {
+        let (cfg, d, bs) = (self.cfg, self.shape.dim, self.bs);
         let (mut loss_sum, mut weight_sum) = (0.0, 0.0);
         let mut start = 0;
-        while start < n_train {
-            let m = bs.min(n_train - start);
-            {
-                let idx = &buf.order[start..start + m];
-                gather(samples, weights, d, idx, buf.batch_theta, buf.batch_weights);
-            }
+        while start < self.n_train {
+            let m = bs.min(self.n_train - start);
+            let idx = &buf.order[start..start + m];
+            gather(
+                self.samples,
+                self.weights,
+                d,
+                idx,
+                buf.batch_theta,
+                buf.batch_weights,
+            );
             start += m;
-            let loss = Flow::new(*shape, params)?.loss_and_gradient(
+            let loss = Flow::new(*self.shape, &*params)?.loss_and_gradient(
                 &buf.batch_theta[..m * d],
                 &buf.batch_weights[..m],
                 buf.grad,
@@ -414,21 +645,22 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
                 a + g * g
             });
             if !loss.is_finite() || !norm2.is_finite() {
-                skipped += 1;
+                st.skipped_steps += 1;
                 continue;
             }
             if cfg.clip_norm > 0.0 && norm2 > cfg.clip_norm * cfg.clip_norm {
                 let f = T::from_f64(cfg.clip_norm / libm::sqrt(norm2));
                 buf.grad.iter_mut().for_each(|g| *g *= f);
             }
-            let lr = cfg.learning_rate(steps, total_steps);
+            let lr = cfg.learning_rate(st.steps, self.total_steps);
+            let (shape, t) = (self.shape, st.steps + 1);
             match cfg
                 .adam
-                .step_with_lr(shape, lr, params, buf.grad, buf.adam_state, steps + 1)
+                .step_with_lr(shape, lr, params, buf.grad, buf.adam_state, t)
             {
-                Ok(()) => steps += 1,
+                Ok(()) => st.steps += 1,
                 Err(Error::NonFinite) => {
-                    skipped += 1;
+                    st.skipped_steps += 1;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -439,49 +671,6 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
                 .map(|w| w.to_f64())
                 .sum::<f64>();
         }
-        let val = validation_loss(shape, params, samples, weights, n_train, bs, &mut buf)?;
-        if n_val > 0 && val.is_finite() && !(val >= best_val) {
-            best_val = val;
-            best_epoch = epoch;
-            since_best = 0;
-            buf.best.copy_from_slice(params);
-        } else {
-            since_best += 1;
-        }
-        let report = EpochReport {
-            epoch,
-            max_epochs: cfg.max_epochs,
-            train_loss: if weight_sum > 0.0 {
-                loss_sum / weight_sum
-            } else {
-                f64::NAN
-            },
-            val_loss: val,
-            best_val_loss: best_val,
-            lr: cfg.learning_rate(steps, total_steps),
-            skipped_steps: skipped,
-        };
-        if !on_epoch(&report) {
-            stop = StopReason::Cancelled;
-            break;
-        }
-        if n_val > 0 && cfg.patience > 0 && since_best >= cfg.patience {
-            stop = StopReason::EarlyStopped;
-            break;
-        }
+        Ok((loss_sum, weight_sum))
     }
-    if n_val > 0 {
-        params.copy_from_slice(buf.best);
-    } else {
-        best_epoch = epochs;
-    }
-    Ok(TrainReport {
-        epochs,
-        best_epoch,
-        best_val_loss: best_val,
-        initial_val_loss: initial_val,
-        steps,
-        skipped_steps: skipped,
-        stop,
-    })
 }

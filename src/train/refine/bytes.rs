@@ -27,14 +27,13 @@ use super::{
     Evidence, Proposal, RefineConfig, RefineReport, RefineState, RefineStatus, RoundReport,
     Summary, MAX_DIM, MAX_ROUNDS,
 };
-use crate::base::em::EmConfig;
+use crate::codec::{
+    bad, check_frame, non_finite, seal, Reader, Writer, FIT_LEN, SHAPE_LEN, TRAIN_REPORT_LEN,
+};
 use crate::error::{Error, FormatError};
-use crate::format::crc32;
-use crate::optim::adam::Adam;
 use crate::real::Real;
-use crate::shape::{Activation, BaseKind, Shape, MAX_EXTENT};
-use crate::train::fit::{BaseChoice, FitConfig};
-use crate::train::trainer::{Schedule, StopReason, TrainConfig, TrainReport};
+use crate::shape::{BaseKind, Shape, MAX_EXTENT};
+use crate::train::fit::BaseChoice;
 use crate::train::weights::NonFinitePolicy;
 
 /// First four bytes of an encoded state.
@@ -47,12 +46,7 @@ const PREFIX: usize = 12;
 const TRAILER: usize = 4;
 
 // Encoded sizes of the parts (their largest, for the optional ones).
-const SHAPE_LEN: usize = 4 * 8 + 1 + 8 + 1 + 4 + 1 + 1;
-const EM_LEN: usize = 6 * 8;
-const TRAIN_CONFIG_LEN: usize = 2 * 8 + 5 * 8 + 1 + 8 + 8 + 3 * 8 + 8;
-const FIT_LEN: usize = 1 + 8 + EM_LEN + TRAIN_CONFIG_LEN + 8;
 const CONFIG_LEN: usize = 5 * 8 + 5 * 8 + 3 + FIT_LEN + 1 + 8;
-const TRAIN_REPORT_LEN: usize = 4 * 8 + 2 * 8 + 1;
 const PROPOSAL_LEN: usize = 1 + SHAPE_LEN + 8 + 8 + 1 + TRAIN_REPORT_LEN + 8;
 const ROUND_LEN: usize = 1 + 3 * 8 + 8 * 8 + 4 * 8 + 1;
 const SUMMARY_LEN: usize = 1 + 3 * 8;
@@ -80,64 +74,8 @@ pub const STATE_BYTES: usize = PREFIX + BODY_MAX + TRAILER;
 
 const _: () = assert!(STATE_BYTES <= u32::MAX as usize);
 
-fn bad() -> Error {
-    Error::Format(FormatError::BadHeader)
-}
-
-fn non_finite() -> Error {
-    Error::Format(FormatError::NonFiniteParameter)
-}
-
-/// Writes fields in order; counts every byte, writes only those that fit.
-struct Writer<'a> {
-    out: &'a mut [u8],
-    at: usize,
-}
-
+/// The refinement's own parts; the shared ones are [`crate::codec`]'s.
 impl Writer<'_> {
-    fn bytes(&mut self, b: &[u8]) {
-        let end = self.at.saturating_add(b.len());
-        if let Some(dst) = self.out.get_mut(self.at..end) {
-            dst.copy_from_slice(b);
-        }
-        self.at = end;
-    }
-    fn u8(&mut self, v: u8) {
-        self.bytes(&[v]);
-    }
-    fn bool(&mut self, v: bool) {
-        self.u8(u8::from(v));
-    }
-    fn u64(&mut self, v: u64) {
-        self.bytes(&v.to_le_bytes());
-    }
-    fn usize(&mut self, v: usize) {
-        self.u64(v as u64);
-    }
-    fn f64(&mut self, v: f64) {
-        self.u64(v.to_bits());
-    }
-    fn opt_f64(&mut self, v: Option<f64>) {
-        self.bool(v.is_some());
-        if let Some(v) = v {
-            self.f64(v);
-        }
-    }
-
-    fn shape(&mut self, s: &Shape) {
-        self.usize(s.dim);
-        self.usize(s.hidden);
-        self.usize(s.hidden_layers);
-        self.usize(s.couplings);
-        let (code, k) = s.base.code();
-        self.u8(code);
-        self.usize(k);
-        self.u8(s.activation.code());
-        self.bytes(&s.clamp.to_le_bytes());
-        self.bool(s.affine);
-        self.bool(s.bounded);
-    }
-
     fn config(&mut self, c: &RefineConfig) {
         self.usize(c.initial_samples);
         self.usize(c.samples_per_round);
@@ -152,65 +90,12 @@ impl Writer<'_> {
         self.bool(c.warm_start);
         self.bool(c.bounded);
         self.bool(c.affine);
-        let f = &c.fit;
-        let (code, k) = match f.base {
-            BaseChoice::Gaussian => (0, 1),
-            BaseChoice::PaperMixture(k) => (1, k),
-            BaseChoice::Mixture(k) => (2, k),
-            BaseChoice::Auto(k) => (3, k),
-        };
-        self.u8(code);
-        self.usize(k);
-        let e = &f.em;
-        self.usize(e.max_iter);
-        self.f64(e.tol);
-        self.f64(e.var_floor);
-        self.usize(e.restarts);
-        self.f64(e.min_weight);
-        self.u64(e.seed);
-        let t = &f.train;
-        self.usize(t.max_epochs);
-        self.usize(t.batch_size);
-        self.f64(t.adam.lr);
-        self.f64(t.adam.beta1);
-        self.f64(t.adam.beta2);
-        self.f64(t.adam.eps);
-        self.f64(t.adam.weight_decay);
-        match t.schedule {
-            Schedule::Constant => {
-                self.u8(0);
-                self.f64(0.0);
-            }
-            Schedule::Cosine { min_factor } => {
-                self.u8(1);
-                self.f64(min_factor);
-            }
-        }
-        self.usize(t.patience);
-        self.f64(t.validation_fraction);
-        self.f64(t.clip_norm);
-        self.f64(t.min_weight);
-        self.u64(t.seed);
-        self.u64(f.init_seed);
+        self.fit_config(&c.fit);
         self.u8(match c.policy {
             NonFinitePolicy::Error => 0,
             NonFinitePolicy::Skip => 1,
         });
         self.u64(c.seed);
-    }
-
-    fn train_report(&mut self, t: &TrainReport) {
-        self.usize(t.epochs);
-        self.usize(t.best_epoch);
-        self.f64(t.best_val_loss);
-        self.f64(t.initial_val_loss);
-        self.u64(t.steps);
-        self.u64(t.skipped_steps);
-        self.u8(match t.stop {
-            StopReason::MaxEpochs => 0,
-            StopReason::EarlyStopped => 1,
-            StopReason::Cancelled => 2,
-        });
     }
 
     fn proposal(&mut self, p: &Option<Proposal>) {
@@ -252,86 +137,8 @@ impl Writer<'_> {
     }
 }
 
-/// Reads fields in order; running out of bytes is `Truncated` (after the length and checksum
-/// checks it cannot happen, but nothing here relies on that).
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
+/// The refinement's own parts; the shared ones are [`crate::codec`]'s.
 impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], Error> {
-        let end = self.at.saturating_add(N);
-        let s = self
-            .b
-            .get(self.at..end)
-            .ok_or(Error::Format(FormatError::Truncated))?;
-        let a = <[u8; N]>::try_from(s).map_err(|_| Error::Format(FormatError::Truncated))?;
-        self.at = end;
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, Error> {
-        Ok(self.take::<1>()?[0])
-    }
-    fn bool(&mut self) -> Result<bool, Error> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            _ => Err(bad()),
-        }
-    }
-    fn u64(&mut self) -> Result<u64, Error> {
-        Ok(u64::from_le_bytes(self.take()?))
-    }
-    fn usize(&mut self) -> Result<usize, Error> {
-        usize::try_from(self.u64()?).map_err(|_| bad())
-    }
-    fn f64(&mut self) -> Result<f64, Error> {
-        Ok(f64::from_bits(self.u64()?))
-    }
-    fn finite(&mut self) -> Result<f64, Error> {
-        let v = self.f64()?;
-        if v.is_finite() {
-            Ok(v)
-        } else {
-            Err(non_finite())
-        }
-    }
-    fn opt_f64(&mut self) -> Result<Option<f64>, Error> {
-        Ok(if self.bool()? {
-            Some(self.f64()?)
-        } else {
-            None
-        })
-    }
-
-    fn shape(&mut self) -> Result<Shape, Error> {
-        let dim = self.usize()?;
-        let hidden = self.usize()?;
-        let hidden_layers = self.usize()?;
-        let couplings = self.usize()?;
-        let code = self.u8()?;
-        let k = self.usize()?;
-        let base = BaseKind::from_code(code.into(), k).ok_or_else(bad)?;
-        let activation = Activation::from_code(self.u8()?.into()).ok_or_else(bad)?;
-        let clamp = f32::from_le_bytes(self.take()?);
-        let affine = self.bool()?;
-        let bounded = self.bool()?;
-        let shape = Shape {
-            dim,
-            hidden,
-            hidden_layers,
-            couplings,
-            base,
-            activation,
-            clamp,
-            affine,
-            bounded,
-        };
-        shape.validate().map_err(|_| bad())?;
-        Ok(shape)
-    }
-
     fn config(&mut self) -> Result<RefineConfig, Error> {
         let initial_samples = self.usize()?;
         let samples_per_round = self.usize()?;
@@ -346,51 +153,7 @@ impl Reader<'_> {
         let warm_start = self.bool()?;
         let bounded = self.bool()?;
         let affine = self.bool()?;
-        let code = self.u8()?;
-        let k = self.usize()?;
-        let base = match code {
-            0 if k == 1 => BaseChoice::Gaussian,
-            1 => BaseChoice::PaperMixture(k),
-            2 => BaseChoice::Mixture(k),
-            3 => BaseChoice::Auto(k),
-            _ => return Err(bad()),
-        };
-        let em = EmConfig {
-            max_iter: self.usize()?,
-            tol: self.finite()?,
-            var_floor: self.finite()?,
-            restarts: self.usize()?,
-            min_weight: self.finite()?,
-            seed: self.u64()?,
-        };
-        let max_epochs = self.usize()?;
-        let batch_size = self.usize()?;
-        let adam = Adam {
-            lr: self.finite()?,
-            beta1: self.finite()?,
-            beta2: self.finite()?,
-            eps: self.finite()?,
-            weight_decay: self.finite()?,
-        };
-        let schedule_code = self.u8()?;
-        let min_factor = self.finite()?;
-        let schedule = match schedule_code {
-            0 if min_factor.to_bits() == 0 => Schedule::Constant,
-            1 => Schedule::Cosine { min_factor },
-            _ => return Err(bad()),
-        };
-        let train = TrainConfig {
-            max_epochs,
-            batch_size,
-            adam,
-            schedule,
-            patience: self.usize()?,
-            validation_fraction: self.finite()?,
-            clip_norm: self.finite()?,
-            min_weight: self.finite()?,
-            seed: self.u64()?,
-        };
-        let init_seed = self.u64()?;
+        let fit = self.fit_config()?;
         let policy = match self.u8()? {
             0 => NonFinitePolicy::Error,
             1 => NonFinitePolicy::Skip,
@@ -411,12 +174,7 @@ impl Reader<'_> {
             warm_start,
             bounded,
             affine,
-            fit: FitConfig {
-                base,
-                em,
-                train,
-                init_seed,
-            },
+            fit,
             policy,
             seed,
         };
@@ -424,34 +182,9 @@ impl Reader<'_> {
             Error::NonFinite => non_finite(),
             _ => bad(),
         })?;
-        // The core checks the EM settings only when EM runs; a stored state must hold
-        // settings a fit accepts.
-        let em_ok = em.max_iter >= 1
-            && em.restarts >= 1
-            && [em.tol, em.var_floor, em.min_weight]
-                .iter()
-                .all(|v| *v >= 0.0);
-        if !em_ok {
-            return Err(bad());
-        }
+        // `RefineConfig::validate` checks the EM settings too (a fit checks them only when EM
+        // runs): a stored state holds settings every fit accepts.
         Ok(cfg)
-    }
-
-    fn train_report(&mut self) -> Result<TrainReport, Error> {
-        Ok(TrainReport {
-            epochs: self.usize()?,
-            best_epoch: self.usize()?,
-            best_val_loss: self.f64()?,
-            initial_val_loss: self.f64()?,
-            steps: self.u64()?,
-            skipped_steps: self.u64()?,
-            stop: match self.u8()? {
-                0 => StopReason::MaxEpochs,
-                1 => StopReason::EarlyStopped,
-                2 => StopReason::Cancelled,
-                _ => return Err(bad()),
-            },
-        })
     }
 
     fn proposal(&mut self) -> Result<Option<Proposal>, Error> {
@@ -525,9 +258,7 @@ impl RefineState {
         }
         let out = &mut out[..len];
         self.encode(out);
-        let body = len - TRAILER;
-        let crc = crc32(&out[..body]);
-        out[body..].copy_from_slice(&crc.to_le_bytes());
+        seal(out);
         Ok(len)
     }
 
@@ -592,22 +323,7 @@ impl RefineState {
             return Err(FormatError::UnsupportedVersion.into());
         }
         let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
-        if bytes.len() < len {
-            return Err(FormatError::Truncated.into());
-        }
-        if bytes.len() > len {
-            return Err(FormatError::TrailingBytes.into());
-        }
-        let body = len - TRAILER;
-        let stored = u32::from_le_bytes([
-            bytes[body],
-            bytes[body + 1],
-            bytes[body + 2],
-            bytes[body + 3],
-        ]);
-        if crc32(&bytes[..body]) != stored {
-            return Err(FormatError::Checksum.into());
-        }
+        let body = check_frame(bytes, len, PREFIX)?;
         if bytes[6..8] != [0, 0] {
             return Err(bad());
         }
@@ -909,6 +625,8 @@ impl RefineState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::crc32;
+    use crate::train::trainer::{StopReason, TrainReport};
 
     /// A state as large as the encoding gets: D = MAX_DIM, every slot and option present.
     fn largest() -> RefineState {
