@@ -25,7 +25,7 @@
 //! being loaded); the first failure is returned as
 //! [`FormatError`] and nothing is written to the output.
 
-pub use crate::codec::{check_frame, seal};
+pub use crate::codec::{check_frame, crc32, seal};
 use crate::error::{check_len, Error, FormatError};
 use crate::real::Real;
 use crate::shape::{Activation, BaseKind, Shape};
@@ -47,33 +47,6 @@ pub const MAGIC: [u8; 4] = *b"LWFM";
 /// model it always was). Version 1 (before 0.1 was released) stored dense weights
 /// output-major; it is refused as an unknown version.
 pub const FORMAT_VERSION: u16 = 3;
-
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-/// CRC-32 (IEEE, reflected, init and final xor `0xFFFF_FFFF`).
-pub fn crc32(bytes: &[u8]) -> u32 {
-    !bytes.iter().fold(!0u32, |c, &b| {
-        CRC_TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8)
-    })
-}
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut v = [0u8; 4];

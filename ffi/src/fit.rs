@@ -25,12 +25,12 @@
 //! The model memory is written only at the end, from the trained parameters in the work
 //! buffer: a failed fit leaves it untouched.
 
-use crate::checkpoint::{Sink, SinkArgs};
 use crate::fit_config::{read_config, LwfFitConfig, Settings};
 use crate::guard::{self, check_ptr, disjoint, guard, input, out_scalar, write_scalar, Span};
 use crate::layout::layout;
 use crate::model::{prepare_memory, write_model, LwfModel};
 use crate::shape::{read_shape, LwfShape};
+use crate::sink::{Sink, SinkArgs};
 use crate::status::LwfStatus::{self, *};
 use core::ffi::{c_int, c_void};
 use core::mem::size_of;

@@ -40,13 +40,14 @@ mod refine;
 mod refine_checkpoint;
 mod rng;
 mod shape;
+mod sink;
 mod status;
 mod train;
 mod version;
 
 pub use checkpoint::{
     lwf_fit_checkpoint_inspect, lwf_fit_checkpoint_size, lwf_model_fit_prior_box_resumable,
-    lwf_model_fit_resume, lwf_model_fit_samples_resumable, LwfCheckpointFn, LwfFitCheckpointInfo,
+    lwf_model_fit_resume, lwf_model_fit_samples_resumable, LwfFitCheckpointInfo,
 };
 pub use diagnostics::{lwf_importance_summary, LwfImportanceSummary};
 pub use eval::{
@@ -80,6 +81,7 @@ pub use shape::{
     lwf_shape_default, lwf_shape_model_size, lwf_shape_param_count, lwf_shape_serialized_size,
     lwf_shape_validate, lwf_shape_workspace_count, LwfActivation, LwfBaseKind, LwfShape,
 };
+pub use sink::LwfCheckpointFn;
 pub use status::{lwf_status_message, LwfStatus};
 pub use train::{
     lwf_adam_default, lwf_model_adam_reset, lwf_model_adam_step, lwf_model_loss_grad,

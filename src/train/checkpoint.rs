@@ -44,12 +44,11 @@
 
 use super::fit::{FitConfig, FitData, FitReport, Job, Placed, Trained};
 use crate::base::em::MixtureFit;
-use crate::codec::{
-    bad, check_fit_config, check_frame, non_finite, seal, Reader, Writer, FIT_LEN, SHAPE_LEN,
-};
+use crate::codec::{bad, check_frame, non_finite, seal, Reader, Writer, SHAPE_LEN};
 use crate::error::{check_min, Error, FormatError};
 use crate::real::Real;
 use crate::shape::{BaseKind, Shape};
+use crate::train::codec::{check_fit_config, FIT_LEN};
 use crate::train::fit::{BaseChoice, FitBuffers};
 use crate::train::trainer::{EpochReport, TrainSnapshot, TrainState};
 use crate::train::weights::WeightStats;

@@ -1,6 +1,7 @@
 //! The method: prior sampling, likelihood weights, the trainer, and the end-to-end fit.
 
 pub mod checkpoint;
+mod codec;
 pub mod fit;
 pub mod refine;
 pub mod trainer;

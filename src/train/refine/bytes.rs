@@ -27,12 +27,11 @@ use super::{
     Evidence, Proposal, RefineConfig, RefineReport, RefineState, RefineStatus, RoundReport,
     Summary, MAX_DIM, MAX_ROUNDS,
 };
-use crate::codec::{
-    bad, check_frame, non_finite, seal, Reader, Writer, FIT_LEN, SHAPE_LEN, TRAIN_REPORT_LEN,
-};
+use crate::codec::{bad, check_frame, non_finite, seal, Reader, Writer, SHAPE_LEN};
 use crate::error::{Error, FormatError};
 use crate::real::Real;
 use crate::shape::{BaseKind, Shape, MAX_EXTENT};
+use crate::train::codec::{FIT_LEN, TRAIN_REPORT_LEN};
 use crate::train::fit::BaseChoice;
 use crate::train::weights::NonFinitePolicy;
 
