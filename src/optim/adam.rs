@@ -6,6 +6,11 @@
 //! m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; φ ← φ − α·m̂/(√v̂ + ε) with m̂ = m/(1−β₁ᵗ),
 //! v̂ = v/(1−β₂ᵗ) — torch's `Adam(weight_decay=λ)`. Weight decay applies to the coupling
 //! parameters only, never to the base, so an EM-fitted mixture is not pulled to the origin.
+//! The outer maps' parameters (affine standardisation, box) are never trained: a step leaves
+//! them and their moments alone, whatever the gradient holds there (a gradient from
+//! [`Flow::loss_and_gradient`](crate::Flow::loss_and_gradient) holds zeros there anyway). A
+//! step never leaves a parameter or moment NaN or infinite: if one would be, it returns
+//! `NonFinite` and changes nothing.
 
 use crate::error::{check_len, Error};
 use crate::real::{all_finite, Real};
@@ -60,8 +65,10 @@ impl Adam {
     }
 
     /// One update of `params` from `grad` at step `t ≥ 1`, with learning rate `lr` in place of
-    /// `self.lr` (for schedules). A non-finite gradient returns `NonFinite` and changes
-    /// nothing, so a trainer can skip the step.
+    /// `self.lr` (for schedules). A non-finite gradient, or an update that would make a
+    /// parameter or moment non-finite (a huge `lr` or gradient), returns `NonFinite` and
+    /// changes nothing, so a trainer can skip the step. The outer maps' parameters are left
+    /// alone (module docs).
     pub fn step_with_lr<T: Real>(
         &self,
         shape: &Shape,
@@ -93,18 +100,29 @@ impl Adam {
         let eps = T::from_f64(self.eps);
         let wd = T::from_f64(self.weight_decay);
         let n_decay = shape.flow_param_len();
+        // The trained parameters: couplings and base; the outer maps after them never change.
+        let n_train = n_decay + shape.base_param_len();
         let (m, v) = state.split_at_mut(p);
-        for (i, (((x, &g), mi), vi)) in params
-            .iter_mut()
-            .zip(grad)
-            .zip(m.iter_mut())
-            .zip(v.iter_mut())
-            .enumerate()
-        {
-            let g = if i < n_decay { g + wd * *x } else { g };
-            *mi = b1 * *mi + c1 * g;
-            *vi = b2 * *vi + c2 * g * g;
-            *x -= step * *mi / (vi.sqrt_lanes() * inv_sqrt_bc2 + eps);
+        let update = |i: usize, x: T, g: T, mi: T, vi: T| {
+            let g = if i < n_decay { g + wd * x } else { g };
+            let mi = b1 * mi + c1 * g;
+            let vi = b2 * vi + c2 * g * g;
+            (
+                x - step * mi / (vi.sqrt_lanes() * inv_sqrt_bc2 + eps),
+                mi,
+                vi,
+            )
+        };
+        // Two passes: check that every new value is finite, then write (each element's update
+        // depends on that element only, so both passes compute the same values).
+        for i in 0..n_train {
+            let (x, mi, vi) = update(i, params[i], grad[i], m[i], v[i]);
+            if !(x.is_finite() && mi.is_finite() && vi.is_finite()) {
+                return Err(Error::NonFinite);
+            }
+        }
+        for i in 0..n_train {
+            (params[i], m[i], v[i]) = update(i, params[i], grad[i], m[i], v[i]);
         }
         Ok(())
     }

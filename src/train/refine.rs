@@ -66,7 +66,7 @@ use crate::diagnostics;
 use crate::error::{check_len, check_min, Error};
 use crate::flow::Flow;
 use crate::real::Real;
-use crate::shape::Shape;
+use crate::shape::{BaseKind, Shape};
 use crate::train::fit::{fit_in_box, BaseChoice, FitBuffers, FitConfig, FitMemory};
 use crate::train::trainer::{held_out_loss, train, TrainReport};
 use crate::train::weights::NonFinitePolicy;
@@ -180,9 +180,15 @@ impl RefineConfig {
         }
     }
 
-    /// The shape of every fitted proposal: `template` with this configuration's outer maps.
+    /// The shape of every fitted proposal but its base: `template` with this configuration's
+    /// outer maps and a Gaussian base (each fit picks its base per `fit.base`, so the
+    /// template's own base never matters; kept, a mixture larger than `fit.base` allows made
+    /// the stored state fail its own checks after the first round).
     pub fn proposal_template(&self, template: &Shape) -> Shape {
-        template.with_bounded(self.bounded).with_affine(self.affine)
+        template
+            .with_bounded(self.bounded)
+            .with_affine(self.affine)
+            .with_base(BaseKind::Gaussian)
     }
 
     /// Most samples the loop can hold: every call plus the draws that landed outside the box
@@ -1180,6 +1186,8 @@ where
         let s = refiner.st.round_start;
         // The values go straight into the refiner's ℓ column, then are accepted as by `tell`.
         let buf = &mut refiner.buf;
+        // Capped to the round first, so batch · D cannot overflow.
+        let batch = batch.min(m.max(1));
         for (rows, out) in buf.theta[s * d..(s + m) * d]
             .chunks(batch * d)
             .zip(buf.log_l[s..s + m].chunks_mut(batch))
