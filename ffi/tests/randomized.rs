@@ -434,7 +434,13 @@ fn one_case() {
         "abi" => props::abi::run,
         _ => props::fit::run,
     };
-    run(&data, &mut Tally::default());
+    let mut tally = Tally::default();
+    run(&data, &mut tally);
+    if std::env::var_os("LWFLOW_TALLY").is_some() {
+        for (call, counts) in &tally.calls {
+            eprintln!("  {call:32} by status {counts:?}");
+        }
+    }
 }
 
 /// A loader case: a seed file (valid, of either width) with a random mode byte and up to four
@@ -557,4 +563,36 @@ fn seed_corpus() {
     // The seed files are models of both widths that load through the ABI.
     reached(&tally, "lwf_model_load", 16);
     reached(&tally, "lwf_model_log_prob", 16);
+}
+
+/// The ABI and fit seeds decode as their comments say: they reach the successful paths (a
+/// model, its evaluations, each kind of fit, a finished refinement), not only the checks.
+#[test]
+fn seeds_decode_as_intended() {
+    let mut tally = Tally::default();
+    for (_, data) in props::seeds::abi() {
+        props::abi::run(&data, &mut tally);
+    }
+    for call in [
+        "lwf_model_init",
+        "lwf_model_log_prob",
+        "lwf_model_sample",
+        "lwf_model_loss_grad",
+        "lwf_model_save",
+    ] {
+        reached(&tally, call, 1);
+    }
+    let mut tally = Tally::default();
+    for (_, data) in props::seeds::fit() {
+        props::fit::run(&data, &mut tally);
+    }
+    for call in [
+        "lwf_model_fit_prior_box",
+        "lwf_model_fit_samples",
+        "lwf_model_fit_samples_in_box",
+        "lwf_refine_init",
+        "lwf_refine_write_model",
+    ] {
+        reached(&tally, call, 1);
+    }
 }

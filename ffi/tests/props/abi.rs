@@ -535,6 +535,11 @@ impl Out {
     pub fn watch(&self, name: &'static str) -> Watch<'_> {
         Watch::new(name, &self.buf)
     }
+
+    /// Watches the buffer as one `T` (a struct with padding: compared field by field).
+    pub fn watch_typed<T: Copy + PartialEq + 'static>(&self, name: &'static str) -> Watch<'_> {
+        Watch::typed::<T>(name, &self.buf)
+    }
 }
 
 /// True when a box-bounded model's row lies on or outside its box (the last 2D parameters:
@@ -1619,7 +1624,10 @@ fn op_importance(s: &mut State, src: &mut Src) {
         out.ptr = scratch.buf.ptr();
     }
     let overlap = out.ptr == scratch.buf.ptr() && !scratch.aliased && scratch.len > 0;
-    let (lw, ow) = (log_w.watch("log_w"), out.watch("out_summary"));
+    let (lw, ow) = (
+        log_w.watch("log_w"),
+        out.watch_typed::<LwfImportanceSummary>("out_summary"),
+    );
     // SAFETY: buffers valid for the lengths passed (or refused before use).
     let st = code(unsafe {
         lwf_importance_summary(log_w.ptr, log_w.len, scratch.ptr, scratch.len, out.typed())
@@ -1763,7 +1771,7 @@ fn op_inspect_bytes(s: &mut State, src: &mut Src) {
 /// The config defaults (cheap; the fits themselves are the fit target's).
 fn op_configs(s: &mut State, src: &mut Src) {
     let out = Out::decode::<LwfFitConfig>(src);
-    let w = out.watch("out_config");
+    let w = out.watch_typed::<LwfFitConfig>("out_config");
     // SAFETY: NULL, misaligned or writable.
     let st = code(unsafe { lwf_fit_config_default(out.typed()) });
     let st = s.t.status("lwf_fit_config_default", st);

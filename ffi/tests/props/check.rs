@@ -85,7 +85,13 @@ pub fn finite(what: &str, v: f64) {
 pub struct Watch<'a> {
     pub name: &'static str,
     pub buf: &'a Guarded,
-    pub before: Vec<u8>,
+    /// The bytes (buffers of scalars), or a comparison of typed values (structs with padding).
+    before: Before,
+}
+
+enum Before {
+    Bytes(Vec<u8>),
+    Same(Box<dyn Fn(&Guarded) -> bool>),
 }
 
 impl<'a> Watch<'a> {
@@ -94,13 +100,28 @@ impl<'a> Watch<'a> {
         Watch {
             name,
             buf,
-            before: buf.snapshot(),
+            before: Before::Bytes(buf.snapshot()),
+        }
+    }
+
+    /// Remembers the `T` in `buf` and compares field by field: a struct with padding, whose
+    /// padding bytes a typed write leaves uninitialised (comparing those bytes would be
+    /// undefined behaviour).
+    pub fn typed<T: Copy + PartialEq + 'static>(name: &'static str, buf: &'a Guarded) -> Watch<'a> {
+        let v: T = buf.read();
+        Watch {
+            name,
+            buf,
+            before: Before::Same(Box::new(move |g: &Guarded| g.read::<T>() == v)),
         }
     }
 
     /// True when the buffer still holds what it held.
     pub fn unchanged(&self) -> bool {
-        self.buf.snapshot() == self.before
+        match &self.before {
+            Before::Bytes(b) => self.buf.snapshot() == *b,
+            Before::Same(same) => same(self.buf),
+        }
     }
 
     /// Panics (naming the call) if the guards were touched.

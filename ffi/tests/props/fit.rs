@@ -17,7 +17,7 @@ use super::check::*;
 use super::input::{unaddressable, Src, SPECIAL};
 use super::lwf::{self, *};
 use core::ffi::{c_int, c_void};
-use core::mem::{offset_of, size_of};
+use core::mem::{offset_of, size_of, size_of_val};
 use core::ptr::{null, null_mut};
 
 /// Largest model or work memory a case allocates (bytes).
@@ -375,7 +375,12 @@ pub fn default_fit_config() -> LwfFitConfig {
 /// The config in guarded memory of the size its layout says: the current one, the first
 /// layout (fields up to `init_seed`), or an odd `struct_size` (refused before any read past
 /// the first field).
-fn config_memory<T: Copy>(src: &mut Src, c: &mut T, sizes: [usize; 2]) -> (Guarded, usize) {
+fn config_memory<T: Copy>(
+    src: &mut Src,
+    c: &mut T,
+    sizes: [usize; 2],
+    write: fn(&T, usize) -> Guarded,
+) -> (Guarded, usize) {
     let size = match src.u8() {
         0..=199 => sizes[1],
         200..=239 => sizes[0],
@@ -388,7 +393,61 @@ fn config_memory<T: Copy>(src: &mut Src, c: &mut T, sizes: [usize; 2]) -> (Guard
     } else {
         size_of::<usize>()
     };
-    (Guarded::of_prefix(c, bytes), size)
+    (write(c, bytes), size)
+}
+
+/// The first `bytes` bytes of a fit config between guards, written field by field into zeroed
+/// memory: the struct has padding (after `schedule`, at the end), which a copy of the whole
+/// value would leave uninitialised (reading it is undefined behaviour; Miri reports it).
+fn fit_config_bytes(c: &LwfFitConfig, bytes: usize) -> Guarded {
+    let g = Guarded::bytes(bytes, 0);
+    macro_rules! put {
+        ($($f:ident),* $(,)?) => {$(
+            let (at, size) = (offset_of!(LwfFitConfig, $f), size_of_val(&c.$f));
+            if at + size <= bytes {
+                // SAFETY: inside the buffer (checked); a scalar field has no padding.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        core::ptr::addr_of!(c.$f).cast::<u8>(),
+                        g.ptr().add(at),
+                        size,
+                    )
+                };
+            }
+        )*};
+    }
+    put!(
+        struct_size,
+        base,
+        non_finite,
+        components,
+        min_ess,
+        sample_seed,
+        likelihood_batch,
+        em_max_iter,
+        em_tol,
+        em_var_floor,
+        em_restarts,
+        em_min_weight,
+        em_seed,
+        max_epochs,
+        batch_size,
+        lr,
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        schedule,
+        min_lr_factor,
+        patience,
+        validation_fraction,
+        clip_norm,
+        min_weight,
+        seed,
+        init_seed,
+        bounded,
+    );
+    g
 }
 
 /// A shape for a fit or refinement: small dims and widths; sometimes odd fields.
@@ -660,6 +719,7 @@ fn fit_prior_box(t: &mut Tally, src: &mut Src) {
         src,
         &mut cfg,
         [offset_of!(LwfFitConfig, bounded), size_of::<LwfFitConfig>()],
+        fit_config_bytes,
     );
     let sb = Guarded::of(&shape);
     let n = count(src, 4, 40, &[0, 1, 2, u32::MAX as usize + 1, usize::MAX]);
@@ -707,7 +767,7 @@ fn fit_prior_box(t: &mut Tally, src: &mut Src) {
     );
     let (mw, rw, ow) = (
         Watch::new("mem", &fm.mem),
-        report.watch("out_report"),
+        report.watch_typed::<LwfFitReport>("out_report"),
         out_model.watch("out_model"),
     );
     // SAFETY: every buffer valid for the length passed (or refused before use); the callbacks
@@ -775,6 +835,7 @@ fn fit_samples(t: &mut Tally, src: &mut Src, in_box: bool) {
         src,
         &mut cfg,
         [offset_of!(LwfFitConfig, bounded), size_of::<LwfFitConfig>()],
+        fit_config_bytes,
     );
     let sb = Guarded::of(&shape);
     let n = count(src, 4, 40, &[0, 1, 2]);
@@ -847,7 +908,7 @@ fn fit_samples(t: &mut Tally, src: &mut Src, in_box: bool) {
     );
     let (mw, rw, ow) = (
         Watch::new("mem", &fm.mem),
-        report.watch("out_report"),
+        report.watch_typed::<LwfFitReport>("out_report"),
         out_model.watch("out_model"),
     );
     let prog_fn: LwfProgressFn = if with_progress { Some(progress) } else { None };
@@ -1021,6 +1082,7 @@ fn refine(t: &mut Tally, src: &mut Src) {
             offset_of!(LwfRefineConfig, max_kl),
             size_of::<LwfRefineConfig>(),
         ],
+        Guarded::of_prefix,
     );
     let sb = Guarded::of(&shape);
     let (sw, cw) = (Watch::new("shape", &sb), Watch::new("config", &cb));

@@ -147,13 +147,19 @@ pub fn loader() -> Seeds {
 pub fn abi() -> Seeds {
     let mut out = Seeds::new();
     for op in 0..28u8 {
-        // rng seed, shape (all-zero bytes decode to a small valid shape), model seed, the op
-        // and its arguments (0xC8 bytes mostly pick valid pointers and lengths).
-        let mut d = vec![0u8; 8 + 24 + 8];
+        // The rng seed; a shape (D = 2, H = 4, two hidden layers, two couplings, clamp 3, a
+        // Gaussian base, ReLU, no outer maps, no odd field: see `abi::shape`); the model seed;
+        // then the op and its arguments (0xC8 bytes mostly pick valid pointers and lengths).
+        let mut d = vec![0u8; 8];
+        d.extend_from_slice(&[0, 3, 1, 1, 0, 1, 0, 255, 255, 255]);
+        d.extend_from_slice(&[1; 8]);
         d.push(op);
         d.extend(std::iter::repeat_n(0xC8, 80));
-        d.push(op.wrapping_add(28));
-        d.extend(std::iter::repeat_n(0x31, 80));
+        // The same op again with other argument bytes (0x65: mostly valid values too).
+        d.push(op + 28);
+        d.extend(std::iter::repeat_n(0x65, 80));
+        d.push(op + 56);
+        d.extend(std::iter::repeat_n(0x31, 40));
         out.push((format!("op{op:02}"), d));
     }
     let mut rng = SplitMix(0x05EE_DAB1);
