@@ -119,6 +119,10 @@ fn small_config() -> RefineConfig {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "three refinements: over 25 minutes under Miri (ffi's harness runs one)"
+)]
 fn a_refinement_ignores_the_base_of_its_template() {
     let cfg = small_config();
     for base in [

@@ -79,14 +79,49 @@ fn fit_seeds_and_random_configs() {
     assert!(t.count("lwf_model_fit_prior_box", props::check::OK) > 0);
 }
 
-/// One small fit under Miri: the smallest prior-box fit the fit target decodes (4 samples,
-/// one epoch), through every check of the fit target.
+/// One small prior-box fit (bytes of 0x80 pick small valid settings), through every check of
+/// the fit target: the fit succeeds and its model is evaluated.
 #[test]
 fn one_small_fit() {
     let mut t = Tally::default();
-    // Kind 0 (prior box), then bytes that pick small valid settings.
     let mut data = vec![0u8];
     data.extend(std::iter::repeat_n(0x80, 400));
     props::fit::run(&data, &mut t);
-    assert!(t.total("lwf_model_fit_prior_box") > 0);
+    assert_eq!(t.count("lwf_model_fit_prior_box", props::check::OK), 1);
+}
+
+/// One small refinement driven by `lwf_refine_run` to its end, its model written and
+/// evaluated.
+#[test]
+fn one_small_refinement() {
+    let mut t = Tally::default();
+    let mut data = vec![5u8];
+    data.extend(std::iter::repeat_n(0x80, 400));
+    props::fit::run(&data, &mut t);
+    assert_eq!(t.count("lwf_refine_write_model", props::check::OK), 1);
+}
+
+/// The kernel set the core dispatches to. Under Miri (no cpuid) it follows the build's
+/// target features, so the README's Miri runs with `-C target-feature=+avx2` or the AVX-512
+/// features check those sets' kernels and their `unsafe` dispatch too.
+#[test]
+fn kernel_set_follows_the_target_features_under_miri() {
+    use lwflow::nn::isa::{kernels, Kernels};
+    let k = kernels();
+    eprintln!("kernel set: {k:?}");
+    if cfg!(miri) {
+        let want = if cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512vl",
+            target_feature = "avx512bw",
+            target_feature = "avx512dq"
+        )) {
+            Kernels::Avx512
+        } else if cfg!(target_feature = "avx2") {
+            Kernels::Avx2
+        } else {
+            Kernels::Portable
+        };
+        assert_eq!(k, want);
+    }
 }
