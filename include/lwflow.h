@@ -717,11 +717,12 @@ typedef struct LwfFitReport {
      */
     uint64_t skipped_steps;
     /**
-     * Validation loss of the starting parameters (NaN without validation).
+     * Validation loss of the starting parameters (NaN without validation). Never infinite:
+     * a fit whose validation loss would be returns `LWF_NON_FINITE`.
      */
     double initial_val_loss;
     /**
-     * Validation loss of the kept parameters (NaN without validation).
+     * Validation loss of the kept parameters (NaN without validation; never infinite).
      */
     double best_val_loss;
     /**
@@ -1140,12 +1141,15 @@ enum LwfStatus lwf_model_adam_reset(struct LwfModel *model);
 /**
  * One Adam step of the model's parameters from `grad` (`grad_len == lwf_shape_param_count`),
  * using and updating the Adam moments and step count stored in the model. A non-finite
- * gradient, or an update that would make a parameter or moment non-finite (e.g. a learning
- * rate of 1e308), gives `LWF_NON_FINITE` and changes nothing (skip the step).
+ * gradient, or a step that would leave a parameter or moment NaN or infinite (e.g. lr 1e308),
+ * gives `LWF_NON_FINITE` and changes nothing (skip the step). The outer maps' parameters
+ * (affine map, box) are never trained: a step leaves them as they are, whatever `grad` holds
+ * there.
  *
  * Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_LENGTH_MISMATCH`,
- * `LWF_NON_FINITE` (gradient or hyper-parameter), `LWF_INVALID_ARGUMENT` (hyper-parameter out
- * of range), `LWF_OVERLAPPING_BUFFERS`, `LWF_BUSY`.
+ * `LWF_NON_FINITE` (gradient or hyper-parameter, or a step that overflowed),
+ * `LWF_INVALID_ARGUMENT` (hyper-parameter out of range), `LWF_OVERLAPPING_BUFFERS`,
+ * `LWF_BUSY`.
  *
  * # Safety
  * `model` NULL or a valid handle not used by another thread during the call (detected:
@@ -1207,7 +1211,9 @@ size_t lwf_model_align(void);
  * work, report or handle overlapping each other or an input), `LWF_CALLBACK_FAILED` (the
  * callback returned non-zero, or wrote NaN / +inf under `LWF_NON_FINITE_ERROR`),
  * `LWF_DEGENERATE_WEIGHTS` (all log-likelihoods -inf or skipped, or ESS below
- * `min_ess`), `LWF_NOT_CONVERGED` (EM found no usable mixture).
+ * `min_ess`), `LWF_NOT_CONVERGED` (EM found no usable mixture), `LWF_NON_FINITE` also when
+ * a figure of the report would be infinite (the samples have zero density under every
+ * parameters the fit reached, e.g. samples at 1e244 and a base starting at N(0, I)).
  *
  * # Safety
  * `mem` NULL or writable for `mem_len` bytes; `shape`, `config` NULL or readable; `lo`, `hi`

@@ -99,12 +99,34 @@ pub fn detect() -> Kernels {
 #[cfg(all(target_arch = "x86_64", not(feature = "portable-kernels")))]
 mod x86 {
     use super::Kernels;
+    #[cfg(not(miri))]
     use core::arch::x86_64::{__cpuid, __cpuid_count, CpuidResult};
 
+    #[cfg_attr(miri, allow(dead_code))]
     const fn bit(r: u32, b: u32) -> bool {
         r & (1 << b) != 0
     }
 
+    /// Under Miri (which cannot run cpuid, inline assembly): the sets the build's target
+    /// features allow, so `RUSTFLAGS="-C target-feature=+avx2"` (or the AVX-512 ones) has Miri
+    /// check that set's kernels (README, "Miri").
+    #[cfg(miri)]
+    pub(super) fn detect() -> Kernels {
+        if cfg!(all(
+            target_feature = "avx512f",
+            target_feature = "avx512vl",
+            target_feature = "avx512bw",
+            target_feature = "avx512dq"
+        )) {
+            Kernels::Avx512
+        } else if cfg!(target_feature = "avx2") {
+            Kernels::Avx2
+        } else {
+            Kernels::Portable
+        }
+    }
+
+    #[cfg(not(miri))]
     pub(super) fn detect() -> Kernels {
         let leaf0: CpuidResult = __cpuid(0);
         if leaf0.eax < 7 {
@@ -134,6 +156,7 @@ mod x86 {
 
     /// XCR0, the state components the OS saves. Call only when CPUID.1:ECX.OSXSAVE is set.
     #[allow(unsafe_code)]
+    #[cfg(not(miri))]
     fn xcr0() -> u64 {
         // SAFETY: the caller checked CPUID.1:ECX.OSXSAVE: the OS enabled XGETBV (and with it
         // the XSAVE feature the intrinsic is compiled for), so the instruction may run.
@@ -142,6 +165,7 @@ mod x86 {
 
     #[target_feature(enable = "xsave")]
     #[allow(unsafe_code)]
+    #[cfg(not(miri))]
     unsafe fn xgetbv0() -> u64 {
         // SAFETY: the function's own contract (XGETBV enabled).
         unsafe { core::arch::x86_64::_xgetbv(0) }

@@ -163,6 +163,10 @@ fn single_matches_batch<T: Real>(tol: f64) {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "hundreds of batch evaluations: over 15 minutes under Miri"
+)]
 fn single_sample_log_prob_matches_batch() {
     single_matches_batch::<f64>(1e-12);
     single_matches_batch::<f32>(2e-5);

@@ -144,15 +144,36 @@ pub struct LwfFitReport {
     pub steps: u64,
     /// Steps skipped for a non-finite loss or gradient.
     pub skipped_steps: u64,
-    /// Validation loss of the starting parameters (NaN without validation).
+    /// Validation loss of the starting parameters (NaN without validation). Never infinite:
+    /// a fit whose validation loss would be returns `LWF_NON_FINITE`.
     pub initial_val_loss: f64,
-    /// Validation loss of the kept parameters (NaN without validation).
+    /// Validation loss of the kept parameters (NaN without validation; never infinite).
     pub best_val_loss: f64,
     /// An `LwfStopReason` code.
     pub stop_reason: i32,
 }
 
 impl LwfFitReport {
+    /// `LWF_NON_FINITE` unless every figure is finite, apart from the documented NaN of a
+    /// figure that does not apply (the EM figures without EM, the validation losses without
+    /// validation). An infinite validation loss means the samples have zero density under the
+    /// parameters kept (e.g. samples at 1e244 and a base at N(0, I): every step was skipped).
+    fn check(&self, em: bool) -> Result<(), LwfStatus> {
+        let em_ok = if em {
+            self.em_mean_log_likelihood.is_finite() && self.em_bic.is_finite()
+        } else {
+            self.em_mean_log_likelihood.is_nan() && self.em_bic.is_nan()
+        };
+        let val_ok = [self.initial_val_loss, self.best_val_loss]
+            .iter()
+            .all(|v| !v.is_infinite());
+        if self.ess.is_finite() && self.log_mean_weight.is_finite() && em_ok && val_ok {
+            Ok(())
+        } else {
+            Err(LWF_NON_FINITE)
+        }
+    }
+
     fn new(stats: &WeightStats, fit: &FitReport) -> LwfFitReport {
         let (em_iterations, em_mean_log_likelihood, em_bic) = match fit.mixture {
             Some(m) => (m.iterations, m.mean_log_likelihood, m.bic),
@@ -669,6 +690,9 @@ pub(crate) unsafe fn write_outputs(
     let params = params
         .get(..shape.param_len())
         .ok_or(LWF_INVALID_ARGUMENT)?;
+    // Nothing is written unless every figure of the report is finite (or a documented NaN).
+    let report = LwfFitReport::new(stats, fitted);
+    report.check(fitted.mixture.is_some())?;
     // SAFETY: forwarded contract.
     unsafe {
         write_model(mem, &shape, layout(&shape)?, |dst| {
@@ -678,7 +702,7 @@ pub(crate) unsafe fn write_outputs(
     }?;
     if !out_report.is_null() {
         // SAFETY: aligned and disjoint from every other buffer (forwarded contract).
-        unsafe { write_scalar(out_report, LwfFitReport::new(stats, fitted)) };
+        unsafe { write_scalar(out_report, report) };
     }
     // SAFETY: checked and disjoint from the other buffers (forwarded contract).
     unsafe { write_scalar(out_model, mem.cast::<LwfModel>()) };
@@ -793,7 +817,9 @@ pub unsafe extern "C" fn lwf_fit_work_size(
 /// work, report or handle overlapping each other or an input), `LWF_CALLBACK_FAILED` (the
 /// callback returned non-zero, or wrote NaN / +inf under `LWF_NON_FINITE_ERROR`),
 /// `LWF_DEGENERATE_WEIGHTS` (all log-likelihoods -inf or skipped, or ESS below
-/// `min_ess`), `LWF_NOT_CONVERGED` (EM found no usable mixture).
+/// `min_ess`), `LWF_NOT_CONVERGED` (EM found no usable mixture), `LWF_NON_FINITE` also when
+/// a figure of the report would be infinite (the samples have zero density under every
+/// parameters the fit reached, e.g. samples at 1e244 and a base starting at N(0, I)).
 ///
 /// # Safety
 /// `mem` NULL or writable for `mem_len` bytes; `shape`, `config` NULL or readable; `lo`, `hi`

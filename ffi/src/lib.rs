@@ -33,6 +33,8 @@ mod eval;
 mod fit;
 mod fit_config;
 mod guard;
+#[cfg(test)]
+mod harness;
 mod io;
 mod layout;
 mod model;
@@ -56,7 +58,8 @@ pub use eval::{
 };
 pub use fit::{
     lwf_fit_model_size, lwf_fit_work_size, lwf_model_fit_prior_box, lwf_model_fit_samples,
-    LwfEpochReport, LwfFitReport, LwfLogLikelihoodFn, LwfProgressFn, LwfStopReason,
+    lwf_model_fit_samples_in_box, LwfEpochReport, LwfFitReport, LwfLogLikelihoodFn, LwfProgressFn,
+    LwfStopReason,
 };
 pub use fit_config::{
     lwf_fit_config_default, LwfFitBase, LwfFitConfig, LwfNonFinitePolicy, LwfSchedule,

@@ -255,12 +255,15 @@ pub unsafe extern "C" fn lwf_model_loss_grad_accumulate(
 
 /// One Adam step of the model's parameters from `grad` (`grad_len == lwf_shape_param_count`),
 /// using and updating the Adam moments and step count stored in the model. A non-finite
-/// gradient, or an update that would make a parameter or moment non-finite (e.g. a learning
-/// rate of 1e308), gives `LWF_NON_FINITE` and changes nothing (skip the step).
+/// gradient, or a step that would leave a parameter or moment NaN or infinite (e.g. lr 1e308),
+/// gives `LWF_NON_FINITE` and changes nothing (skip the step). The outer maps' parameters
+/// (affine map, box) are never trained: a step leaves them as they are, whatever `grad` holds
+/// there.
 ///
 /// Errors: `LWF_NULL_POINTER`, `LWF_MISALIGNED`, `LWF_INVALID_MODEL`, `LWF_LENGTH_MISMATCH`,
-/// `LWF_NON_FINITE` (gradient or hyper-parameter), `LWF_INVALID_ARGUMENT` (hyper-parameter out
-/// of range), `LWF_OVERLAPPING_BUFFERS`, `LWF_BUSY`.
+/// `LWF_NON_FINITE` (gradient or hyper-parameter, or a step that overflowed),
+/// `LWF_INVALID_ARGUMENT` (hyper-parameter out of range), `LWF_OVERLAPPING_BUFFERS`,
+/// `LWF_BUSY`.
 ///
 /// # Safety
 /// `model` NULL or a valid handle not used by another thread during the call (detected:

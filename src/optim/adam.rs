@@ -6,6 +6,9 @@
 //! m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; φ ← φ − α·m̂/(√v̂ + ε) with m̂ = m/(1−β₁ᵗ),
 //! v̂ = v/(1−β₂ᵗ) — torch's `Adam(weight_decay=λ)`. Weight decay applies to the coupling
 //! parameters only, never to the base, so an EM-fitted mixture is not pulled to the origin.
+//! The outer maps' parameters (affine standardisation, box) are never trained: a step leaves
+//! them and their moments alone, whatever the gradient holds there (a gradient from
+//! [`Flow::loss_and_gradient`](crate::Flow::loss_and_gradient) holds zeros there anyway).
 
 use crate::error::{check_len, Error};
 use crate::real::{all_finite, Real};
@@ -61,7 +64,8 @@ impl Adam {
 
     /// One update of `params` from `grad` at step `t ≥ 1`, with learning rate `lr` in place of
     /// `self.lr` (for schedules). A non-finite gradient returns `NonFinite` and changes
-    /// nothing, so a trainer can skip the step.
+    /// nothing, so a trainer can skip the step. The outer maps' parameters are left alone
+    /// (module docs).
     pub fn step_with_lr<T: Real>(
         &self,
         shape: &Shape,
@@ -82,7 +86,7 @@ impl Adam {
         if !all_finite(grad) {
             return Err(Error::NonFinite);
         }
-        let k = Coefficients::new(self, lr, t, shape.flow_param_len());
+        let k = Coefficients::new(self, lr, t, shape);
         let (m, v) = state.split_at_mut(p);
         for (i, (((x, &g), mi), vi)) in params
             .iter_mut()
@@ -90,6 +94,7 @@ impl Adam {
             .zip(m.iter_mut())
             .zip(v.iter_mut())
             .enumerate()
+            .take(k.n_train)
         {
             (*x, *mi, *vi) = k.update(i, *x, g, *mi, *vi);
         }
@@ -117,9 +122,9 @@ impl Adam {
         if t == 0 {
             return Err(Error::InvalidArgument);
         }
-        let k = Coefficients::new(self, self.lr, t, shape.flow_param_len());
+        let k = Coefficients::new(self, self.lr, t, shape);
         let (m, v) = state.split_at(p);
-        let finite = (0..p).all(|i| {
+        let finite = (0..k.n_train).all(|i| {
             let (x, mi, vi) = k.update(i, params[i], grad[i], m[i], v[i]);
             x.is_finite() && mi.is_finite() && vi.is_finite()
         });
@@ -157,10 +162,13 @@ struct Coefficients<T> {
     wd: T,
     /// Parameters below this index (the couplings) are decayed.
     n_decay: usize,
+    /// Parameters below this index (couplings and base) are trained; the outer maps after
+    /// them never change.
+    n_train: usize,
 }
 
 impl<T: Real> Coefficients<T> {
-    fn new(adam: &Adam, lr: f64, t: u64, n_decay: usize) -> Self {
+    fn new(adam: &Adam, lr: f64, t: u64, shape: &Shape) -> Self {
         let tf = t as f64;
         let bc1 = 1.0 - libm::pow(adam.beta1, tf);
         let bc2 = 1.0 - libm::pow(adam.beta2, tf);
@@ -175,7 +183,8 @@ impl<T: Real> Coefficients<T> {
             c2: T::ONE - b2,
             eps: T::from_f64(adam.eps),
             wd: T::from_f64(adam.weight_decay),
-            n_decay,
+            n_decay: shape.flow_param_len(),
+            n_train: shape.flow_param_len() + shape.base_param_len(),
         }
     }
 

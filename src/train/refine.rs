@@ -67,7 +67,7 @@ use crate::error::{check_len, check_min, Error};
 use crate::flow::Flow;
 use crate::logsum::Scaled;
 use crate::real::Real;
-use crate::shape::Shape;
+use crate::shape::{BaseKind, Shape};
 use crate::train::fit::{fit_in_box, BaseChoice, FitBuffers, FitConfig, FitMemory};
 use crate::train::trainer::{held_out_loss, train, TrainReport};
 use crate::train::weights::NonFinitePolicy;
@@ -181,9 +181,15 @@ impl RefineConfig {
         }
     }
 
-    /// The shape of every fitted proposal: `template` with this configuration's outer maps.
+    /// The shape of every fitted proposal but its base: `template` with this configuration's
+    /// outer maps and a Gaussian base (each fit picks its base per `fit.base`, so the
+    /// template's own base never matters; kept, a mixture larger than `fit.base` allows made
+    /// the stored state fail its own checks after the first round).
     pub fn proposal_template(&self, template: &Shape) -> Shape {
-        template.with_bounded(self.bounded).with_affine(self.affine)
+        template
+            .with_bounded(self.bounded)
+            .with_affine(self.affine)
+            .with_base(BaseKind::Gaussian)
     }
 
     /// Most samples the loop can hold: every call plus the draws that landed outside the box
@@ -497,21 +503,28 @@ impl Evidence {
         let z = libm::exp(log_z - self.reference);
         // A round of equal weights has se 0: floor its variance instead of dividing by 0.
         let var = f64::max(log_z_se * z * log_z_se * z, 1e-24 * z * z);
-        if !(z.is_finite() && var.is_finite() && var > 0.0) {
+        // A round far below the reference (Ẑ/Ẑ₀ ≲ 1e-150) has a subnormal variance whose
+        // inverse overflows; it carries no weight beside the reference, so it is left out.
+        let (sum_inv_var, sum_z_inv_var) =
+            (self.sum_inv_var + 1.0 / var, self.sum_z_inv_var + z / var);
+        if !(var > 0.0 && sum_inv_var.is_finite() && sum_z_inv_var.is_finite()) {
             return;
         }
-        self.sum_inv_var += 1.0 / var;
-        self.sum_z_inv_var += z / var;
+        self.sum_inv_var = sum_inv_var;
+        self.sum_z_inv_var = sum_z_inv_var;
         self.rounds += 1;
     }
 
+    /// (log Ẑ, se of log Ẑ), or `None` before the first round or if the figures are not
+    /// finite (the caller falls back to the all-samples estimate).
     fn estimate(&self) -> Option<(f64, f64)> {
         if self.rounds == 0 {
             return None;
         }
         let z = self.sum_z_inv_var / self.sum_inv_var;
         let se = 1.0 / libm::sqrt(self.sum_inv_var);
-        Some((self.reference + libm::log(z), se / z))
+        let (log_z, log_z_se) = (self.reference + libm::log(z), se / z);
+        (log_z.is_finite() && log_z_se.is_finite()).then_some((log_z, log_z_se))
     }
 }
 
@@ -1227,6 +1240,8 @@ where
         let s = refiner.st.round_start;
         // The values go straight into the refiner's ℓ column, then are accepted as by `tell`.
         let buf = &mut refiner.buf;
+        // Capped to the round first, so batch · D cannot overflow.
+        let batch = batch.min(m.max(1));
         for (rows, out) in buf.theta[s * d..(s + m) * d]
             .chunks(batch * d)
             .zip(buf.log_l[s..s + m].chunks_mut(batch))
@@ -1241,4 +1256,40 @@ where
         }
     }
     refiner.report()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Evidence;
+
+    /// Found by the `fit` fuzz target: a round ≈ e⁻³⁶⁸ below the first has a subnormal
+    /// variance, whose inverse overflowed and made the combined estimate −∞ ± NaN.
+    #[test]
+    fn evidence_ignores_a_round_whose_variance_underflows() {
+        let mut e = Evidence::default();
+        e.add(0.0, 0.1);
+        e.add(-368.0, 0.5);
+        let (log_z, se) = e.estimate().expect("an estimate");
+        assert!(log_z.is_finite() && se.is_finite(), "{log_z} ± {se}");
+        assert!(
+            libm::fabs(log_z) < 1e-12 && libm::fabs(se - 0.1) < 1e-12,
+            "{log_z} ± {se}"
+        );
+        assert_eq!(e.rounds, 1);
+    }
+
+    /// Two comparable rounds combine by inverse variance (checked against the formula by hand:
+    /// Ẑ₁ = 1, se 0.1; Ẑ₂ = e^0.1, se 0.2).
+    #[test]
+    fn evidence_combines_by_inverse_variance() {
+        let mut e = Evidence::default();
+        e.add(0.0, 0.1);
+        e.add(0.1, 0.2);
+        let z2 = libm::exp(0.1);
+        let (w1, w2) = (1.0 / 0.01, 1.0 / (0.04 * z2 * z2));
+        let z = (w1 + w2 * z2) / (w1 + w2);
+        let (log_z, se) = e.estimate().expect("an estimate");
+        assert!(libm::fabs(log_z - libm::log(z)) < 1e-12);
+        assert!(libm::fabs(se - 1.0 / libm::sqrt(w1 + w2) / z) < 1e-12);
+    }
 }

@@ -185,6 +185,9 @@ pub fn sample_and_weigh<T: Real, R: Rng + ?Sized, F: FnMut(&[T], &mut [f64]) -> 
     check_len(weights, log_l.len())?;
     sample_box(lo, hi, rng, theta)?;
     let d = lo.len();
+    // A batch larger than n is one call; capped first, so batch · D cannot overflow (an
+    // uncapped 2^63 · 2 wrapped to a chunk size of 0).
+    let batch = batch.min(log_l.len().max(1));
     for (rows, out) in theta.chunks(batch * d).zip(log_l.chunks_mut(batch)) {
         if !log_likelihood(rows, out) {
             return Err(Error::Callback);
