@@ -199,30 +199,8 @@ impl LwfFitConfig {
         if !CONFIG_LAYOUTS.contains(&self.struct_size) {
             return invalid;
         }
-        let k = self.components;
-        let base = match self.base {
-            0 => BaseChoice::Gaussian,
-            1 if k >= 1 => BaseChoice::PaperMixture(k),
-            2 if k >= 1 => BaseChoice::Mixture(k),
-            3 if k >= 1 => BaseChoice::Auto(k),
-            _ => return invalid,
-        };
-        let bounded = match self.bounded {
-            0 => false,
-            1 => true,
-            _ => return invalid,
-        };
-        let policy = match self.non_finite {
-            0 => NonFinitePolicy::Error,
-            1 => NonFinitePolicy::Skip,
-            _ => return invalid,
-        };
-        let schedule = match self.schedule {
-            0 => Schedule::Constant,
-            1 => Schedule::Cosine {
-                min_factor: self.min_lr_factor,
-            },
-            _ => return invalid,
+        let Some((base, bounded, policy, schedule)) = self.choices() else {
+            return invalid;
         };
         let em = EmConfig {
             max_iter: self.em_max_iter,
@@ -232,13 +210,6 @@ impl LwfFitConfig {
             min_weight: self.em_min_weight,
             seed: self.em_seed,
         };
-        // The core checks the EM settings only when EM runs, after the likelihood has been
-        // evaluated: check them here, whatever the base, so a bad field costs nothing.
-        let em_ok = em.max_iter >= 1
-            && em.restarts >= 1
-            && [em.tol, em.var_floor, em.min_weight]
-                .iter()
-                .all(|v| v.is_finite() && *v >= 0.0);
         let train = TrainConfig {
             max_epochs: self.max_epochs,
             batch_size: self.batch_size,
@@ -256,10 +227,16 @@ impl LwfFitConfig {
             min_weight: self.min_weight,
             seed: self.seed,
         };
-        // The core gives NonFinite for a NaN setting; for the config every problem is
+        // The core checks the EM settings only when EM runs, after the likelihood has been
+        // evaluated: check them here, whatever the base, so a bad field costs nothing. The
+        // core gives NonFinite for a NaN setting; for the config every problem is
         // LWF_INVALID_ARGUMENT (LWF_NON_FINITE is about data).
         let min_ess_ok = self.min_ess.is_finite() && self.min_ess >= 0.0;
-        if !em_ok || !min_ess_ok || self.likelihood_batch == 0 || train.validate().is_err() {
+        if em.validate().is_err()
+            || !min_ess_ok
+            || self.likelihood_batch == 0
+            || train.validate().is_err()
+        {
             return invalid;
         }
         Ok(Settings {
@@ -275,6 +252,37 @@ impl LwfFitConfig {
             likelihood_batch: self.likelihood_batch,
             bounded,
         })
+    }
+
+    /// The config's coded choices in the core's terms (base, bounded, non-finite policy,
+    /// schedule), or `None` for a code out of range.
+    fn choices(&self) -> Option<(BaseChoice, bool, NonFinitePolicy, Schedule)> {
+        let k = self.components;
+        let base = match self.base {
+            0 => BaseChoice::Gaussian,
+            1 if k >= 1 => BaseChoice::PaperMixture(k),
+            2 if k >= 1 => BaseChoice::Mixture(k),
+            3 if k >= 1 => BaseChoice::Auto(k),
+            _ => return None,
+        };
+        let bounded = match self.bounded {
+            0 => false,
+            1 => true,
+            _ => return None,
+        };
+        let policy = match self.non_finite {
+            0 => NonFinitePolicy::Error,
+            1 => NonFinitePolicy::Skip,
+            _ => return None,
+        };
+        let schedule = match self.schedule {
+            0 => Schedule::Constant,
+            1 => Schedule::Cosine {
+                min_factor: self.min_lr_factor,
+            },
+            _ => return None,
+        };
+        Some((base, bounded, policy, schedule))
     }
 }
 

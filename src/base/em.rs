@@ -220,75 +220,95 @@ fn run_em<T: Real>(
     pre: &mut Mix<'_>,
     logs: &mut [f64],
 ) -> (f64, usize) {
-    let k = m.pi.len();
     let mut prev = f64::NEG_INFINITY;
     let mut ll = f64::NEG_INFINITY;
     let mut iters = 0;
     for it in 1..=cfg.max_iter {
         iters = it;
-        acc.pi
-            .iter_mut()
-            .chain(acc.mu.iter_mut())
-            .chain(acc.var.iter_mut())
-            .for_each(|v| *v = 0.0);
-        let mut total = 0.0;
         precompute(m, d, pre);
-        for (x, &w) in samples.chunks_exact(d).zip(weights) {
-            let w = w.to_f64();
-            if w < thr {
-                continue;
-            }
-            let (max, sum) = component_shares(x, m, pre, d, logs);
-            if !max.is_finite() {
-                continue;
-            }
-            total += w * (max + libm::log(sum));
-            let w_over_sum = w / sum;
-            for (((&e, n), s1), s2) in logs
-                .iter()
-                .zip(acc.pi.iter_mut())
-                .zip(acc.mu.chunks_exact_mut(d))
-                .zip(acc.var.chunks_exact_mut(d))
-            {
-                let r = w_over_sum * e;
-                *n += r;
-                for ((a1, a2), &xi) in s1.iter_mut().zip(s2.iter_mut()).zip(x) {
-                    let xi = xi.to_f64();
-                    *a1 += r * xi;
-                    *a2 += r * xi * xi;
-                }
-            }
-        }
-        ll = total / w_sum;
-        for j in 0..k {
-            let nk = acc.pi[j];
-            if nk <= 1e-12 * w_sum {
-                // A starved component keeps its place with a negligible weight.
-                m.pi[j] = 1e-12;
-                continue;
-            }
-            m.pi[j] = nk / w_sum;
-            let rows = (j * d)..((j + 1) * d);
-            for ((((mu, var), &s1), &s2), &f) in m.mu[rows.clone()]
-                .iter_mut()
-                .zip(m.var[rows.clone()].iter_mut())
-                .zip(&acc.mu[rows.clone()])
-                .zip(&acc.var[rows])
-                .zip(floor)
-            {
-                let mean = s1 / nk;
-                *mu = mean;
-                *var = (s2 / nk - mean * mean).max(0.0) + f;
-            }
-        }
-        let norm: f64 = m.pi.iter().sum();
-        m.pi.iter_mut().for_each(|p| *p /= norm);
+        ll = e_step(samples, weights, d, thr, m, pre, acc, logs) / w_sum;
+        m_step(acc, floor, d, w_sum, m);
         if (ll - prev).abs() <= cfg.tol * ll.abs().max(1.0) {
             break;
         }
         prev = ll;
     }
     (ll, iters)
+}
+
+/// The E-step: accumulates into `acc` each component's responsibility sums Σ r, Σ r·x and
+/// Σ r·x² over the samples of weight ≥ `thr`; returns Σ w·ln p(x) over them.
+#[allow(clippy::too_many_arguments)]
+fn e_step<T: Real>(
+    samples: &[T],
+    weights: &[T],
+    d: usize,
+    thr: f64,
+    m: &Mix<'_>,
+    pre: &Mix<'_>,
+    acc: &mut Mix<'_>,
+    logs: &mut [f64],
+) -> f64 {
+    acc.pi
+        .iter_mut()
+        .chain(acc.mu.iter_mut())
+        .chain(acc.var.iter_mut())
+        .for_each(|v| *v = 0.0);
+    let mut total = 0.0;
+    for (x, &w) in samples.chunks_exact(d).zip(weights) {
+        let w = w.to_f64();
+        if w < thr {
+            continue;
+        }
+        let (max, sum) = component_shares(x, m, pre, d, logs);
+        if !max.is_finite() {
+            continue;
+        }
+        total += w * (max + libm::log(sum));
+        let w_over_sum = w / sum;
+        for (((&e, n), s1), s2) in logs
+            .iter()
+            .zip(acc.pi.iter_mut())
+            .zip(acc.mu.chunks_exact_mut(d))
+            .zip(acc.var.chunks_exact_mut(d))
+        {
+            let r = w_over_sum * e;
+            *n += r;
+            for ((a1, a2), &xi) in s1.iter_mut().zip(s2.iter_mut()).zip(x) {
+                let xi = xi.to_f64();
+                *a1 += r * xi;
+                *a2 += r * xi * xi;
+            }
+        }
+    }
+    total
+}
+
+/// The M-step: the mixture `m` from the sums in `acc` (variances floored by `floor`).
+fn m_step(acc: &Mix<'_>, floor: &[f64], d: usize, w_sum: f64, m: &mut Mix<'_>) {
+    for j in 0..m.pi.len() {
+        let nk = acc.pi[j];
+        if nk <= 1e-12 * w_sum {
+            // A starved component keeps its place with a negligible weight.
+            m.pi[j] = 1e-12;
+            continue;
+        }
+        m.pi[j] = nk / w_sum;
+        let rows = (j * d)..((j + 1) * d);
+        for ((((mu, var), &s1), &s2), &f) in m.mu[rows.clone()]
+            .iter_mut()
+            .zip(m.var[rows.clone()].iter_mut())
+            .zip(&acc.mu[rows.clone()])
+            .zip(&acc.var[rows])
+            .zip(floor)
+        {
+            let mean = s1 / nk;
+            *mu = mean;
+            *var = (s2 / nk - mean * mean).max(0.0) + f;
+        }
+    }
+    let norm: f64 = m.pi.iter().sum();
+    m.pi.iter_mut().for_each(|p| *p /= norm);
 }
 
 /// With lₖ = ln πₖ + ln N(x; μₖ, σₖ²): fills `shares[k]` with e^(lₖ − max) and returns
@@ -400,6 +420,39 @@ fn copy_out(scratch: &mut [f64], k: usize, d: usize, w: &mut [f64], m: &mut [f64
     }
 }
 
+/// The samples' weighted variance per dimension in `var` (at least 1e-300; seeds k-means++)
+/// and `var_floor` times it in `floor` (added to every component's variance). `var` first
+/// holds the weighted mean.
+fn data_variance<T: Real>(
+    samples: &[T],
+    weights: &[T],
+    d: usize,
+    w_sum: f64,
+    var_floor: f64,
+    var: &mut [f64],
+    floor: &mut [f64],
+) {
+    let mean = var;
+    mean.iter_mut().for_each(|v| *v = 0.0);
+    for (x, &w) in samples.chunks_exact(d).zip(weights) {
+        for (m, &xi) in mean.iter_mut().zip(x) {
+            *m += w.to_f64() * xi.to_f64();
+        }
+    }
+    mean.iter_mut().for_each(|v| *v /= w_sum);
+    floor.iter_mut().for_each(|v| *v = 0.0);
+    for (x, &w) in samples.chunks_exact(d).zip(weights) {
+        for ((f, &m), &xi) in floor.iter_mut().zip(mean.iter()).zip(x) {
+            let u = xi.to_f64() - m;
+            *f += w.to_f64() * u * u;
+        }
+    }
+    for (v, f) in mean.iter_mut().zip(floor.iter_mut()) {
+        *v = (*f / w_sum).max(1e-300);
+        *f = *v * var_floor;
+    }
+}
+
 /// Fits K components; the winner is left in the first mixture slot of `scratch`.
 fn fit_into<T: Real>(
     samples: &[T],
@@ -425,26 +478,16 @@ fn fit_into<T: Real>(
 
     let max_w = weights.iter().fold(0.0f64, |a, &w| a.max(w.to_f64()));
     let thr = cfg.min_weight * max_w;
-    // Weighted mean and variance per dimension (for seeding and the floor).
-    mean.iter_mut().for_each(|v| *v = 0.0);
-    for (x, &w) in samples.chunks_exact(d).zip(weights) {
-        for (m, &xi) in mean.iter_mut().zip(x) {
-            *m += w.to_f64() * xi.to_f64();
-        }
-    }
-    mean.iter_mut().for_each(|v| *v /= stats.w_sum);
-    floor.iter_mut().for_each(|v| *v = 0.0);
-    for (x, &w) in samples.chunks_exact(d).zip(weights) {
-        for ((f, &m), &xi) in floor.iter_mut().zip(mean.iter()).zip(x) {
-            let u = xi.to_f64() - m;
-            *f += w.to_f64() * u * u;
-        }
-    }
-    let data_var = &mut *mean; // reuse: data variance per dimension
-    for (v, f) in data_var.iter_mut().zip(floor.iter_mut()) {
-        *v = (*f / stats.w_sum).max(1e-300);
-        *f = *v * cfg.var_floor;
-    }
+    let data_var = &mut *mean; // the mean's space, reused for the variance
+    data_variance(
+        samples,
+        weights,
+        d,
+        stats.w_sum,
+        cfg.var_floor,
+        data_var,
+        floor,
+    );
 
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(
         cfg.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),

@@ -35,6 +35,15 @@ use crate::train::codec::{FIT_LEN, TRAIN_REPORT_LEN};
 use crate::train::fit::BaseChoice;
 use crate::train::weights::NonFinitePolicy;
 
+/// `Ok` if `ok`, else the bytes are not a valid state (`BadFormat`).
+fn ensure(ok: bool) -> Result<(), Error> {
+    if ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
 /// First four bytes of an encoded state.
 const MAGIC: [u8; 4] = *b"LWRS";
 /// The version this build writes and reads.
@@ -418,30 +427,47 @@ impl RefineState {
     /// The invariants a [`Refiner`](super::Refiner) relies on (every index it forms stays
     /// inside buffers sized for this configuration), and the consistency of the counters.
     fn check(&self) -> Result<(), Error> {
-        let cfg = &self.cfg;
-        let t = &self.template;
+        let stride = self.check_template_and_box()?;
+        self.check_counters()?;
+        self.check_proposals(stride)?;
+        self.check_reports()?;
+        // A finished loop has its model; a converged one measured its k̂.
+        if self.status != RefineStatus::Running {
+            ensure(self.proposals[self.final_slot].is_some_and(|p| p.train.is_some()))?;
+        }
+        for k in [self.final_k_hat, self.final_kl].into_iter().flatten() {
+            ensure(k.is_finite() && self.status == RefineStatus::Converged)?;
+        }
+        ensure(self.evidence.rounds <= MAX_ROUNDS)
+    }
+
+    /// The template is the configuration's proposal template and its largest shape valid;
+    /// the box, and ln π exactly as `Refiner::new` computed it. Returns the parameter slot
+    /// length (the largest shape's).
+    fn check_template_and_box(&self) -> Result<usize, Error> {
+        let (cfg, t) = (&self.cfg, &self.template);
         let d = t.dim;
-        let fail = |ok: bool| if ok { Ok(()) } else { Err(bad()) };
-        // The template is the configuration's proposal template, and its largest shape valid.
-        fail(d <= MAX_DIM && t.affine == cfg.affine && t.bounded == cfg.bounded)?;
+        ensure(d <= MAX_DIM && t.affine == cfg.affine && t.bounded == cfg.bounded)?;
         let max = cfg.fit.base.max_shape(t);
         max.validate().map_err(|_| bad())?;
-        let stride = max.param_len();
-        // The box, and ln π exactly as `Refiner::new` computed it.
         let mut log_prior = 0.0;
         for i in 0..d {
             let width = self.hi[i] - self.lo[i];
-            fail(width > 0.0 && width.is_finite())?;
+            ensure(width > 0.0 && width.is_finite())?;
             log_prior -= libm::log(width);
         }
-        fail(log_prior.to_bits() == self.log_prior.to_bits())?;
-        // Counters.
-        let cap = cfg.capacity();
+        ensure(log_prior.to_bits() == self.log_prior.to_bits())?;
+        Ok(max.param_len())
+    }
+
+    /// The sample, call and round counters agree with each other and the configuration.
+    fn check_counters(&self) -> Result<(), Error> {
+        let cfg = &self.cfg;
         let running = self.status == RefineStatus::Running;
         let end = self.round_start.checked_add(self.pending);
         let called = self.calls.checked_add(self.pending);
-        fail(
-            self.n <= cap
+        ensure(
+            self.n <= cfg.capacity()
                 && self.calls <= cfg.max_calls
                 && self.calls <= self.n
                 && self.round_start <= self.n
@@ -452,9 +478,13 @@ impl RefineState {
                 && self.rounds <= cfg.max_rounds
                 && (!running || self.rounds < cfg.max_rounds)
                 && self.final_slot < cfg.max_rounds,
-        )?;
-        // Proposals: inside the configured slots, shapes of the template with a base no larger
-        // than the configuration's largest, round 0 the prior.
+        )
+    }
+
+    /// Proposals: inside the configured slots, shapes of the template with a base no larger
+    /// than the configuration's largest (at most `stride` parameters), round 0 the prior.
+    fn check_proposals(&self, stride: usize) -> Result<(), Error> {
+        let (cfg, t) = (&self.cfg, &self.template);
         for (i, p) in self.proposals.iter().enumerate() {
             let Some(p) = p else { continue };
             let same_flow = p.shape.with_base(t.base) == *t;
@@ -467,24 +497,28 @@ impl RefineState {
                 }
             };
             let prior_ok = i > 0 || (p.shape == *t && p.beta == 0.0 && p.train.is_none());
-            fail(
+            ensure(
                 i < cfg.max_rounds
                     && same_flow
                     && (base_ok || i == 0)
                     && prior_ok
                     && p.shape.param_len() <= stride
-                    && p.draws <= cap
+                    && p.draws <= cfg.capacity()
                     && (0.0..=1.0).contains(&p.beta)
                     && p.train_ess >= 0.0,
             )?;
             if let Some(tr) = &p.train {
-                fail(tr.best_epoch <= tr.epochs)?;
+                ensure(tr.best_epoch <= tr.epochs)?;
             }
         }
-        // Reports: one per finished round, in its slot.
+        Ok(())
+    }
+
+    /// Reports: one per finished round, in its slot.
+    fn check_reports(&self) -> Result<(), Error> {
         for (i, r) in self.reports.iter().enumerate() {
             let Some(r) = r else { continue };
-            fail(
+            ensure(
                 i < self.rounds
                     && r.round == i
                     && r.calls <= self.calls
@@ -496,14 +530,6 @@ impl RefineState {
                     && r.best_epoch <= r.epochs,
             )?;
         }
-        // A finished loop has its model; a converged one measured its k̂.
-        if !running {
-            fail(self.proposals[self.final_slot].is_some_and(|p| p.train.is_some()))?;
-        }
-        for k in [self.final_k_hat, self.final_kl].into_iter().flatten() {
-            fail(k.is_finite() && self.status == RefineStatus::Converged)?;
-        }
-        fail(self.evidence.rounds <= MAX_ROUNDS)?;
         Ok(())
     }
 
@@ -651,35 +677,8 @@ mod tests {
         let mut proposals = [None; MAX_ROUNDS];
         let mut reports = [None; MAX_ROUNDS];
         for i in 0..MAX_ROUNDS {
-            proposals[i] = Some(Proposal {
-                shape: if i == 0 {
-                    template
-                } else {
-                    template.with_base(BaseKind::Mixture(2))
-                },
-                draws: 10,
-                beta: if i == 0 { 0.0 } else { 1.0 },
-                train: (i > 0).then_some(train),
-                train_ess: 5.0,
-            });
-            reports[i] = Some(RoundReport {
-                round: i,
-                calls: 10,
-                draws: 10,
-                beta: 1.0,
-                next_beta: 1.0,
-                log_z: -1.0,
-                log_z_se: 0.1,
-                ess: 3.0,
-                k_hat: f64::INFINITY,
-                kl: f64::INFINITY,
-                own_log_z: f64::NAN,
-                evidence_rounds: 1,
-                components: 2,
-                epochs: 3,
-                best_epoch: 2,
-                still_improving: true,
-            });
+            proposals[i] = Some(full_proposal(i, template, train));
+            reports[i] = Some(full_report(i));
         }
         RefineState {
             template,
@@ -710,6 +709,43 @@ mod tests {
                 sum_z_inv_var: 2.0,
                 rounds: 3,
             },
+        }
+    }
+
+    /// Round `i`'s proposal in [`largest`]: the prior for round 0, else a trained mixture.
+    fn full_proposal(i: usize, template: Shape, train: TrainReport) -> Proposal {
+        Proposal {
+            shape: if i == 0 {
+                template
+            } else {
+                template.with_base(BaseKind::Mixture(2))
+            },
+            draws: 10,
+            beta: if i == 0 { 0.0 } else { 1.0 },
+            train: (i > 0).then_some(train),
+            train_ess: 5.0,
+        }
+    }
+
+    /// Round `i`'s report in [`largest`].
+    fn full_report(i: usize) -> RoundReport {
+        RoundReport {
+            round: i,
+            calls: 10,
+            draws: 10,
+            beta: 1.0,
+            next_beta: 1.0,
+            log_z: -1.0,
+            log_z_se: 0.1,
+            ess: 3.0,
+            k_hat: f64::INFINITY,
+            kl: f64::INFINITY,
+            own_log_z: f64::NAN,
+            evidence_rounds: 1,
+            components: 2,
+            epochs: 3,
+            best_epoch: 2,
+            still_improving: true,
         }
     }
 
