@@ -74,7 +74,7 @@ impl Resumable {
         let model_bytes = layout(&max_shape)
             .map_err(|_| LWF_INVALID_ARGUMENT)?
             .total_bytes;
-        let work = WorkLayout::sized(&max_shape, &info.cfg, info.n, true, t.bounded, t.bounded)?;
+        let work = WorkLayout::sized(&t, &info.cfg, info.n, true, t.bounded)?;
         let checkpoint_bytes = FitCheckpoint::<f64>::max_len(&t, &info.cfg, info.n);
         Ok(Resumable {
             info,

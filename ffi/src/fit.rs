@@ -11,15 +11,11 @@
 //!
 //! | region | doubles |
 //! |---|---|
-//! | parameters, gradient, best parameters | P each (P of the largest shape) |
-//! | Adam moments | 2P |
-//! | training workspace | `Shape::workspace_len()` |
-//! | minibatch samples, weights, log-densities | B·D, B, B (B = min(batch_size, n)) |
-//! | EM weights, means, standard deviations, scratch | K, K·D, K·D, `em::scratch_len(K, D)` (EM bases only) |
+//! | parameters | P (P of the largest shape) |
 //! | normalised weights | n |
 //! | prior-box and resumed fits only: log-likelihoods, samples | n, n·D |
-//! | fit on the box only: the samples in the box map's unbounded coordinates | n·D |
 //! | resumed fit on the box only: the box, lo then hi | 2D |
+//! | the core's buffers of a fit (`lwflow::train::FitMemory`, carved by `FitBuffers::split`): gradient, Adam moments, best parameters, training workspace, minibatch, the samples in the box map's unbounded coordinates (fits on the box), EM outputs and scratch (EM bases) | `FitMemory::reals` + `FitMemory::em` |
 //! | sample order (`uint32_t`) | n / 2 |
 //!
 //! The model memory is written only at the end, from the trained parameters in the work
@@ -34,11 +30,10 @@ use crate::sink::{Sink, SinkArgs};
 use crate::status::LwfStatus::{self, *};
 use core::ffi::{c_int, c_void};
 use core::mem::size_of;
-use lwflow::base::em::scratch_len;
 use lwflow::rand_core::SeedableRng;
 use lwflow::train::{
-    fit_resumable, normalise_log_weights, sample_and_weigh, BaseChoice, EpochReport, FitBuffers,
-    FitCheckpoint, FitConfig, FitData, FitReport, StopReason, TrainBuffers, WeightStats,
+    fit_resumable, normalise_log_weights, sample_and_weigh, EpochReport, FitBuffers, FitCheckpoint,
+    FitConfig, FitData, FitMemory, FitReport, StopReason, WeightStats,
 };
 use lwflow::{Error, Shape};
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -302,23 +297,24 @@ fn check_box(lo: &[f64], hi: &[f64], d: usize) -> Result<(), LwfStatus> {
     Ok(())
 }
 
-/// Element counts of the work regions (see the module docs).
+/// The work regions (see the module docs): the C ABI's own (the model's parameters, the
+/// normalised weights, the samples and log-likelihoods it keeps, the box of a resumed fit),
+/// then the core's, sized and carved by the core's buffer plan ([`FitMemory`],
+/// [`FitBuffers::split`]) so the two never disagree.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WorkLayout {
-    dim: usize,
+    /// The fit's template (with its box support) and settings: the core's plan needs them.
+    template: Shape,
+    fit: FitConfig,
     params: usize,
-    workspace: usize,
-    batch: usize,
-    em_components: usize,
-    em_scratch: usize,
     n: usize,
     /// The samples and their log-likelihoods are in the work memory (prior-box and resumed
     /// fits).
     keeps_samples: bool,
-    /// Doubles of the samples in the box map's unbounded coordinates (n·D on the box, else 0).
-    outer: usize,
     /// Doubles of the box copy of a resumed fit (2D on the box, else 0).
     bounds: usize,
+    /// The core's regions.
+    core: FitMemory,
     /// Doubles before the `uint32_t` order region.
     doubles: usize,
     pub(crate) bytes: usize,
@@ -327,20 +323,24 @@ pub(crate) struct WorkLayout {
 impl WorkLayout {
     fn new(plan: &Plan, n: usize, entry: Entry) -> Result<WorkLayout, LwfStatus> {
         let keeps = entry == Entry::PriorBox;
-        let (shape, fit) = (&plan.max_shape(entry), &plan.settings.fit);
-        Self::sized(shape, fit, n, keeps, plan.in_box(entry), false)
+        Self::sized(
+            &plan.fit_template(entry),
+            &plan.settings.fit,
+            n,
+            keeps,
+            false,
+        )
     }
 
-    /// The regions of a fit of `n` samples with settings `fit` whose largest model is
-    /// `shape`: `keeps_samples` for the samples and log-likelihoods of its own (the prior-box
-    /// fit, a resumed fit), `in_box` for the samples in the box map's coordinates, `bounds` for
-    /// a copy of the box (a resumed fit on the box).
+    /// The regions of a fit of `n` samples with settings `fit` on `template` (its outer
+    /// maps as the fit has them): `keeps_samples` for the samples and log-likelihoods of its
+    /// own (the prior-box fit, a resumed fit), `bounds` for a copy of the box (a resumed fit
+    /// on the box).
     pub(crate) fn sized(
-        shape: &Shape,
+        template: &Shape,
         fit: &FitConfig,
         n: usize,
         keeps_samples: bool,
-        in_box: bool,
         bounds: bool,
     ) -> Result<WorkLayout, LwfStatus> {
         if n == 0 {
@@ -350,62 +350,40 @@ impl WorkLayout {
         if n > u32::MAX as usize {
             return Err(LWF_INVALID_ARGUMENT);
         }
-        let d = shape.dim;
-        let params = shape.param_len();
-        let workspace = shape.workspace_len();
-        let batch = fit.train.batch_size.min(n);
-        let em_components = match fit.base {
-            BaseChoice::Mixture(k) | BaseChoice::Auto(k) => k,
-            BaseChoice::Gaussian | BaseChoice::PaperMixture(_) => 0,
-        };
-        let too_large = LWF_LENGTH_MISMATCH;
-        // K (1 + 2D) < u32::MAX for a valid shape; bound scratch_len's arithmetic before
-        // calling it so it cannot overflow on a 32-bit target.
-        let per = em_components
-            .checked_mul(2 * d + 1)
-            .and_then(|v| v.checked_mul(6))
-            .and_then(|v| v.checked_add(2 * d))
-            .ok_or(too_large)?;
-        let em_scratch = if em_components > 0 {
-            debug_assert!(scratch_len(em_components, d) <= per);
-            scratch_len(em_components, d)
-        } else {
-            0
-        };
-        let per_sample = 1 + if keeps_samples { 1 + d } else { 0 } + if in_box { d } else { 0 };
+        let d = template.dim;
+        let params = fit.base.max_shape(template).param_len();
         let bounds = if bounds { 2 * d } else { 0 };
+        // The core's sizes saturate: an overflow leaves usize::MAX, which the checked sums
+        // below refuse.
+        let core = FitMemory::new(template, fit, n);
+        let too_large = LWF_LENGTH_MISMATCH;
+        let per_sample = 1 + if keeps_samples { 1 + d } else { 0 };
         let sum = |parts: &[Option<usize>]| {
             parts
                 .iter()
                 .try_fold(0usize, |acc, p| p.and_then(|v| acc.checked_add(v)))
         };
         let doubles = sum(&[
-            params.checked_mul(5),
-            Some(workspace),
-            batch.checked_mul(d + 2),
-            em_components.checked_mul(2 * d + 1),
-            Some(em_scratch),
+            Some(params),
             n.checked_mul(per_sample),
             Some(bounds),
+            Some(core.reals),
+            Some(core.em),
         ])
         .ok_or(too_large)?;
         let bytes = doubles
             .checked_mul(size_of::<f64>())
-            .and_then(|b| b.checked_add(n.checked_mul(size_of::<u32>())?))
+            .and_then(|b| b.checked_add(core.order.checked_mul(size_of::<u32>())?))
             .filter(|&b| b <= isize::MAX as usize)
             .ok_or(too_large)?;
         Ok(WorkLayout {
-            dim: d,
+            template: *template,
+            fit: *fit,
             params,
-            workspace,
-            batch,
-            em_components,
-            em_scratch,
             n,
             keeps_samples,
-            // n·D fits (n·per_sample did).
-            outer: if in_box { n * d } else { 0 },
             bounds,
+            core,
             doubles,
             bytes,
         })
@@ -459,49 +437,22 @@ pub(crate) unsafe fn carve<'a>(work: *mut c_void, wl: &WorkLayout) -> Result<Wor
     let (all, order) = unsafe {
         (
             guard::output(base, wl.doubles)?,
-            guard::output(base.add(wl.doubles).cast::<u32>(), wl.n)?,
+            guard::output(base.add(wl.doubles).cast::<u32>(), wl.core.order)?,
         )
     };
-    let (d, p, b, k) = (wl.dim, wl.params, wl.batch, wl.em_components);
-    let (params, rest) = all.split_at_mut(p);
-    let (grad, rest) = rest.split_at_mut(p);
-    let (best, rest) = rest.split_at_mut(p);
-    let (adam_state, rest) = rest.split_at_mut(2 * p);
-    let (workspace, rest) = rest.split_at_mut(wl.workspace);
-    let (batch_theta, rest) = rest.split_at_mut(b * d);
-    let (batch_weights, rest) = rest.split_at_mut(b);
-    let (batch_out, rest) = rest.split_at_mut(b);
-    let (em_weights, rest) = rest.split_at_mut(k);
-    let (em_means, rest) = rest.split_at_mut(k * d);
-    let (em_sds, rest) = rest.split_at_mut(k * d);
-    let (em_scratch, rest) = rest.split_at_mut(wl.em_scratch);
+    let d = wl.template.dim;
+    let (params, rest) = all.split_at_mut(wl.params);
     let (weights, rest) = rest.split_at_mut(wl.n);
     let drawn = if wl.keeps_samples { wl.n } else { 0 };
     let (log_l, rest) = rest.split_at_mut(drawn);
     let (theta, rest) = rest.split_at_mut(drawn * d);
-    let (outer_samples, rest) = rest.split_at_mut(wl.outer);
-    let (bounds, _) = rest.split_at_mut(wl.bounds);
+    let (bounds, rest) = rest.split_at_mut(wl.bounds);
+    let (reals, em) = rest.split_at_mut(wl.core.reals);
+    let buffers = FitBuffers::split(&wl.template, &wl.fit, wl.n, reals, order, em)
+        .map_err(|_| LWF_BUFFER_TOO_SMALL)?;
     Ok(Work {
         params,
-        buffers: FitBuffers {
-            train: TrainBuffers {
-                grad,
-                adam_state,
-                best,
-                workspace,
-                batch_theta,
-                batch_weights,
-                batch_out,
-                order,
-            },
-            em_weights,
-            em_means,
-            em_sds,
-            em_scratch,
-            outer_samples,
-            // No affine standardisation (refused by `plan`).
-            cov: &mut [],
-        },
+        buffers,
         weights,
         log_l,
         theta,

@@ -42,6 +42,18 @@ impl BaseChoice {
         }
     }
 
+    /// The most components EM fits for this choice: K for the EM bases ([`Mixture`],
+    /// [`Auto`]), 0 for the bases placed without EM. Sizes the EM regions of [`FitMemory`].
+    ///
+    /// [`Mixture`]: BaseChoice::Mixture
+    /// [`Auto`]: BaseChoice::Auto
+    pub fn em_components(self) -> usize {
+        match self {
+            BaseChoice::Mixture(k) | BaseChoice::Auto(k) => k,
+            BaseChoice::Gaussian | BaseChoice::PaperMixture(_) => 0,
+        }
+    }
+
     /// The shape with the largest base this choice can produce: size every buffer for it.
     pub fn max_shape(self, template: &Shape) -> Shape {
         match self {
@@ -77,8 +89,9 @@ pub struct FitReport {
 }
 
 /// Caller-provided memory for [`fit`]: the trainer's buffers sized for
-/// [`BaseChoice::max_shape`], plus EM outputs (`em_weights`: K_max, `em_means`, `em_sds`:
-/// K_max·D) and `em_scratch` ([`em::scratch_len`]`(K_max, D)`).
+/// [`BaseChoice::max_shape`], plus EM outputs (`em_weights`: K, `em_means`, `em_sds`: K·D)
+/// and `em_scratch` ([`em::scratch_len`]`(K, D)`), K = [`BaseChoice::em_components`] (empty
+/// for the bases placed without EM).
 pub struct FitBuffers<'b, T> {
     /// Trainer memory, sized for the largest shape (prefixes are used).
     pub train: TrainBuffers<'b, T>,
@@ -119,7 +132,7 @@ impl FitMemory {
         let max = cfg.base.max_shape(template);
         let p = max.param_len();
         let batch = cfg.train.batch_size.min(n);
-        let (k, d) = (cfg.base.max_components(), template.dim);
+        let (k, d) = (cfg.base.em_components(), template.dim);
         let kd = k.saturating_mul(d);
         let outer = template.affine || template.bounded;
         FitMemory {
@@ -131,7 +144,7 @@ impl FitMemory {
             order: n,
             em: k
                 .saturating_add(kd.saturating_mul(2))
-                .saturating_add(em::scratch_len(k, d))
+                .saturating_add(if k > 0 { em::scratch_len(k, d) } else { 0 })
                 .saturating_add(if template.affine { cov_len(d) } else { 0 }),
         }
     }
@@ -155,7 +168,7 @@ impl<'b, T: Real> FitBuffers<'b, T> {
         let max = cfg.base.max_shape(template);
         let p = max.param_len();
         let batch = cfg.train.batch_size.min(n);
-        let (k, d) = (cfg.base.max_components(), template.dim);
+        let (k, d) = (cfg.base.em_components(), template.dim);
         let (grad, rest) = reals.split_at_mut(p);
         let (adam_state, rest) = rest.split_at_mut(2 * p);
         let (best, rest) = rest.split_at_mut(p);
@@ -168,7 +181,7 @@ impl<'b, T: Real> FitBuffers<'b, T> {
         let (em_weights, rest) = em.split_at_mut(k);
         let (em_means, rest) = rest.split_at_mut(k * d);
         let (em_sds, rest) = rest.split_at_mut(k * d);
-        let (em_scratch, rest) = rest.split_at_mut(em::scratch_len(k, d));
+        let (em_scratch, rest) = rest.split_at_mut(if k > 0 { em::scratch_len(k, d) } else { 0 });
         let cov = &mut rest[..if template.affine { cov_len(d) } else { 0 }];
         Ok(FitBuffers {
             train: TrainBuffers {
