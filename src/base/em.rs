@@ -10,7 +10,7 @@
 use crate::error::{check_len, check_min, Error};
 use crate::real::Real;
 use crate::rng::Draws;
-use rand_core::SeedableRng;
+use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 const LN_2PI: f64 = 1.837_877_066_409_345_3;
@@ -388,10 +388,102 @@ pub fn fit_mixture<T: Real>(
     out_sds: &mut [f64],
     scratch: &mut [f64],
 ) -> Result<MixtureFit, Error> {
+    let out = Outputs {
+        weights: out_weights,
+        means: out_means,
+        sds: out_sds,
+        scratch,
+    };
+    fit_k(
+        samples,
+        weights,
+        d,
+        k,
+        cfg,
+        out,
+        &mut Randomness::Seed(cfg.seed),
+    )
+}
+
+/// [`fit_mixture`] drawing the k-means++ seeds from the caller's generator instead of one
+/// seeded from `cfg.seed` (which it ignores).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_mixture_with_rng<T: Real, R: Rng>(
+    samples: &[T],
+    weights: &[T],
+    d: usize,
+    k: usize,
+    cfg: &EmConfig,
+    out_weights: &mut [f64],
+    out_means: &mut [f64],
+    out_sds: &mut [f64],
+    scratch: &mut [f64],
+    rng: &mut R,
+) -> Result<MixtureFit, Error> {
+    let out = Outputs {
+        weights: out_weights,
+        means: out_means,
+        sds: out_sds,
+        scratch,
+    };
+    fit_k(samples, weights, d, k, cfg, out, &mut Randomness::Host(rng))
+}
+
+/// The output and scratch slices of the public fits.
+struct Outputs<'a> {
+    weights: &'a mut [f64],
+    means: &'a mut [f64],
+    sds: &'a mut [f64],
+    scratch: &'a mut [f64],
+}
+
+/// Where a fit's k-means++ seeds come from: a generator seeded per K from `cfg.seed` (the
+/// seeded API: each K draws the same stream whatever K came before), or the caller's, used by
+/// each K in turn.
+enum Randomness<'r> {
+    Seed(u64),
+    Host(&'r mut dyn Rng),
+}
+
+impl Randomness<'_> {
+    /// [`fit_into`] for K components with this source.
+    #[allow(clippy::too_many_arguments)]
+    fn fit<T: Real>(
+        &mut self,
+        samples: &[T],
+        weights: &[T],
+        d: usize,
+        k: usize,
+        cfg: &EmConfig,
+        stats: &Stats,
+        scratch: &mut [f64],
+    ) -> Result<MixtureFit, Error> {
+        match self {
+            Randomness::Seed(seed) => {
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(
+                    *seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
+                fit_into(samples, weights, d, k, cfg, stats, scratch, &mut rng)
+            }
+            Randomness::Host(rng) => fit_into(samples, weights, d, k, cfg, stats, scratch, *rng),
+        }
+    }
+}
+
+/// [`fit_mixture`] with its randomness.
+fn fit_k<T: Real>(
+    samples: &[T],
+    weights: &[T],
+    d: usize,
+    k: usize,
+    cfg: &EmConfig,
+    out: Outputs<'_>,
+    rng: &mut Randomness<'_>,
+) -> Result<MixtureFit, Error> {
     let stats = validate(samples, weights, d, k, cfg)?;
-    check_outputs(out_weights, out_means, out_sds, scratch, k, d)?;
-    let fit = fit_into(samples, weights, d, k, cfg, &stats, scratch)?;
-    copy_out(scratch, k, d, out_weights, out_means, out_sds);
+    check_outputs(out.weights, out.means, out.sds, out.scratch, k, d)?;
+    let fit = rng.fit(samples, weights, d, k, cfg, &stats, out.scratch)?;
+    copy_out(out.scratch, k, d, out.weights, out.means, out.sds);
     Ok(fit)
 }
 
@@ -453,7 +545,9 @@ fn data_variance<T: Real>(
     }
 }
 
-/// Fits K components; the winner is left in the first mixture slot of `scratch`.
+/// Fits K components, drawing the k-means++ seeds from `rng`; the winner is left in the
+/// first mixture slot of `scratch`.
+#[allow(clippy::too_many_arguments)]
 fn fit_into<T: Real>(
     samples: &[T],
     weights: &[T],
@@ -462,6 +556,7 @@ fn fit_into<T: Real>(
     cfg: &EmConfig,
     stats: &Stats,
     scratch: &mut [f64],
+    rng: &mut dyn Rng,
 ) -> Result<MixtureFit, Error> {
     let per = k + 2 * k * d;
     let (best_buf, rest) = scratch.split_at_mut(per);
@@ -489,10 +584,7 @@ fn fit_into<T: Real>(
         floor,
     );
 
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(
-        cfg.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-    );
-    let mut draws = Draws::new(&mut rng);
+    let mut draws = Draws::new(rng);
     let mut best_ll = f64::NEG_INFINITY;
     let mut best_iters = 0;
     for _ in 0..cfg.restarts {
@@ -546,6 +638,71 @@ pub fn select_components<T: Real>(
     out_sds: &mut [f64],
     scratch: &mut [f64],
 ) -> Result<MixtureFit, Error> {
+    let out = Outputs {
+        weights: out_weights,
+        means: out_means,
+        sds: out_sds,
+        scratch,
+    };
+    select_k(
+        samples,
+        weights,
+        d,
+        k_max,
+        cfg,
+        out,
+        &mut Randomness::Seed(cfg.seed),
+    )
+}
+
+/// [`select_components`] drawing the k-means++ seeds from the caller's generator (each K in
+/// turn) instead of generators seeded from `cfg.seed` (which it ignores).
+#[allow(clippy::too_many_arguments)]
+pub fn select_components_with_rng<T: Real, R: Rng>(
+    samples: &[T],
+    weights: &[T],
+    d: usize,
+    k_max: usize,
+    cfg: &EmConfig,
+    out_weights: &mut [f64],
+    out_means: &mut [f64],
+    out_sds: &mut [f64],
+    scratch: &mut [f64],
+    rng: &mut R,
+) -> Result<MixtureFit, Error> {
+    let out = Outputs {
+        weights: out_weights,
+        means: out_means,
+        sds: out_sds,
+        scratch,
+    };
+    select_k(
+        samples,
+        weights,
+        d,
+        k_max,
+        cfg,
+        out,
+        &mut Randomness::Host(rng),
+    )
+}
+
+/// [`select_components`] with its randomness.
+fn select_k<T: Real>(
+    samples: &[T],
+    weights: &[T],
+    d: usize,
+    k_max: usize,
+    cfg: &EmConfig,
+    out: Outputs<'_>,
+    rng: &mut Randomness<'_>,
+) -> Result<MixtureFit, Error> {
+    let Outputs {
+        weights: out_weights,
+        means: out_means,
+        sds: out_sds,
+        scratch,
+    } = out;
     let stats = validate(samples, weights, d, k_max, cfg)?;
     check_outputs(out_weights, out_means, out_sds, scratch, k_max, d)?;
     let mut chosen: Option<MixtureFit> = None;
@@ -555,7 +712,7 @@ pub fn select_components<T: Real>(
             break;
         }
         // The winning candidate is kept in the caller's outputs; scratch holds the current K.
-        let fit = fit_into(samples, weights, d, k, cfg, &stats, scratch)?;
+        let fit = rng.fit(samples, weights, d, k, cfg, &stats, scratch)?;
         if chosen.is_none_or(|c| fit.bic < c.bic) {
             copy_out(scratch, k, d, out_weights, out_means, out_sds);
             chosen = Some(fit);

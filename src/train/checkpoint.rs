@@ -648,6 +648,7 @@ where
         params,
         buf,
         from.as_ref(),
+        None,
         &mut on_epoch,
         &mut on_checkpoint,
     )

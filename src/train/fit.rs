@@ -13,10 +13,11 @@ use crate::real::Real;
 use crate::shape::{BaseKind, Shape};
 use crate::train::checkpoint::FitCheckpoint;
 use crate::train::trainer::{
-    train_resumable, EpochReport, TrainBuffers, TrainConfig, TrainReport, TrainState,
+    train_from, train_resumable, EpochReport, TrainBuffers, TrainConfig, TrainReport,
+    TrainSnapshot, TrainState,
 };
 use crate::train::weights::WeightStats;
-use rand_core::SeedableRng;
+use rand_core::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 /// How the base is chosen and initialised.
@@ -250,6 +251,34 @@ pub fn fit_in_box<T: Real, F: FnMut(&EpochReport) -> bool>(
     fit_resumable(template, cfg, bounds, params, data, buf, on_epoch, |_| true)
 }
 
+/// [`fit`] (`bounds` = `None`) or [`fit_in_box`] (`bounds` = `Some((lo, hi))`) drawing all
+/// its randomness from the caller's generator, in order: the EM seeds (each K in turn), the
+/// initialisation, the training split and shuffles. `cfg.init_seed`, `cfg.em.seed` and
+/// `cfg.train.seed` are ignored. Not resumable: a checkpoint must hold the generator's state,
+/// which only a generator the core owns lets it write ([`fit_resumable`] seeds its own).
+#[allow(clippy::too_many_arguments)]
+pub fn fit_with_rng<T: Real, R: Rng, F: FnMut(&EpochReport) -> bool>(
+    template: &Shape,
+    cfg: &FitConfig,
+    bounds: Option<(&[f64], &[f64])>,
+    params: &mut [T],
+    samples: &[T],
+    weights: &[T],
+    buf: FitBuffers<'_, T>,
+    rng: &mut R,
+    mut on_epoch: F,
+) -> Result<FitReport, Error> {
+    let data = FitData::new(samples, weights);
+    check_fit(template, cfg, bounds, params, data, &buf)?;
+    let job = Job {
+        template: *template,
+        cfg: *cfg,
+        bounds: bounds.filter(|_| template.bounded),
+        data,
+    };
+    job.run(params, buf, None, Some(rng), &mut on_epoch, &mut |_| true)
+}
+
 /// The weighted samples a fit trains on, and the values their weights came from (kept in
 /// checkpoints for the host, unused by the fit).
 #[derive(Clone, Copy, Debug)]
@@ -311,7 +340,7 @@ where
     if !on_checkpoint(&FitCheckpoint::samples(job)) {
         return Err(Error::Callback);
     }
-    job.run(params, buf, None, &mut on_epoch, &mut on_checkpoint)
+    job.run(params, buf, None, None, &mut on_epoch, &mut on_checkpoint)
 }
 
 /// The argument checks of a fit, before anything runs.
@@ -378,11 +407,15 @@ pub(crate) struct Trained {
 impl<'a, T: Real> Job<'a, T> {
     /// The fit from its current stage: the base placed and the flow initialised (`from` =
     /// `None`), or training continued (`from` = `Some`, the buffers holding its state).
+    /// `rng`: the caller's generator for every draw (EM seeds, initialisation, training), or
+    /// `None` for the generators seeded from the config.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn run<F, C>(
         &self,
         params: &mut [T],
         buf: FitBuffers<'_, T>,
         from: Option<&Trained>,
+        mut rng: Option<&mut (dyn Rng + '_)>,
         on_epoch: &mut F,
         on_checkpoint: &mut C,
     ) -> Result<FitReport, Error>
@@ -417,12 +450,13 @@ impl<'a, T: Real> Job<'a, T> {
                     sds: em_sds,
                     scratch: em_scratch,
                 };
-                let placed = self.place(&mut u, &mut em, cov)?;
-                self.init(&placed, params, &em, cov)?;
+                let placed = self.place(&mut u, &mut em, cov, rng.as_deref_mut())?;
+                self.init(&placed, params, &em, cov, rng.as_deref_mut())?;
                 (placed, None)
             }
         };
-        self.train(&placed, params, &u, train, state, on_epoch, on_checkpoint)
+        let (u, buf) = (&*u, train);
+        self.train(&placed, params, u, buf, state, rng, on_epoch, on_checkpoint)
     }
 
     /// The samples in the coordinates the base is fitted in: θ itself (`samples`) without
@@ -454,9 +488,10 @@ impl<'a, T: Real> Job<'a, T> {
         u: &mut Samples<'_, '_, T>,
         em: &mut EmParts<'_>,
         cov: &mut [f64],
+        mut rng: Option<&mut (dyn Rng + '_)>,
     ) -> Result<Placed, Error> {
         let (cfg, w, d) = (&self.cfg, self.data.weights, self.template.dim);
-        let mut mixture = em_base(cfg, u, w, d, em)?;
+        let mut mixture = em_base(cfg, u, w, d, em, rng.as_deref_mut())?;
         let mut whiten = false;
         if let Samples::Outer(u) = u {
             if self.template.affine {
@@ -464,7 +499,7 @@ impl<'a, T: Real> Job<'a, T> {
                 whiten = mixture.is_none_or(|m| bic_full < m.bic);
                 if whiten {
                     whiten_in_place(u, d, cov);
-                    mixture = em_base(cfg, u, w, d, em)?;
+                    mixture = em_base(cfg, u, w, d, em, rng)?;
                 }
             }
         }
@@ -489,11 +524,17 @@ impl<'a, T: Real> Job<'a, T> {
         params: &mut [T],
         em: &EmParts<'_>,
         cov: &[f64],
+        rng: Option<&mut (dyn Rng + '_)>,
     ) -> Result<(), Error> {
         let (shape, d) = (&placed.shape, self.template.dim);
         let params = &mut params[..shape.param_len()];
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.cfg.init_seed);
-        init_params(shape, params, &mut rng)?;
+        match rng {
+            Some(mut rng) => init_params(shape, params, &mut rng)?,
+            None => {
+                let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.cfg.init_seed);
+                init_params(shape, params, &mut rng)?;
+            }
+        }
         if let Some((lo, hi)) = self.bounds.filter(|_| shape.bounded) {
             crate::init::set_box(shape, params, lo, hi)?;
         }
@@ -520,6 +561,7 @@ impl<'a, T: Real> Job<'a, T> {
         u: &[T],
         buf: TrainBuffers<'_, T>,
         from: Option<&TrainState>,
+        rng: Option<&mut (dyn Rng + '_)>,
         on_epoch: &mut F,
         on_checkpoint: &mut C,
     ) -> Result<FitReport, Error>
@@ -531,11 +573,16 @@ impl<'a, T: Real> Job<'a, T> {
         let pi = inner.param_len();
         let (params, outer) = params[..placed.shape.param_len()].split_at_mut(pi);
         let (w, cfg) = (self.data.weights, &self.cfg.train);
-        let report = train_resumable(&inner, params, u, w, cfg, buf.prefix(pi), from, |r, s| {
+        let on_epoch = |r: &EpochReport, s: &TrainSnapshot<'_, T>| {
             let keep = on_checkpoint(&FitCheckpoint::trained(*self, *placed, s, outer));
             let go = on_epoch(r);
             keep && go
-        })?;
+        };
+        let buf = buf.prefix(pi);
+        let report = match rng {
+            Some(rng) => train_from(&inner, params, u, w, cfg, buf, rng, from, on_epoch),
+            None => train_resumable(&inner, params, u, w, cfg, buf, from, on_epoch),
+        }?;
         Ok(FitReport {
             shape: placed.shape,
             mixture: placed.mixture,
@@ -568,6 +615,7 @@ fn em_base<T: Real>(
     weights: &[T],
     d: usize,
     buf: &mut EmParts<'_>,
+    rng: Option<&mut (dyn Rng + '_)>,
 ) -> Result<Option<MixtureFit>, Error> {
     let EmParts {
         weights: em_weights,
@@ -587,10 +635,16 @@ fn em_base<T: Real>(
         &mut em_means[..k * d],
         &mut em_sds[..k * d],
     );
-    Ok(Some(if let BaseChoice::Auto(_) = cfg.base {
-        em::select_components(samples, weights, d, k, &cfg.em, w, m, s, scratch)?
-    } else {
-        em::fit_mixture(samples, weights, d, k, &cfg.em, w, m, s, scratch)?
+    let auto = matches!(cfg.base, BaseChoice::Auto(_));
+    Ok(Some(match rng {
+        None if auto => em::select_components(samples, weights, d, k, &cfg.em, w, m, s, scratch)?,
+        None => em::fit_mixture(samples, weights, d, k, &cfg.em, w, m, s, scratch)?,
+        Some(mut r) if auto => em::select_components_with_rng(
+            samples, weights, d, k, &cfg.em, w, m, s, scratch, &mut r,
+        )?,
+        Some(mut r) => {
+            em::fit_mixture_with_rng(samples, weights, d, k, &cfg.em, w, m, s, scratch, &mut r)?
+        }
     }))
 }
 

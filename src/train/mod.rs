@@ -11,16 +11,16 @@ pub use checkpoint::{
     resume_fit, CheckpointInfo, FitCheckpoint, FitStage, ResumeBuffers, CHECKPOINT_VERSION,
 };
 pub use fit::{
-    fit, fit_in_box, fit_resumable, BaseChoice, FitBuffers, FitConfig, FitData, FitMemory,
-    FitReport,
+    fit, fit_in_box, fit_resumable, fit_with_rng, BaseChoice, FitBuffers, FitConfig, FitData,
+    FitMemory, FitReport,
 };
 pub use refine::{
     refine, RefineBuffers, RefineConfig, RefineMemory, RefineReport, RefineState, RefineStatus,
     Refiner, RoundReport, STATE_BYTES,
 };
 pub use trainer::{
-    held_out_loss, train, train_resumable, EpochReport, Schedule, StopReason, TrainBuffers,
-    TrainConfig, TrainReport, TrainSnapshot, TrainState,
+    held_out_loss, train, train_resumable, train_with_rng, EpochReport, Schedule, StopReason,
+    TrainBuffers, TrainConfig, TrainReport, TrainSnapshot, TrainState,
 };
 pub use weights::{
     effective_sample_size, importance_log_weights, normalise_log_weights, sample_and_weigh,

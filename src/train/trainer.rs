@@ -253,7 +253,7 @@ fn validation_loss<T: Real>(
 /// The training/validation split of [`train`]: the indices of the samples it keeps (weight
 /// ≥ `min_weight` × the largest, and > 0) go to `order[..n]` in a seeded shuffle, the first
 /// `n_train` for training and the rest held out. Returns (`n_train`, `n`).
-fn split<T: Real, R: Rng>(
+fn split<T: Real, R: Rng + ?Sized>(
     weights: &[T],
     cfg: &TrainConfig,
     order: &mut [u32],
@@ -319,7 +319,7 @@ fn gather<T: Real>(
     }
 }
 
-fn shuffle<R: Rng>(idx: &mut [u32], rng: &mut R) {
+fn shuffle<R: Rng + ?Sized>(idx: &mut [u32], rng: &mut R) {
     for i in (1..idx.len()).rev() {
         let j = ((rng.next_u64() as u128 * (i as u128 + 1)) >> 64) as usize;
         idx.swap(i, j);
@@ -346,6 +346,34 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
     train_resumable(shape, params, samples, weights, cfg, buf, None, |r, _| {
         on_epoch(r)
     })
+}
+
+/// [`train`] drawing its randomness (the validation split and each epoch's shuffle) from the
+/// caller's generator instead of one seeded from `cfg.seed` (which it ignores), so a host
+/// framework can use its own. `train` is `train_with_rng` with
+/// `Xoshiro256PlusPlus::seed_from_u64(cfg.seed)`, bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn train_with_rng<T: Real, R: Rng + ?Sized, F: FnMut(&EpochReport) -> bool>(
+    shape: &Shape,
+    params: &mut [T],
+    samples: &[T],
+    weights: &[T],
+    cfg: &TrainConfig,
+    buf: TrainBuffers<'_, T>,
+    rng: &mut R,
+    mut on_epoch: F,
+) -> Result<TrainReport, Error> {
+    train_from(
+        shape,
+        params,
+        samples,
+        weights,
+        cfg,
+        buf,
+        rng,
+        None,
+        |r, _| on_epoch(r),
+    )
 }
 
 /// Where a [`train_resumable`] run stands after an epoch, besides its parameter-sized state
@@ -406,7 +434,30 @@ pub fn train_resumable<T: Real, F>(
     samples: &[T],
     weights: &[T],
     cfg: &TrainConfig,
+    buf: TrainBuffers<'_, T>,
+    from: Option<&TrainState>,
+    on_epoch: F,
+) -> Result<TrainReport, Error>
+where
+    F: FnMut(&EpochReport, &TrainSnapshot<'_, T>) -> bool,
+{
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
+    train_from(
+        shape, params, samples, weights, cfg, buf, &mut rng, from, on_epoch,
+    )
+}
+
+/// [`train_resumable`] with the generator `rng` (in its starting state for a fresh run and a
+/// continued one alike: the continuation replays the shuffles).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_from<T: Real, R: Rng + ?Sized, F>(
+    shape: &Shape,
+    params: &mut [T],
+    samples: &[T],
+    weights: &[T],
+    cfg: &TrainConfig,
     mut buf: TrainBuffers<'_, T>,
+    rng: &mut R,
     from: Option<&TrainState>,
     mut on_epoch: F,
 ) -> Result<TrainReport, Error>
@@ -415,8 +466,7 @@ where
 {
     check_inputs(shape, params, samples, weights, cfg, &buf)?;
     let bs = cfg.batch_size.min(weights.len());
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(cfg.seed);
-    let (n_train, n) = split(weights, cfg, buf.order, &mut rng)?;
+    let (n_train, n) = split(weights, cfg, buf.order, rng)?;
     buf.order = &mut core::mem::take(&mut buf.order)[..n];
     let steps_per_epoch = n_train.div_ceil(bs) as u64;
     let run = Run {
@@ -434,12 +484,12 @@ where
         Some(s) => {
             run.check_state(s, n, steps_per_epoch)?;
             for _ in 0..s.epochs {
-                shuffle(&mut buf.order[..n_train], &mut rng);
+                shuffle(&mut buf.order[..n_train], rng);
             }
             *s
         }
     };
-    let stop = run.epochs(params, &mut buf, &mut rng, &mut st, &mut on_epoch)?;
+    let stop = run.epochs(params, &mut buf, rng, &mut st, &mut on_epoch)?;
     if run.n_val > 0 {
         params.copy_from_slice(buf.best);
     }
@@ -557,11 +607,11 @@ impl<T: Real> Run<'_, T> {
     }
 
     /// The epochs after `st` until the cap, early stopping or the callback stops them.
-    fn epochs<F>(
+    fn epochs<R: Rng + ?Sized, F>(
         &self,
         params: &mut [T],
         buf: &mut TrainBuffers<'_, T>,
-        rng: &mut Xoshiro256PlusPlus,
+        rng: &mut R,
         st: &mut TrainState,
         on_epoch: &mut F,
     ) -> Result<StopReason, Error>
