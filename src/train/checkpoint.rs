@@ -596,17 +596,7 @@ where
         bounds,
     } = data;
     let (n, d) = (info.n, info.template.dim);
-    let (p, pi) = info.train_lens().unwrap_or((0, 0));
-    check_min(params, p)?;
-    check_min(buf.train.best, pi)?;
-    check_min(buf.train.adam_state, 2 * pi)?;
-    let mut r = Reader {
-        b: body,
-        at: info.arrays_at,
-    };
-    r.reals_into(&mut params[..p])?;
-    r.reals_into(&mut buf.train.best[..pi])?;
-    r.reals_into(&mut buf.train.adam_state[..2 * pi])?;
+    let mut r = read_trained(&info, body, params, buf.train.best, buf.train.adam_state)?;
     // `ResumeBuffers::new` cut every buffer to the checkpoint's lengths; a mismatch (data for
     // another checkpoint) is refused.
     let logs = if info.log_values { n } else { 0 };
@@ -652,4 +642,27 @@ where
         &mut on_epoch,
         &mut on_checkpoint,
     )
+}
+
+/// Reads a checkpoint's parameter-sized arrays (parameters, best parameters, Adam moments;
+/// none before the first epoch) into the fit's memory; returns the reader at the samples.
+fn read_trained<'b, T: Real>(
+    info: &CheckpointInfo,
+    body: &'b [u8],
+    params: &mut [T],
+    best: &mut [T],
+    adam_state: &mut [T],
+) -> Result<Reader<'b>, Error> {
+    let (p, pi) = info.train_lens().unwrap_or((0, 0));
+    check_min(params, p)?;
+    check_min(best, pi)?;
+    check_min(adam_state, 2 * pi)?;
+    let mut r = Reader {
+        b: body,
+        at: info.arrays_at,
+    };
+    r.reals_into(&mut params[..p])?;
+    r.reals_into(&mut best[..pi])?;
+    r.reals_into(&mut adam_state[..2 * pi])?;
+    Ok(r)
 }
