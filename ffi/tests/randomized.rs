@@ -579,9 +579,23 @@ fn fit_properties() {
         ("lwf_refine_init", 100),
         ("lwf_refine_tell", 100),
         ("lwf_refine_write_model", 2000),
+        ("lwf_model_fit_prior_box_resumable", 100),
+        ("lwf_model_fit_samples_resumable", 100),
+        ("lwf_fit_checkpoint_size", 20),
+        ("lwf_fit_checkpoint_inspect", 20),
+        ("lwf_model_fit_resume", 100),
+        ("lwf_refine_checkpoint_size", 40),
+        ("lwf_refine_checkpoint", 40),
+        ("lwf_refine_restore", 100),
     ] {
         reached(&t, call, n / share);
     }
+    // Damaged checkpoints are refused, and the checkpoint callback's stops happen.
+    use props::check::{BAD_FORMAT, CANCELLED};
+    assert!(t.count("lwf_model_fit_resume", BAD_FORMAT) > 0);
+    assert!(t.count("lwf_refine_restore", BAD_FORMAT) > 0);
+    assert!(t.count("lwf_model_fit_prior_box_resumable", CANCELLED) > 0);
+    assert!(t.count("lwf_model_fit_samples_resumable", CANCELLED) > 0);
 }
 
 #[test]
@@ -609,7 +623,8 @@ fn seed_corpus() {
 }
 
 /// The ABI and fit seeds decode as their comments say: they reach the successful paths (a
-/// model, its evaluations, each kind of fit, a finished refinement), not only the checks.
+/// model, its evaluations, each kind of fit and its resumable form, a resumption, a finished
+/// refinement, a refinement checkpointed and restored), not only the checks.
 #[test]
 fn seeds_decode_as_intended() {
     let mut tally = Tally::default();
@@ -635,6 +650,14 @@ fn seeds_decode_as_intended() {
         "lwf_model_fit_samples_in_box",
         "lwf_refine_init",
         "lwf_refine_write_model",
+        "lwf_model_fit_prior_box_resumable",
+        "lwf_model_fit_samples_resumable",
+        "lwf_fit_checkpoint_size",
+        "lwf_fit_checkpoint_inspect",
+        "lwf_model_fit_resume",
+        "lwf_refine_checkpoint_size",
+        "lwf_refine_checkpoint",
+        "lwf_refine_restore",
     ] {
         reached(&tally, call, 1);
     }

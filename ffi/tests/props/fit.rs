@@ -1899,13 +1899,20 @@ fn refine(t: &mut Tally, src: &mut Src) {
     );
     let mut lik = Lik::decode(src, &blo, &bhi, usize::MAX);
     let cap = refine_capacity(t, r);
+    let (mut work, mut r) = (work, r);
     for _ in 0..12 {
         if refine_status(t, r) != 0 {
             break;
         }
-        let op = src.u8() % 8;
-        match op {
+        let op = src.u8();
+        match op % 8 {
             0 => refine_run(t, src, r, &work, &mut lik),
+            // A checkpoint, restored into fresh memory: the harness goes on with that one.
+            1 if op & 0x40 != 0 => {
+                if let Some((w, h)) = refine_checkpoint(t, src, r, &work, &lik) {
+                    (work, r) = (w, h);
+                }
+            }
             1 => refine_bad_call(t, src, r, &work, cap, &lik),
             _ => {
                 if !refine_ask_tell(t, src, r, &work, cap, &mut lik) {
@@ -1915,7 +1922,234 @@ fn refine(t: &mut Tally, src: &mut Src) {
         }
         work.check_guards("refinement work");
     }
+    if src.chance(64) {
+        // A checkpoint of the finished, failed or still running refinement.
+        if let Some((w, h)) = refine_checkpoint(t, src, r, &work, &lik) {
+            (work, r) = (w, h);
+        }
+    }
     refine_finish(t, src, r, &work, &lik);
+}
+
+/// A checkpoint of the refinement at its current point (running, finished or failed):
+/// `lwf_refine_checkpoint_size` and `lwf_refine_checkpoint` with valid and odd arguments (the
+/// refinement only read; the bytes hold its memory byte for byte), then `lwf_refine_restore`
+/// into fresh work memory from the checkpoint as given (variants 0-2), truncated (3), with one
+/// to three bytes changed (4; resealed with a valid checksum: 5), or random bytes (6; behind
+/// the checkpoint's prefix and resealed: 7). A valid checkpoint restores (with the right
+/// dimension and memory) to the same memory, status and next batch; a truncated one or one
+/// with a single changed byte is `LWF_BAD_FORMAT` with nothing written; other bytes are
+/// refused, or restore when their checksum is valid. A restored refinement is returned: the
+/// harness drives it on.
+fn refine_checkpoint(
+    t: &mut Tally,
+    src: &mut Src,
+    r: *mut LwfRefine,
+    work: &Guarded,
+    lik: &Lik,
+) -> Option<(Guarded, *mut LwfRefine)> {
+    let status = refine_status(t, r);
+    let ww = Watch::new("work", work);
+    let name = "lwf_refine_checkpoint_size";
+    if src.chance(48) {
+        let (h, copy, valid) = refine_handle(src, work);
+        let so = Out::decode::<usize>(src);
+        let sw = so.watch("out_bytes");
+        // SAFETY: a handle NULL, misaligned, valid, or a corrupted copy; the output NULL,
+        // misaligned or writable.
+        let st = code(unsafe { lwf_refine_checkpoint_size(h, so.typed()) });
+        let st = t.status(name, st);
+        after_call(name, st, &[&ww], &[&sw], false);
+        if let Some(g) = copy {
+            g.check_guards(name);
+        }
+        assert_eq!(
+            st == OK,
+            valid && so.is_direct(),
+            "{name} ({st}) of a handle valid: {valid}, output direct: {}",
+            so.is_direct()
+        );
+    }
+    let so = Out::exact::<usize>();
+    // SAFETY: a valid refinement, a writable usize.
+    let st = code(unsafe { lwf_refine_checkpoint_size(r, so.typed()) });
+    assert_eq!(t.status(name, st), OK, "{name} of a valid refinement");
+    let need = so.read::<usize>();
+    assert_eq!(need, work.len() + 20, "{name}: its memory and 20 bytes");
+    let name = "lwf_refine_checkpoint";
+    let out = Guarded::bytes(need, 0x5A);
+    let which = src.u8() % 8;
+    if which < 4 {
+        // Refused: a buffer one byte short, NULL, inside the work memory, or `out_written`
+        // inside the buffer.
+        let written = Out::exact::<usize>();
+        let (ptr, len, wptr): (*mut u8, usize, *mut usize) = match which {
+            0 => (out.ptr(), need - 1, written.typed()),
+            1 => (null_mut(), need, written.typed()),
+            2 => (work.ptr(), need, written.typed()),
+            _ => (out.ptr(), need, out.typed()),
+        };
+        let (ow, wrw) = (Watch::new("out", &out), written.watch("out_written"));
+        // SAFETY: the buffers hold the lengths passed (the one in the work memory is refused
+        // as overlapping before any write; guards would catch one).
+        let st = code(unsafe { lwf_refine_checkpoint(r, ptr, len, wptr) });
+        let st = t.status(name, st);
+        after_call(name, st, &[&ww], &[&ow, &wrw], false);
+        let want: &[i32] = match which {
+            0 => &[BUFFER_TOO_SMALL],
+            1 => &[NULL_POINTER, BUFFER_TOO_SMALL],
+            _ => &[OVERLAPPING_BUFFERS],
+        };
+        assert!(want.contains(&st), "{name} odd argument {which}: {st}");
+    }
+    let written = Out::exact::<usize>();
+    let (ow, wrw) = (Watch::new("out", &out), written.watch("out_written"));
+    // SAFETY: a valid refinement, `need` writable bytes, a writable usize.
+    let st = code(unsafe { lwf_refine_checkpoint(r, out.ptr(), need, written.typed()) });
+    let st = t.status(name, st);
+    after_call(name, st, &[&ww], &[&ow, &wrw], false);
+    assert_eq!(st, OK, "{name} of a valid refinement");
+    assert_eq!(written.read::<usize>(), need);
+    let base = out.snapshot();
+    assert!(
+        base[16..need - 4] == work.snapshot()[..],
+        "{name}: the bytes are not the refinement's memory"
+    );
+    let variant = src.u8() % 8;
+    let mut bytes = base.clone();
+    let mut flips = 0;
+    match variant {
+        0..=2 => {}
+        3 => bytes.truncate(src.below(bytes.len())),
+        4 | 5 => {
+            flips = src.range(1, 3);
+            for _ in 0..flips {
+                let at = src.below(bytes.len());
+                bytes[at] ^= src.u8().max(1);
+            }
+            if variant == 5 {
+                lwflow::format::seal(&mut bytes);
+            }
+        }
+        _ => {
+            let len = src.range(0, 400);
+            bytes = (0..len).map(|_| src.u8()).collect();
+            if variant == 7 && len >= 20 {
+                bytes[..8].copy_from_slice(&base[..8]);
+                bytes[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+                lwflow::format::seal(&mut bytes);
+            }
+        }
+    }
+    let valid = variant <= 2;
+    let strict = variant == 3 || (variant == 4 && flips == 1);
+    let name = "lwf_refine_restore";
+    let dim = if src.chance(16) {
+        src.range(0, 4)
+    } else {
+        lik.dim
+    };
+    let short = src.chance(16);
+    let wlen = bytes.len().saturating_sub(20).min(MEM_CAP);
+    let wlen = if short { wlen.saturating_sub(8) } else { wlen };
+    let w2 = Guarded::bytes(wlen, 0xAB);
+    let wptr: *mut c_void = match src.u8() {
+        0..=2 => null_mut(),
+        3..=5 => w2.offset_ptr(4).cast(),
+        _ => w2.ptr().cast(),
+    };
+    let outr = Out::decode::<*mut LwfRefine>(src);
+    let inb = Guarded::from_bytes(&bytes);
+    let (iw, orw, w2w) = (
+        Watch::new("bytes", &inb),
+        outr.watch("out_refine"),
+        Watch::new("work", &w2),
+    );
+    // SAFETY: `w2` holds `wlen` bytes (or NULL / misaligned, refused), `inb` its length.
+    let st =
+        code(unsafe { lwf_refine_restore(wptr, wlen, inb.ptr(), inb.len(), dim, outr.typed()) });
+    let st = t.status(name, st);
+    after_call(name, st, &[&iw], &[&orw], false);
+    w2w.guards(name);
+    let args_ok = wptr == w2.ptr().cast::<c_void>() && outr.is_direct();
+    if !args_ok {
+        assert_ne!(st, OK, "{name} with a NULL or misaligned argument");
+    } else if valid {
+        let want = if short {
+            BUFFER_TOO_SMALL
+        } else if dim != lik.dim {
+            LENGTH_MISMATCH
+        } else {
+            OK
+        };
+        assert_eq!(
+            st, want,
+            "{name} of a valid checkpoint (dim {dim}, short {short})"
+        );
+    } else if strict {
+        assert_eq!(
+            st, BAD_FORMAT,
+            "{name} of a truncated or changed checkpoint"
+        );
+    }
+    if st != OK {
+        // The work memory untouched, except for contents copied and found no refinement (or
+        // of another dimension): then it holds none.
+        if !w2w.unchanged() {
+            assert!(
+                !strict && (st == BAD_FORMAT || st == LENGTH_MISMATCH),
+                "{name} ({st}) wrote to the work memory"
+            );
+            let so = Out::exact::<i32>();
+            // SAFETY: readable memory of a header's size at least; a writable int32.
+            let s2 = code(unsafe { lwf_refine_status(w2.ptr().cast(), so.typed()) });
+            let s2 = t.status("lwf_refine_status", s2);
+            assert_ne!(s2, OK, "{name} ({st}) left a refinement in the work memory");
+        }
+        return None;
+    }
+    let h = outr.read::<*mut LwfRefine>();
+    assert_eq!(
+        h.cast::<u8>(),
+        w2.ptr(),
+        "{name}: the handle is the memory's address"
+    );
+    let now = refine_status(t, h);
+    if valid {
+        assert!(
+            w2.snapshot() == work.snapshot() && now == status,
+            "{name}: the restored refinement is not the checkpointed one"
+        );
+        if status == 0 {
+            // The same next batch.
+            let cap = refine_capacity(t, r).max(1);
+            let d = lik.dim;
+            let (a, b) = (Guarded::f64s(cap * d, 0.0), Guarded::f64s(cap * d, 0.0));
+            let (na, nb) = (Out::exact::<usize>(), Out::exact::<usize>());
+            // SAFETY: valid refinements, room for `cap` points, writable counts.
+            let (sa, sb) = unsafe {
+                (
+                    code(lwf_refine_ask(r, a.f64_ptr(), cap, na.typed())),
+                    code(lwf_refine_ask(h, b.f64_ptr(), cap, nb.typed())),
+                )
+            };
+            let (sa, sb) = (
+                t.status("lwf_refine_ask", sa),
+                t.status("lwf_refine_ask", sb),
+            );
+            assert_eq!(
+                sa, sb,
+                "lwf_refine_ask: the restored refinement answers otherwise"
+            );
+            if sa == OK {
+                assert!(
+                    na.read::<usize>() == nb.read::<usize>() && a.snapshot() == b.snapshot(),
+                    "lwf_refine_ask: the restored refinement asks another batch"
+                );
+            }
+        }
+    }
+    Some((w2, h))
 }
 
 /// One ask / tell round with the harness's likelihood; false once the refinement failed.
