@@ -1505,6 +1505,21 @@ fn resume(t: &mut Tally, src: &mut Src, k: usize, orig: &Original) {
     if src.chance(48) {
         inspect_odd(t, src, &inb);
     }
+    let mut max_epochs = if valid { orig.max_epochs } else { usize::MAX };
+    if !valid && ist == OK {
+        // Bytes the core's reader accepts too (the ABI and the core agree). Resumed only
+        // within the budgets of the harness's configs: a changed byte under a resealed
+        // checksum can ask for millions of epochs, a valid (if slow) fit.
+        let core = lwflow::train::CheckpointInfo::read(&bytes);
+        let Ok(core) = core else {
+            panic!("lwf_fit_checkpoint_inspect accepts what the core refuses: {core:?}");
+        };
+        let (tc, em) = (&core.cfg.train, &core.cfg.em);
+        if tc.max_epochs > 5 || em.max_iter > 40 || em.restarts > 3 {
+            return;
+        }
+        max_epochs = tc.max_epochs;
+    }
     let (mb, wb, cb) = info.map_or((4096, 4096, 4096), |i| {
         (i.model_bytes, i.work_bytes, i.checkpoint_bytes)
     });
@@ -1531,7 +1546,6 @@ fn resume(t: &mut Tally, src: &mut Src, k: usize, orig: &Original) {
     } else {
         (ckbuf.ptr().cast(), cb)
     };
-    let max_epochs = if valid { orig.max_epochs } else { usize::MAX };
     let mut prog = Progress {
         cancel_at: if src.chance(40) { first + 1 } else { 0 },
         max_epochs,
