@@ -667,6 +667,9 @@ fn seeds_decode_as_intended() {
 /// the fuzzer wrote them), replayed through the same checks: each must now pass.
 /// `fit/evidence-subnormal-variance`: a refinement's combined evidence was −∞ ± NaN with
 /// `LWF_OK` (a round's subnormal variance overflowed its inverse).
+/// `fit/adam-second-moment-overflow`: a resumable samples fit whose squared gradient
+/// overflowed (Adam's second moment +∞) handed over a checkpoint that
+/// `lwf_fit_checkpoint_inspect` refused (`LWF_BAD_FORMAT`): the fit could not be resumed.
 #[test]
 fn fuzz_regressions_replay() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");

@@ -1383,7 +1383,9 @@ fn check_saved(name: &str, t: &mut Tally, saver: &Saver, n: usize, dim: usize, m
         let (st, info) = inspect(t, &g);
         let Some(info) = info else {
             panic!(
-                "{name}: the checkpoint of epoch {epoch} fails lwf_fit_checkpoint_inspect ({st})"
+                "{name}: the checkpoint of epoch {epoch} fails lwf_fit_checkpoint_inspect ({st}; \
+                 the core: {:?})",
+                lwflow::train::CheckpointInfo::read(bytes).err()
             );
         };
         let ok = info.epoch == *epoch
