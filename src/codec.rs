@@ -199,6 +199,19 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// As [`reals_into`](Self::reals_into), but +∞ is read too: Adam's second moments, which a
+    /// squared gradient beyond the largest real leaves at +∞ in the fit itself.
+    pub(crate) fn second_moments_into<T: Real>(&mut self, out: &mut [T]) -> Result<(), Error> {
+        let s = self.slice(out.len().saturating_mul(T::BYTES))?;
+        for (v, c) in out.iter_mut().zip(s.chunks_exact(T::BYTES)) {
+            *v = T::read_le(c, T::BYTES).ok_or(bad())?;
+            if !(v.is_finite() || v.to_f64() == f64::INFINITY) {
+                return Err(non_finite());
+            }
+        }
+        Ok(())
+    }
+
     /// A shape; an invalid one is `BadHeader`.
     pub(crate) fn shape(&mut self) -> Result<Shape, Error> {
         let dim = self.usize()?;

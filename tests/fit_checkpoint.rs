@@ -497,3 +497,38 @@ fn training_continues_from_every_epoch_snapshot() {
         assert_eq!(r.err(), Some(Error::InvalidArgument));
     }
 }
+
+/// Fuzz regression (`fuzz/regressions/fit/adam-second-moment-overflow`): a fit whose squared
+/// gradient overflowed holds +∞ in Adam's second moment (that coordinate then stays put), and
+/// it handed over checkpoints that its own reader refused (`NonFiniteParameter`), so the fit
+/// could not be resumed. +∞ there is now read and resumed; NaN or −∞ there are still refused.
+#[test]
+fn an_overflowed_second_moment_is_read_and_resumed() {
+    let bytes = small_checkpoint();
+    let len = bytes.len();
+    let info = CheckpointInfo::read(&bytes).unwrap();
+    let (n, d) = (info.n, info.template.dim);
+    // After the arrays of the training part: the samples, the weights, the log values.
+    let tail = 4 + 8 * n * (d + 1 + usize::from(info.log_values));
+    // The last second moment.
+    let at = len - tail - 8;
+    let put = |v: f64| {
+        let mut b = bytes.clone();
+        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        let crc = crc32(&b[..len - 4]);
+        b[len - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    };
+    let inf = put(f64::INFINITY);
+    assert!(CheckpointInfo::read(&inf).is_ok());
+    let r = resumed::<f64>(&inf);
+    assert!(r.is_ok(), "{:?}", r.err());
+    for v in [f64::NAN, f64::NEG_INFINITY] {
+        assert_eq!(
+            CheckpointInfo::read(&put(v)).err(),
+            Some(Error::Format(FormatError::NonFiniteParameter))
+        );
+    }
+    // Before the fix, +∞ was refused like them: the same bytes with the moment finite again.
+    assert!(CheckpointInfo::read(&put(1.0)).is_ok());
+}

@@ -212,6 +212,19 @@ mod lwf {
         Option<unsafe extern "C" fn(*const LwfEpochReport, *mut c_void) -> c_int>;
     pub type LwfRefineProgressFn =
         Option<unsafe extern "C" fn(*const LwfRefineRound, *mut c_void) -> c_int>;
+    pub type LwfCheckpointFn =
+        Option<unsafe extern "C" fn(*const u8, usize, usize, *mut c_void) -> c_int>;
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct LwfFitCheckpointInfo {
+        pub epoch: usize,
+        pub n_samples: usize,
+        pub dim: usize,
+        pub model_bytes: usize,
+        pub work_bytes: usize,
+        pub checkpoint_bytes: usize,
+    }
 
     /// Declares each exported function once: a field of the resolved table and a wrapper with
     /// the header's signature.
@@ -247,6 +260,8 @@ mod lwf {
 
     abi! {
         fn lwf_adam_default(out: *mut LwfAdam) -> LwfStatus;
+        fn lwf_fit_checkpoint_inspect(bytes: *const u8, len: usize, out_info: *mut LwfFitCheckpointInfo) -> LwfStatus;
+        fn lwf_fit_checkpoint_size(shape: *const LwfShape, config: *const LwfFitConfig, n_samples: usize, out_bytes: *mut usize) -> LwfStatus;
         fn lwf_fit_config_default(out: *mut LwfFitConfig) -> LwfStatus;
         fn lwf_fit_model_size(shape: *const LwfShape, config: *const LwfFitConfig, out: *mut usize) -> LwfStatus;
         fn lwf_fit_work_size(shape: *const LwfShape, config: *const LwfFitConfig, n: usize, out: *mut usize) -> LwfStatus;
@@ -260,6 +275,22 @@ mod lwf {
             progress: LwfProgressFn, progress_user: *mut c_void, work: *mut c_void,
             work_len: usize, out_report: *mut LwfFitReport, out_model: *mut *mut LwfModel,
         ) -> LwfStatus;
+        fn lwf_model_fit_prior_box_resumable(
+            mem: *mut c_void, mem_len: usize, shape: *const LwfShape, config: *const LwfFitConfig,
+            lo: *const f64, lo_len: usize, hi: *const f64, hi_len: usize, n_samples: usize,
+            log_likelihood: LwfLogLikelihoodFn, log_likelihood_user: *mut c_void,
+            progress: LwfProgressFn, progress_user: *mut c_void,
+            checkpoint: LwfCheckpointFn, checkpoint_user: *mut c_void,
+            checkpoint_buf: *mut c_void, checkpoint_len: usize,
+            work: *mut c_void, work_len: usize, out_report: *mut LwfFitReport,
+            out_model: *mut *mut LwfModel) -> LwfStatus;
+        fn lwf_model_fit_resume(
+            mem: *mut c_void, mem_len: usize, bytes: *const u8, len: usize,
+            progress: LwfProgressFn, progress_user: *mut c_void,
+            checkpoint: LwfCheckpointFn, checkpoint_user: *mut c_void,
+            checkpoint_buf: *mut c_void, checkpoint_len: usize,
+            work: *mut c_void, work_len: usize, out_report: *mut LwfFitReport,
+            out_model: *mut *mut LwfModel) -> LwfStatus;
         fn lwf_model_fit_samples(
             mem: *mut c_void, mem_len: usize, shape: *const LwfShape, config: *const LwfFitConfig,
             theta: *const f64, theta_len: usize, log_weights: *const f64, n: usize,
@@ -274,6 +305,15 @@ mod lwf {
             work_len: usize, out_report: *mut LwfFitReport, out_model: *mut *mut LwfModel,
         ) -> LwfStatus;
         fn lwf_model_forward(model: *mut LwfModel, z: *const f64, z_len: usize, out_theta: *mut f64, theta_len: usize, out_log_det: *mut f64, n: usize) -> LwfStatus;
+        fn lwf_model_fit_samples_resumable(
+            mem: *mut c_void, mem_len: usize, shape: *const LwfShape, config: *const LwfFitConfig,
+            lo: *const f64, lo_len: usize, hi: *const f64, hi_len: usize,
+            theta: *const f64, theta_len: usize, log_weights: *const f64, n: usize,
+            progress: LwfProgressFn, progress_user: *mut c_void,
+            checkpoint: LwfCheckpointFn, checkpoint_user: *mut c_void,
+            checkpoint_buf: *mut c_void, checkpoint_len: usize,
+            work: *mut c_void, work_len: usize, out_report: *mut LwfFitReport,
+            out_model: *mut *mut LwfModel) -> LwfStatus;
         fn lwf_model_get_params(model: *const LwfModel, out: *mut f64, len: usize) -> LwfStatus;
         fn lwf_model_init(mem: *mut c_void, mem_len: usize, shape: *const LwfShape, seed: u64, out_model: *mut *mut LwfModel) -> LwfStatus;
         fn lwf_model_inspect(bytes: *const u8, bytes_len: usize, out_shape: *mut LwfShape) -> LwfStatus;
@@ -294,9 +334,12 @@ mod lwf {
         fn lwf_model_shape(model: *const LwfModel, out: *mut LwfShape) -> LwfStatus;
         fn lwf_refine_ask(refine: *mut LwfRefine, out_theta: *mut f64, capacity_rows: usize, out_n: *mut usize) -> LwfStatus;
         fn lwf_refine_batch_capacity(refine: *const LwfRefine, out_rows: *mut usize) -> LwfStatus;
+        fn lwf_refine_checkpoint(refine: *const LwfRefine, out: *mut u8, out_len: usize, out_written: *mut usize) -> LwfStatus;
+        fn lwf_refine_checkpoint_size(refine: *const LwfRefine, out_bytes: *mut usize) -> LwfStatus;
         fn lwf_refine_config_default(dim: usize, out: *mut LwfRefineConfig) -> LwfStatus;
         fn lwf_refine_init(work: *mut c_void, work_len: usize, shape: *const LwfShape, lo: *const f64, hi: *const f64, dim: usize, config: *const LwfRefineConfig, out: *mut *mut LwfRefine) -> LwfStatus;
         fn lwf_refine_model_size(refine: *const LwfRefine, out: *mut usize) -> LwfStatus;
+        fn lwf_refine_restore(work: *mut c_void, work_len: usize, bytes: *const u8, len: usize, dim: usize, out_refine: *mut *mut LwfRefine) -> LwfStatus;
         fn lwf_refine_report(refine: *const LwfRefine, out: *mut LwfRefineReport) -> LwfStatus;
         fn lwf_refine_run(refine: *mut LwfRefine, log_likelihood: LwfLogLikelihoodFn, batch: usize, user: *mut c_void, progress: LwfRefineProgressFn, progress_user: *mut c_void) -> LwfStatus;
         fn lwf_refine_status(refine: *const LwfRefine, out: *mut i32) -> LwfStatus;
@@ -536,9 +579,23 @@ fn fit_properties() {
         ("lwf_refine_init", 100),
         ("lwf_refine_tell", 100),
         ("lwf_refine_write_model", 2000),
+        ("lwf_model_fit_prior_box_resumable", 100),
+        ("lwf_model_fit_samples_resumable", 100),
+        ("lwf_fit_checkpoint_size", 20),
+        ("lwf_fit_checkpoint_inspect", 20),
+        ("lwf_model_fit_resume", 100),
+        ("lwf_refine_checkpoint_size", 40),
+        ("lwf_refine_checkpoint", 40),
+        ("lwf_refine_restore", 100),
     ] {
         reached(&t, call, n / share);
     }
+    // Damaged checkpoints are refused, and the checkpoint callback's stops happen.
+    use props::check::{BAD_FORMAT, CANCELLED};
+    assert!(t.count("lwf_model_fit_resume", BAD_FORMAT) > 0);
+    assert!(t.count("lwf_refine_restore", BAD_FORMAT) > 0);
+    assert!(t.count("lwf_model_fit_prior_box_resumable", CANCELLED) > 0);
+    assert!(t.count("lwf_model_fit_samples_resumable", CANCELLED) > 0);
 }
 
 #[test]
@@ -566,7 +623,8 @@ fn seed_corpus() {
 }
 
 /// The ABI and fit seeds decode as their comments say: they reach the successful paths (a
-/// model, its evaluations, each kind of fit, a finished refinement), not only the checks.
+/// model, its evaluations, each kind of fit and its resumable form, a resumption, a finished
+/// refinement, a refinement checkpointed and restored), not only the checks.
 #[test]
 fn seeds_decode_as_intended() {
     let mut tally = Tally::default();
@@ -592,6 +650,14 @@ fn seeds_decode_as_intended() {
         "lwf_model_fit_samples_in_box",
         "lwf_refine_init",
         "lwf_refine_write_model",
+        "lwf_model_fit_prior_box_resumable",
+        "lwf_model_fit_samples_resumable",
+        "lwf_fit_checkpoint_size",
+        "lwf_fit_checkpoint_inspect",
+        "lwf_model_fit_resume",
+        "lwf_refine_checkpoint_size",
+        "lwf_refine_checkpoint",
+        "lwf_refine_restore",
     ] {
         reached(&tally, call, 1);
     }
@@ -601,6 +667,9 @@ fn seeds_decode_as_intended() {
 /// the fuzzer wrote them), replayed through the same checks: each must now pass.
 /// `fit/evidence-subnormal-variance`: a refinement's combined evidence was −∞ ± NaN with
 /// `LWF_OK` (a round's subnormal variance overflowed its inverse).
+/// `fit/adam-second-moment-overflow`: a resumable samples fit whose squared gradient
+/// overflowed (Adam's second moment +∞) handed over a checkpoint that
+/// `lwf_fit_checkpoint_inspect` refused (`LWF_BAD_FORMAT`): the fit could not be resumed.
 #[test]
 fn fuzz_regressions_replay() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");

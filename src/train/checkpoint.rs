@@ -39,7 +39,8 @@
 //! and settings a fit refuses, a box with lo ≥ hi, counts that contradict each other or the
 //! settings, a length other than the one the fields imply (`BadHeader`), and non-finite
 //! values where the fit never stores one: settings, bounds, samples, weights, parameters and
-//! moments (`NonFiniteParameter`; a negative weight is `BadHeader`). Nothing panics, whatever
+//! moments (`NonFiniteParameter`; a negative weight is `BadHeader`; Adam's second moments may
+//! be +∞, as a squared gradient beyond the largest double leaves them in the fit itself). Nothing panics, whatever
 //! the bytes: a truncated or corrupted checkpoint is an `Error::Format`, never a wrong resume.
 
 use super::fit::{FitConfig, FitData, FitReport, Job, Placed, Trained};
@@ -484,7 +485,8 @@ fn state_fits(s: &TrainState, cfg: &FitConfig, n: usize) -> bool {
         && matches!((most, done), (Some(m), Some(d)) if d <= m)
 }
 
-/// The values of the arrays: parameters, moments, samples finite; weights finite and ≥ 0.
+/// The values of the arrays: parameters, moments, samples finite (second moments: or +∞);
+/// weights finite and ≥ 0.
 fn check_arrays(b: &[u8], info: &CheckpointInfo) -> Result<(), Error> {
     let w = info.width;
     let (p, pi) = info.train_lens().unwrap_or((0, 0));
@@ -493,7 +495,17 @@ fn check_arrays(b: &[u8], info: &CheckpointInfo) -> Result<(), Error> {
     let (params, rest) = b.split_at_checked((p + 3 * pi) * w).ok_or(bad())?;
     let (samples, rest) = rest.split_at_checked(n * d * w).ok_or(bad())?;
     let weights = rest.get(..n * w).ok_or(bad())?;
-    for c in params.chunks_exact(w).chain(samples.chunks_exact(w)) {
+    // Adam's second moments (the last P′ values) may be +∞: a squared gradient beyond the
+    // largest double makes them so in the fit itself (that coordinate then stays put), and a
+    // checkpoint holds the state the fit holds.
+    let second = p + 2 * pi;
+    for (i, c) in params.chunks_exact(w).enumerate() {
+        let v = f64::read_le(c, w);
+        if !v.is_some_and(|v| v.is_finite() || (i >= second && v == f64::INFINITY)) {
+            return Err(non_finite());
+        }
+    }
+    for c in samples.chunks_exact(w) {
         if !f64::read_le(c, w).is_some_and(f64::is_finite) {
             return Err(non_finite());
         }
@@ -663,6 +675,8 @@ fn read_trained<'b, T: Real>(
     };
     r.reals_into(&mut params[..p])?;
     r.reals_into(&mut best[..pi])?;
-    r.reals_into(&mut adam_state[..2 * pi])?;
+    let (first, second) = adam_state[..2 * pi].split_at_mut(pi);
+    r.reals_into(first)?;
+    r.second_moments_into(second)?;
     Ok(r)
 }

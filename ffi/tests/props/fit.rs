@@ -22,6 +22,8 @@ use core::ptr::{null, null_mut};
 
 /// Largest model or work memory a case allocates (bytes).
 const MEM_CAP: usize = 1 << 20;
+/// A fit's first byte at or above this picks its resumable form (checkpoints, resumptions).
+const RESUMABLE: u8 = 0x98;
 /// Where an aliased output points into a refinement's work memory (bytes).
 const GUARDED_WORK_OFFSET: usize = 16;
 
@@ -555,6 +557,9 @@ struct FitMemory {
     work_len: usize,
     /// Sizes the queries accepted and buffers of exactly those sizes, correctly passed.
     exact: bool,
+    /// What `lwf_fit_work_size` returned, and `lwf_fit_model_size`'s answer (0 if refused).
+    ws: i32,
+    model_bytes: usize,
 }
 
 fn fit_memory(
@@ -644,11 +649,16 @@ fn fit_memory(
         work_ptr,
         work_len,
         exact,
+        ws,
+        model_bytes: if ms == OK { mo.read::<usize>() } else { 0 },
     })
 }
 
+/// A fitted model's parameters and, when it was written, its report.
+type Fitted = (Vec<f64>, Option<LwfFitReport>);
+
 /// Checks a fit's outcome: on `LWF_OK` / `LWF_CANCELLED` the handle, report and model (which
-/// is exercised); otherwise nothing written.
+/// is exercised; its parameters and report returned); otherwise nothing written.
 #[allow(clippy::too_many_arguments)]
 fn after_fit(
     t: &mut Tally,
@@ -658,10 +668,10 @@ fn after_fit(
     report: &Out,
     out_model: &Out,
     n: usize,
-    cfg: &LwfFitConfig,
+    max_epochs: usize,
     box_: Option<(&[f64], &[f64])>,
     seed: u64,
-) {
+) -> Option<Fitted> {
     fm.work.check_guards(&format!("{name}: work"));
     if fm.exact {
         // What the size queries accepted, the fit does not refuse as a shape or a size.
@@ -671,12 +681,14 @@ fn after_fit(
         );
     }
     if st != OK && st != CANCELLED {
-        return;
+        return None;
     }
     assert!(out_model.is_direct() && fm.mem_ptr == fm.mem.ptr().cast::<c_void>());
     let handle = out_model.read::<*mut LwfModel>();
+    let mut written = None;
     if report.is_direct() {
         let r = report.read::<LwfFitReport>();
+        written = Some(r);
         let ok = r.n_samples == n
             && r.skipped_samples <= n
             && r.ess.is_finite()
@@ -684,7 +696,7 @@ fn after_fit(
             && r.ess <= n as f64 * (1.0 + 1e-9)
             && r.log_mean_weight.is_finite()
             && r.components >= 1
-            && r.epochs <= cfg.max_epochs
+            && r.epochs <= max_epochs
             && r.best_epoch <= r.epochs
             && !r.em_mean_log_likelihood.is_infinite()
             && !r.em_bic.is_infinite()
@@ -707,12 +719,19 @@ fn after_fit(
             );
         }
     }
+    let params = m.params(t);
     abi::exercise(t, &m, seed);
     m.mem.check_guards(&format!("{name}: model"));
+    Some((params, written))
 }
 
 fn fit_prior_box(t: &mut Tally, src: &mut Src) {
-    let name = "lwf_model_fit_prior_box";
+    let resumable = src.u8() >= RESUMABLE;
+    let name = if resumable {
+        "lwf_model_fit_prior_box_resumable"
+    } else {
+        "lwf_model_fit_prior_box"
+    };
     let shape = fit_shape(src);
     let mut cfg = fit_config(src);
     let (cb, _) = config_memory(
@@ -723,9 +742,11 @@ fn fit_prior_box(t: &mut Tally, src: &mut Src) {
     );
     let sb = Guarded::of(&shape);
     let n = count(src, 4, 40, &[0, 1, 2, u32::MAX as usize + 1, usize::MAX]);
-    let Some(fm) = fit_memory(t, src, &sb, &cb, n, 0) else {
+    let Some(mut fm) = fit_memory(t, src, &sb, &cb, n, 0) else {
         return;
     };
+    let mut ck = resumable.then(|| checkpoint_args(t, src, &sb, &cb, n, &fm, true));
+    fm.exact &= ck.as_ref().is_none_or(|c| c.exact);
     let d = shape.dim.min(8);
     let (lo, hi) = decode_box(src, d);
     let lo_arg = if src.chance(12) {
@@ -770,29 +791,61 @@ fn fit_prior_box(t: &mut Tally, src: &mut Src) {
         report.watch_typed::<LwfFitReport>("out_report"),
         out_model.watch("out_model"),
     );
-    // SAFETY: every buffer valid for the length passed (or refused before use); the callbacks
-    // get pointers to live contexts.
-    let st = code(unsafe {
-        lwf_model_fit_prior_box(
-            fm.mem_ptr,
-            fm.mem_len,
-            sb.typed(),
-            cb.typed(),
-            lo_arg.ptr,
-            lo_arg.len,
-            hi_arg.ptr,
-            hi_arg.len,
-            n,
-            callback,
-            (&mut lik as *mut Lik).cast(),
-            if with_progress { Some(progress) } else { None },
-            (&mut prog as *mut Progress).cast(),
-            fm.work_ptr,
-            fm.work_len,
-            report.typed(),
-            out_model.typed(),
-        )
-    });
+    let prog_fn: LwfProgressFn = if with_progress { Some(progress) } else { None };
+    let prog_user: *mut c_void = (&mut prog as *mut Progress).cast();
+    let lik_user: *mut c_void = (&mut lik as *mut Lik).cast();
+    let st = if let Some(ck) = ck.as_mut() {
+        // SAFETY: as below; the checkpoint buffer holds the length passed (or is refused).
+        code(unsafe {
+            lwf_model_fit_prior_box_resumable(
+                fm.mem_ptr,
+                fm.mem_len,
+                sb.typed(),
+                cb.typed(),
+                lo_arg.ptr,
+                lo_arg.len,
+                hi_arg.ptr,
+                hi_arg.len,
+                n,
+                callback,
+                lik_user,
+                prog_fn,
+                prog_user,
+                ck.callback,
+                ck.callback_user(),
+                ck.ptr,
+                ck.len,
+                fm.work_ptr,
+                fm.work_len,
+                report.typed(),
+                out_model.typed(),
+            )
+        })
+    } else {
+        // SAFETY: every buffer valid for the length passed (or refused before use); the
+        // callbacks get pointers to live contexts.
+        code(unsafe {
+            lwf_model_fit_prior_box(
+                fm.mem_ptr,
+                fm.mem_len,
+                sb.typed(),
+                cb.typed(),
+                lo_arg.ptr,
+                lo_arg.len,
+                hi_arg.ptr,
+                hi_arg.len,
+                n,
+                callback,
+                lik_user,
+                prog_fn,
+                prog_user,
+                fm.work_ptr,
+                fm.work_len,
+                report.typed(),
+                out_model.typed(),
+            )
+        })
+    };
     let st = t.status(name, st);
     lik.assert_clean(name);
     if let Some(v) = &prog.violation {
@@ -805,29 +858,121 @@ fn fit_prior_box(t: &mut Tally, src: &mut Src) {
     if st == OK || st == CANCELLED {
         assert_eq!(lik.points, n, "{name}: every sample evaluated once");
     }
+    let stopped_at = ck.as_ref().and_then(|c| c.saver.stopped);
     if st == CANCELLED {
-        assert!(with_progress && prog.cancel_at != 0);
+        assert!(
+            (with_progress && prog.cancel_at != 0) || stopped_at.is_some(),
+            "{name}: LWF_CANCELLED without a stop"
+        );
     }
     let box_ = (cfg.bounded == 1).then_some((blo.as_slice(), bhi.as_slice()));
-    after_fit(
-        t,
+    let fit = Finish {
         name,
         st,
-        fm,
-        &report,
-        &out_model,
         n,
-        &cfg,
-        box_,
-        src.u64(),
-    );
+        max_epochs: cfg.max_epochs,
+        dim: shape.dim,
+        progress_cancel: with_progress && prog.cancel_at != 0,
+    };
+    if st == CANCELLED && stopped_at == Some(0) {
+        for w in [&mw, &rw, &ow] {
+            w.assert_unchanged(name, "a stop at the samples checkpoint writes nothing");
+        }
+    }
+    finish(t, src, &fit, fm, &report, &out_model, box_, ck.as_ref());
+}
+
+/// The checks after a fit, with or without checkpoints.
+struct Finish {
+    name: &'static str,
+    st: i32,
+    /// Samples given, the config's epochs, the dimension.
+    n: usize,
+    max_epochs: usize,
+    dim: usize,
+    /// The progress callback was set to cancel.
+    progress_cancel: bool,
+}
+
+/// After a fit: a checkpoint buffer that had to be refused was; every checkpoint handed over
+/// passes inspect; the outcome (`after_fit`, except after a stop at the samples checkpoint,
+/// which writes nothing); a fit that ran to its end handed over one checkpoint per epoch and
+/// the samples'; then resumptions from its checkpoints.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    t: &mut Tally,
+    src: &mut Src,
+    f: &Finish,
+    fm: FitMemory,
+    report: &Out,
+    out_model: &Out,
+    box_: Option<(&[f64], &[f64])>,
+    ck: Option<&CheckpointArgs>,
+) {
+    let name = f.name;
+    if let Some(c) = ck {
+        c.buf.check_guards(&format!("{name}: checkpoint_buf"));
+        if c.refused {
+            assert!(
+                f.st != OK && f.st != CANCELLED && c.saver.got.is_empty(),
+                "{name} returned {} with a checkpoint buffer it must refuse ({:?}, {} bytes, \
+                 cap {})",
+                f.st,
+                c.ptr,
+                c.len,
+                c.saver.cap
+            );
+        }
+        check_saved(name, t, &c.saver, f.n, f.dim, fm.model_bytes);
+    }
+    let stopped_at = ck.and_then(|c| c.saver.stopped);
+    let fitted = if f.st == CANCELLED && stopped_at == Some(0) {
+        fm.work.check_guards(&format!("{name}: work"));
+        None
+    } else {
+        let seed = src.u64();
+        after_fit(
+            t,
+            name,
+            f.st,
+            fm,
+            report,
+            out_model,
+            f.n,
+            f.max_epochs,
+            box_,
+            seed,
+        )
+    };
+    let Some(c) = ck else {
+        return;
+    };
+    if let Some((_, Some(r))) = &fitted {
+        if let (Some(k), false) = (stopped_at, f.progress_cancel) {
+            assert_eq!(r.epochs, k, "{name}: stopped by the checkpoint callback");
+        }
+        if f.st == OK && c.callback.is_some() {
+            assert_eq!(
+                c.saver.got.len(),
+                r.epochs + 1,
+                "{name}: one checkpoint per epoch and the samples'"
+            );
+        }
+    }
+    let orig = Original {
+        got: &c.saver.got,
+        fitted: fitted.as_ref().filter(|_| f.st == OK),
+        max_epochs: f.max_epochs,
+    };
+    after_resumable(t, src, &orig);
 }
 
 fn fit_samples(t: &mut Tally, src: &mut Src, in_box: bool) {
-    let name = if in_box {
-        "lwf_model_fit_samples_in_box"
-    } else {
-        "lwf_model_fit_samples"
+    let resumable = src.u8() >= RESUMABLE;
+    let name = match (resumable, in_box) {
+        (true, _) => "lwf_model_fit_samples_resumable",
+        (false, true) => "lwf_model_fit_samples_in_box",
+        (false, false) => "lwf_model_fit_samples",
     };
     let shape = fit_shape(src);
     let mut cfg = fit_config(src);
@@ -844,6 +989,9 @@ fn fit_samples(t: &mut Tally, src: &mut Src, in_box: bool) {
     let Some(mut fm) = fit_memory(t, src, &sb, &cb, n.max(1), saving) else {
         return;
     };
+    let mut ck = resumable
+        .then(|| checkpoint_args(t, src, &sb, &cb, n.max(1), &fm, in_box || cfg.bounded != 1));
+    fm.exact &= ck.as_ref().is_none_or(|c| c.exact);
     let (lo, hi) = decode_box(src, d);
     let lik = Lik::decode(src, &lo, &hi, usize::MAX);
     // Samples inside the box (or decoded), log-weights from the likelihood (or decoded).
@@ -913,7 +1061,41 @@ fn fit_samples(t: &mut Tally, src: &mut Src, in_box: bool) {
     );
     let prog_fn: LwfProgressFn = if with_progress { Some(progress) } else { None };
     let prog_user: *mut c_void = (&mut prog as *mut Progress).cast();
-    let st = if in_box {
+    let st = if let Some(ck) = ck.as_mut() {
+        // No box: NULL and 0 for both bounds.
+        let (lo_ptr, lo_len, hi_ptr, hi_len) = if in_box {
+            (lo_arg.ptr, lo_arg.len, hi_arg.ptr, hi_arg.len)
+        } else {
+            (null_mut(), 0, null_mut(), 0)
+        };
+        // SAFETY: every buffer valid for the length passed (or refused before use).
+        code(unsafe {
+            lwf_model_fit_samples_resumable(
+                fm.mem_ptr,
+                fm.mem_len,
+                sb.typed(),
+                cb.typed(),
+                lo_ptr,
+                lo_len,
+                hi_ptr,
+                hi_len,
+                theta_arg.ptr,
+                theta_arg.len,
+                lw_arg.ptr,
+                lw_arg.len,
+                prog_fn,
+                prog_user,
+                ck.callback,
+                ck.callback_user(),
+                ck.ptr,
+                ck.len,
+                fm.work_ptr,
+                fm.work_len,
+                report.typed(),
+                out_model.typed(),
+            )
+        })
+    } else if in_box {
         // SAFETY: every buffer valid for the length passed (or refused before use).
         code(unsafe {
             lwf_model_fit_samples_in_box(
@@ -970,19 +1152,570 @@ fn fit_samples(t: &mut Tally, src: &mut Src, in_box: bool) {
         false,
     );
     let nn = lw_arg.len;
+    let stopped_at = ck.as_ref().and_then(|c| c.saver.stopped);
+    if st == CANCELLED {
+        assert!(
+            (with_progress && prog.cancel_at != 0) || stopped_at.is_some(),
+            "{name}: LWF_CANCELLED without a stop"
+        );
+        if stopped_at == Some(0) {
+            for w in [&mw, &rw, &ow] {
+                w.assert_unchanged(name, "a stop at the samples checkpoint writes nothing");
+            }
+        }
+    }
     let box_ = (in_box && cfg.bounded == 1).then(|| (lo_arg.values(), hi_arg.values()));
     let box_ref = box_.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice()));
-    after_fit(
+    let fit = Finish {
+        name,
+        st,
+        n: nn,
+        max_epochs: cfg.max_epochs,
+        dim: shape.dim,
+        progress_cancel: with_progress && prog.cancel_at != 0,
+    };
+    finish(t, src, &fit, fm, &report, &out_model, box_ref, ck.as_ref());
+}
+
+// ---------------------------------------------------------------------------------------
+// Checkpoints of the fits
+
+/// What a checkpoint callback saw and when it asks to stop.
+pub struct Saver {
+    /// Ask to stop (return non-zero) at this epoch.
+    pub stop_at: Option<usize>,
+    /// The buffer size the ABI gave (`lwf_fit_checkpoint_size`, or the resumed checkpoint's
+    /// `checkpoint_bytes`): no checkpoint may be longer. `usize::MAX` when unknown.
+    pub cap: usize,
+    /// The epoch of the first checkpoint (0 for a fit, the resumed epoch + 1 for a resume).
+    pub first: usize,
+    /// Every checkpoint received: its epoch and a copy of its bytes.
+    pub got: Vec<(usize, Vec<u8>)>,
+    /// The epoch at which the callback asked to stop.
+    pub stopped: Option<usize>,
+    pub violation: Option<String>,
+}
+
+impl Saver {
+    fn new(stop_at: Option<usize>, cap: usize, first: usize) -> Saver {
+        Saver {
+            stop_at,
+            cap,
+            first,
+            got: Vec::new(),
+            stopped: None,
+            violation: None,
+        }
+    }
+}
+
+/// The checkpoint callback: `user` is a `Saver`. Checkpoints come in epoch order, one per
+/// epoch, each no longer than the size the ABI gave; the bytes are copied (valid during the
+/// call only) and checked after the fit returns.
+///
+/// # Safety
+/// As `LwfCheckpointFn`; `user` points at a live `Saver`.
+unsafe extern "C" fn checkpoint(
+    bytes: *const u8,
+    len: usize,
+    epoch: usize,
+    user: *mut c_void,
+) -> c_int {
+    // SAFETY: the harness passes a pointer to its `Saver`, alive during the call.
+    let s = unsafe { &mut *user.cast::<Saver>() };
+    let want = s.got.last().map_or(s.first, |(e, _)| e + 1);
+    if bytes.is_null() || len == 0 || len > s.cap || epoch != want || s.stopped.is_some() {
+        s.violation.get_or_insert(format!(
+            "checkpoint of {len} bytes at epoch {epoch} (cap {}, epoch {want} expected, \
+             stopped {:?})",
+            s.cap, s.stopped
+        ));
+        return 1;
+    }
+    // SAFETY: `len` bytes at `bytes`, valid during the call (LwfCheckpointFn).
+    let copy = unsafe { core::slice::from_raw_parts(bytes, len) }.to_vec();
+    s.got.push((epoch, copy));
+    if s.stop_at == Some(epoch) {
+        s.stopped = Some(epoch);
+        return 1;
+    }
+    0
+}
+
+/// The checkpoint arguments of a resumable fit, decoded: the callback (or none), its context
+/// and its buffer (exact, short, empty, NULL, misaligned, or overlapping the model memory).
+struct CheckpointArgs {
+    saver: Box<Saver>,
+    callback: LwfCheckpointFn,
+    /// Keeps the buffer alive and watched by its guards.
+    buf: Guarded,
+    ptr: *mut c_void,
+    len: usize,
+    /// With a callback: the buffer must be refused (NULL, short, overlapping, size unknown).
+    refused: bool,
+    /// No callback, or a buffer of exactly the size the ABI gave.
+    exact: bool,
+}
+
+impl CheckpointArgs {
+    fn callback_user(&mut self) -> *mut c_void {
+        (&mut *self.saver as *mut Saver).cast()
+    }
+}
+
+/// `lwf_fit_checkpoint_size` (which must agree with `lwf_fit_work_size`), then decoded
+/// checkpoint arguments. `tight`: the size is what the fit needs (not so for an unboxed
+/// samples fit with `bounded` set: the size counts a box the fit never has, so a buffer a few
+/// bytes shorter may be accepted).
+fn checkpoint_args(
+    t: &mut Tally,
+    src: &mut Src,
+    shape: &Guarded,
+    config: &Guarded,
+    n: usize,
+    fm: &FitMemory,
+    tight: bool,
+) -> CheckpointArgs {
+    let name = "lwf_fit_checkpoint_size";
+    let out = Out::exact::<usize>();
+    let (sw, cw, ow) = (
+        Watch::new("shape", shape),
+        Watch::new("config", config),
+        out.watch("out_bytes"),
+    );
+    // SAFETY: valid shape and config memory, a writable usize.
+    let st =
+        code(unsafe { lwf_fit_checkpoint_size(shape.typed(), config.typed(), n, out.typed()) });
+    let st = t.status(name, st);
+    after_call(name, st, &[&sw, &cw], &[&ow], false);
+    assert_eq!(
+        st, fm.ws,
+        "{name} says {st} where lwf_fit_work_size says {} (n = {n})",
+        fm.ws
+    );
+    if src.chance(24) {
+        // An output NULL or misaligned: refused before anything is read.
+        let bad = Out::exact::<usize>();
+        let null = src.flag();
+        let ptr: *mut usize = if null {
+            null_mut()
+        } else {
+            bad.buf.offset_ptr(src.range(1, 7)).cast()
+        };
+        let bw = bad.watch("out_bytes");
+        // SAFETY: as above; the output is refused.
+        let st2 = code(unsafe { lwf_fit_checkpoint_size(shape.typed(), config.typed(), n, ptr) });
+        let st2 = t.status(name, st2);
+        after_call(name, st2, &[&sw, &cw], &[&bw], false);
+        assert_eq!(st2, if null { NULL_POINTER } else { MISALIGNED }, "{name}");
+    }
+    let known = st == OK && out.read::<usize>() <= MEM_CAP;
+    let need = if known { out.read::<usize>() } else { 4096 };
+    if st == OK {
+        assert!(out.read::<usize>() > 16, "{name}: {}", out.read::<usize>());
+    }
+    let with_callback = src.u8() < 224;
+    let mut len = match src.u8() {
+        0..=5 => need.saturating_sub(8),
+        6 => 0,
+        _ => need,
+    };
+    // Room for a misaligned start: the buffer never ends before the length passed.
+    let buf = Guarded::bytes(len + 8, 0xCC);
+    let mut ptr: *mut c_void = match src.u8() {
+        0..=2 => null_mut(),
+        3..=12 => buf.offset_ptr(src.range(1, 7)).cast(),
+        _ => buf.ptr().cast(),
+    };
+    let overlap = src.chance(4) && fm.mem.len() >= 16;
+    if overlap {
+        ptr = fm.mem.ptr().cast();
+        len = len.min(fm.mem.len());
+    }
+    let refused =
+        with_callback && (ptr.is_null() || (len < need && tight) || len == 0 || overlap || !known);
+    let stop_at = if src.chance(60) {
+        Some(src.range(0, 3))
+    } else {
+        None
+    };
+    CheckpointArgs {
+        saver: Box::new(Saver::new(
+            stop_at,
+            if known { need.min(len) } else { usize::MAX },
+            0,
+        )),
+        callback: if with_callback {
+            Some(checkpoint)
+        } else {
+            None
+        },
+        buf,
+        ptr,
+        len,
+        refused,
+        exact: !with_callback || (known && !ptr.is_null() && len == need && !overlap),
+    }
+}
+
+/// `lwf_fit_checkpoint_inspect` of checkpoint bytes (exact arguments): its status and info.
+fn inspect(t: &mut Tally, bytes: &Guarded) -> (i32, Option<LwfFitCheckpointInfo>) {
+    let name = "lwf_fit_checkpoint_inspect";
+    let out = Out::exact::<LwfFitCheckpointInfo>();
+    let (bw, ow) = (Watch::new("bytes", bytes), out.watch("out_info"));
+    // SAFETY: `bytes` holds its length; a writable info.
+    let st = code(unsafe { lwf_fit_checkpoint_inspect(bytes.ptr(), bytes.len(), out.typed()) });
+    let st = t.status(name, st);
+    after_call(name, st, &[&bw], &[&ow], false);
+    (st, (st == OK).then(|| out.read::<LwfFitCheckpointInfo>()))
+}
+
+/// Every checkpoint a fit handed over passes `lwf_fit_checkpoint_inspect`: its epoch, its
+/// samples and dimension, no longer than the buffer sizes the ABI gave, needing no more model
+/// memory than `lwf_fit_model_size` gave (0: unknown). The sizes are upper bounds: an unboxed
+/// samples fit never needs the box that the config's `bounded` sizes for.
+fn check_saved(name: &str, t: &mut Tally, saver: &Saver, n: usize, dim: usize, model: usize) {
+    if let Some(v) = &saver.violation {
+        panic!("{name}: {v}");
+    }
+    for (epoch, bytes) in &saver.got {
+        let g = Guarded::from_bytes(bytes);
+        let (st, info) = inspect(t, &g);
+        let Some(info) = info else {
+            panic!(
+                "{name}: the checkpoint of epoch {epoch} fails lwf_fit_checkpoint_inspect ({st}; \
+                 the core: {:?})",
+                lwflow::train::CheckpointInfo::read(bytes).err()
+            );
+        };
+        let ok = info.epoch == *epoch
+            && info.n_samples == n
+            && info.dim == dim
+            && bytes.len() <= info.checkpoint_bytes
+            && info.checkpoint_bytes <= saver.cap
+            && (model == 0 || info.model_bytes <= model)
+            && info.work_bytes > 0;
+        assert!(
+            ok,
+            "{name}: checkpoint of {} bytes at epoch {epoch} (n = {n}, dim = {dim}, cap {}, \
+             model {model}): {info:?}",
+            bytes.len(),
+            saver.cap
+        );
+    }
+}
+
+/// The same report, field by field and bit for bit.
+fn same_report(a: &LwfFitReport, b: &LwfFitReport) -> bool {
+    let bits = |x: f64, y: f64| x.to_bits() == y.to_bits();
+    a.n_samples == b.n_samples
+        && a.skipped_samples == b.skipped_samples
+        && bits(a.ess, b.ess)
+        && bits(a.log_mean_weight, b.log_mean_weight)
+        && a.components == b.components
+        && a.em_iterations == b.em_iterations
+        && bits(a.em_mean_log_likelihood, b.em_mean_log_likelihood)
+        && bits(a.em_bic, b.em_bic)
+        && a.epochs == b.epochs
+        && a.best_epoch == b.best_epoch
+        && a.steps == b.steps
+        && a.skipped_steps == b.skipped_steps
+        && bits(a.initial_val_loss, b.initial_val_loss)
+        && bits(a.best_val_loss, b.best_val_loss)
+        && a.stop_reason == b.stop_reason
+}
+
+/// What a resumable fit produced, for the resumption checks.
+struct Original<'a> {
+    /// Every checkpoint it handed over.
+    got: &'a [(usize, Vec<u8>)],
+    /// The model and report of the fit when it ran to its end (`LWF_OK`): a resumption from
+    /// any of its checkpoints ends bit-identical to it.
+    fitted: Option<&'a Fitted>,
+    max_epochs: usize,
+}
+
+/// After a resumable fit: its checkpoints checked, then one or two resumptions from one of
+/// them, as given or damaged.
+fn after_resumable(t: &mut Tally, src: &mut Src, orig: &Original) {
+    if orig.got.is_empty() {
+        return;
+    }
+    for _ in 0..src.range(1, 2) {
+        let k = src.below(orig.got.len());
+        resume(t, src, k, orig);
+    }
+}
+
+/// `lwf_fit_checkpoint_inspect` and `lwf_model_fit_resume` on checkpoint `k` of a fit, valid
+/// (variants 0-2), truncated (3), with one to three bytes changed (4; resealed with a valid
+/// checksum: 5), or random bytes (6; behind a checkpoint's own prefix and resealed: 7).
+/// A valid checkpoint resumes (`LWF_OK` / `LWF_CANCELLED` with a model that evaluates, or a
+/// fit's own error with nothing written), bit-identical to the uninterrupted fit; a truncated
+/// one and one with a single changed byte are `LWF_BAD_FORMAT`; any other bytes are refused
+/// with the status inspect gives (nothing written) or, when inspect accepts them (a valid
+/// checksum), resume as a valid one does.
+fn resume(t: &mut Tally, src: &mut Src, k: usize, orig: &Original) {
+    let name = "lwf_model_fit_resume";
+    let (epoch, base) = (&orig.got[k].0, &orig.got[k].1);
+    let variant = src.u8() % 8;
+    let mut bytes = base.clone();
+    let mut flips = 0;
+    match variant {
+        0..=2 => {}
+        3 => bytes.truncate(src.below(bytes.len())),
+        4 | 5 => {
+            flips = src.range(1, 3);
+            for _ in 0..flips {
+                let at = src.below(bytes.len());
+                bytes[at] ^= src.u8().max(1);
+            }
+            if variant == 5 {
+                lwflow::format::seal(&mut bytes);
+            }
+        }
+        _ => {
+            let len = src.range(0, 300);
+            bytes = (0..len).map(|_| src.u8()).collect();
+            if variant == 7 && len >= 20 {
+                bytes[..8].copy_from_slice(&base[..8]);
+                bytes[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+                lwflow::format::seal(&mut bytes);
+            }
+        }
+    }
+    let valid = variant <= 2;
+    let strict = variant == 3 || (variant == 4 && flips == 1);
+    let inb = Guarded::from_bytes(&bytes);
+    let (ist, info) = inspect(t, &inb);
+    if valid {
+        assert_eq!(
+            ist, OK,
+            "lwf_fit_checkpoint_inspect of a checkpoint a fit gave"
+        );
+    } else if strict {
+        assert_eq!(
+            ist, BAD_FORMAT,
+            "lwf_fit_checkpoint_inspect of a checkpoint truncated or with one byte changed"
+        );
+    } else {
+        assert!(
+            matches!(ist, OK | BAD_FORMAT | INVALID_ARGUMENT),
+            "lwf_fit_checkpoint_inspect of other bytes: {ist}"
+        );
+    }
+    if src.chance(48) {
+        inspect_odd(t, src, &inb);
+    }
+    let mut max_epochs = if valid { orig.max_epochs } else { usize::MAX };
+    if !valid && ist == OK {
+        // Bytes the core's reader accepts too (the ABI and the core agree). Resumed only
+        // within the budgets of the harness's configs: a changed byte under a resealed
+        // checksum can ask for millions of epochs, a valid (if slow) fit.
+        let core = lwflow::train::CheckpointInfo::read(&bytes);
+        let Ok(core) = core else {
+            panic!("lwf_fit_checkpoint_inspect accepts what the core refuses: {core:?}");
+        };
+        let (tc, em) = (&core.cfg.train, &core.cfg.em);
+        if tc.max_epochs > 5 || em.max_iter > 40 || em.restarts > 3 {
+            return;
+        }
+        max_epochs = tc.max_epochs;
+    }
+    let (mb, wb, cb) = info.map_or((4096, 4096, 4096), |i| {
+        (i.model_bytes, i.work_bytes, i.checkpoint_bytes)
+    });
+    if mb > MEM_CAP || wb > MEM_CAP || cb > MEM_CAP {
+        return;
+    }
+    let short = src.u8() % 16;
+    let mem_len = if short == 0 { mb.saturating_sub(8) } else { mb };
+    let work_len = if short == 1 { wb.saturating_sub(8) } else { wb };
+    let mem = Guarded::bytes(mem_len, 0xEE);
+    let work = Guarded::bytes(work_len, 0xDD);
+    let first = info.map_or(1, |i| i.epoch + 1);
+    let stop_at = if src.chance(40) {
+        Some(first + src.range(0, 2))
+    } else {
+        None
+    };
+    let mut saver = Saver::new(stop_at, cb, first);
+    let with_callback = src.flag();
+    let ckbuf = Guarded::bytes(cb, 0xCC);
+    let overlap = with_callback && src.chance(12) && !inb.is_empty();
+    let (ck_ptr, ck_len): (*mut c_void, usize) = if overlap {
+        (inb.ptr().cast(), inb.len())
+    } else {
+        (ckbuf.ptr().cast(), cb)
+    };
+    let mut prog = Progress {
+        cancel_at: if src.chance(40) { first + 1 } else { 0 },
+        max_epochs,
+        last: first - 1,
+        calls: 0,
+        violation: None,
+    };
+    // The progress reports carry the config's max_epochs: known for the fit's own bytes.
+    let with_progress = valid && src.flag();
+    let report = Out::decode::<LwfFitReport>(src);
+    let out_model = Out::decode::<*mut LwfModel>(src);
+    let (iw, mw, rw, ow) = (
+        Watch::new("bytes", &inb),
+        Watch::new("mem", &mem),
+        report.watch_typed::<LwfFitReport>("out_report"),
+        out_model.watch("out_model"),
+    );
+    // SAFETY: every buffer holds the length passed; the callbacks get live contexts.
+    let st = code(unsafe {
+        lwf_model_fit_resume(
+            mem.ptr().cast(),
+            mem.len(),
+            inb.ptr(),
+            inb.len(),
+            if with_progress { Some(progress) } else { None },
+            (&mut prog as *mut Progress).cast(),
+            if with_callback {
+                Some(checkpoint)
+            } else {
+                None
+            },
+            (&mut saver as *mut Saver).cast(),
+            ck_ptr,
+            ck_len,
+            work.ptr().cast(),
+            work.len(),
+            report.typed(),
+            out_model.typed(),
+        )
+    });
+    let st = t.status(name, st);
+    if let Some(v) = &prog.violation {
+        panic!("{name}: {v}");
+    }
+    after_call(name, st, &[&iw], &[&mw, &rw, &ow], false);
+    ckbuf.check_guards(&format!("{name}: checkpoint_buf"));
+    if ist != OK {
+        // The checkpoint is checked first, as inspect checks it.
+        assert_eq!(
+            st, ist,
+            "{name} of bytes lwf_fit_checkpoint_inspect refuses"
+        );
+        assert!(saver.got.is_empty());
+        work.check_guards(&format!("{name}: work"));
+        return;
+    }
+    let info = info.expect("inspected");
+    let exact = short >= 2
+        && !overlap
+        && out_model.is_direct()
+        && (report.is_direct() || report.ptr.is_null());
+    if short < 2 || overlap {
+        assert!(
+            st != OK && st != CANCELLED,
+            "{name} ({st}) with a short or overlapping buffer"
+        );
+    }
+    if exact {
+        assert!(
+            !matches!(
+                st,
+                BUFFER_TOO_SMALL | NULL_POINTER | MISALIGNED | OVERLAPPING_BUFFERS | BAD_FORMAT
+            ),
+            "{name} returned {st} with the buffers inspect sized"
+        );
+    }
+    if st == CANCELLED {
+        assert!(
+            (with_progress && prog.cancel_at != 0) || saver.stopped.is_some(),
+            "{name}: LWF_CANCELLED without a stop"
+        );
+    }
+    check_saved(name, t, &saver, info.n_samples, info.dim, info.model_bytes);
+    let fm = FitMemory {
+        mem_ptr: mem.ptr().cast(),
+        mem_len: mem.len(),
+        mem,
+        work_ptr: work.ptr().cast(),
+        work_len: work.len(),
+        work,
+        exact,
+        ws: OK,
+        model_bytes: info.model_bytes,
+    };
+    let n = info.n_samples;
+    let got = after_fit(
         t,
         name,
         st,
         fm,
         &report,
         &out_model,
-        nn,
-        &cfg,
-        box_ref,
+        n,
+        max_epochs,
+        None,
         src.u64(),
+    );
+    // Bit-identical to the uninterrupted fit: the model, the report, every later checkpoint.
+    let (Some(reference), Some(resumed)) = (orig.fitted.filter(|_| valid), got) else {
+        return;
+    };
+    if st != OK {
+        return;
+    }
+    let same = reference.0.len() == resumed.0.len()
+        && reference
+            .0
+            .iter()
+            .zip(&resumed.0)
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(
+        same,
+        "{name} from epoch {epoch}: parameters differ from the uninterrupted fit's"
+    );
+    if let (Some(a), Some(b)) = (&reference.1, &resumed.1) {
+        assert!(
+            same_report(a, b),
+            "{name} from epoch {epoch}: report {b:?}, uninterrupted {a:?}"
+        );
+    }
+    for (e, b) in &saver.got {
+        let same = orig.got.iter().any(|(oe, ob)| oe == e && ob == b);
+        assert!(
+            same,
+            "{name} from epoch {epoch}: its checkpoint of epoch {e} differs from the fit's"
+        );
+    }
+}
+
+/// `lwf_fit_checkpoint_inspect` with an odd argument: NULL bytes, a NULL or misaligned
+/// output, an output inside the input. Refused, nothing written.
+fn inspect_odd(t: &mut Tally, src: &mut Src, inb: &Guarded) {
+    let name = "lwf_fit_checkpoint_inspect";
+    let out = Out::exact::<LwfFitCheckpointInfo>();
+    let which = src.u8() % 4;
+    let (bytes, ptr): (*const u8, *mut LwfFitCheckpointInfo) = match which {
+        0 => (null(), out.typed()),
+        1 => (inb.ptr(), null_mut()),
+        2 => (inb.ptr(), out.buf.offset_ptr(src.range(1, 7)).cast()),
+        _ if inb.len() >= size_of::<LwfFitCheckpointInfo>() => (inb.ptr(), inb.typed()),
+        _ => (inb.ptr(), null_mut()),
+    };
+    let (bw, ow) = (Watch::new("bytes", inb), out.watch("out_info"));
+    // SAFETY: NULL, or `inb` with its length; the output NULL, misaligned (inside its
+    // buffer's guards) or inside the input (refused as overlapping).
+    let st = code(unsafe { lwf_fit_checkpoint_inspect(bytes, inb.len(), ptr) });
+    let st = t.status(name, st);
+    after_call(name, st, &[&bw], &[&ow], false);
+    let want: &[i32] = match which {
+        0 if inb.is_empty() => &[NULL_POINTER, BAD_FORMAT],
+        0 => &[NULL_POINTER],
+        2 => &[MISALIGNED],
+        3 if !ptr.is_null() => &[OVERLAPPING_BUFFERS],
+        _ => &[NULL_POINTER],
+    };
+    assert!(
+        want.contains(&st),
+        "{name} with odd argument {which}: {st}, want one of {want:?}"
     );
 }
 
@@ -1182,13 +1915,20 @@ fn refine(t: &mut Tally, src: &mut Src) {
     );
     let mut lik = Lik::decode(src, &blo, &bhi, usize::MAX);
     let cap = refine_capacity(t, r);
+    let (mut work, mut r) = (work, r);
     for _ in 0..12 {
         if refine_status(t, r) != 0 {
             break;
         }
-        let op = src.u8() % 8;
-        match op {
+        let op = src.u8();
+        match op % 8 {
             0 => refine_run(t, src, r, &work, &mut lik),
+            // A checkpoint, restored into fresh memory: the harness goes on with that one.
+            1 if op & 0x40 != 0 => {
+                if let Some((w, h)) = refine_checkpoint(t, src, r, &work, &lik) {
+                    (work, r) = (w, h);
+                }
+            }
             1 => refine_bad_call(t, src, r, &work, cap, &lik),
             _ => {
                 if !refine_ask_tell(t, src, r, &work, cap, &mut lik) {
@@ -1198,7 +1938,234 @@ fn refine(t: &mut Tally, src: &mut Src) {
         }
         work.check_guards("refinement work");
     }
+    if src.chance(64) {
+        // A checkpoint of the finished, failed or still running refinement.
+        if let Some((w, h)) = refine_checkpoint(t, src, r, &work, &lik) {
+            (work, r) = (w, h);
+        }
+    }
     refine_finish(t, src, r, &work, &lik);
+}
+
+/// A checkpoint of the refinement at its current point (running, finished or failed):
+/// `lwf_refine_checkpoint_size` and `lwf_refine_checkpoint` with valid and odd arguments (the
+/// refinement only read; the bytes hold its memory byte for byte), then `lwf_refine_restore`
+/// into fresh work memory from the checkpoint as given (variants 0-2), truncated (3), with one
+/// to three bytes changed (4; resealed with a valid checksum: 5), or random bytes (6; behind
+/// the checkpoint's prefix and resealed: 7). A valid checkpoint restores (with the right
+/// dimension and memory) to the same memory, status and next batch; a truncated one or one
+/// with a single changed byte is `LWF_BAD_FORMAT` with nothing written; other bytes are
+/// refused, or restore when their checksum is valid. A restored refinement is returned: the
+/// harness drives it on.
+fn refine_checkpoint(
+    t: &mut Tally,
+    src: &mut Src,
+    r: *mut LwfRefine,
+    work: &Guarded,
+    lik: &Lik,
+) -> Option<(Guarded, *mut LwfRefine)> {
+    let status = refine_status(t, r);
+    let ww = Watch::new("work", work);
+    let name = "lwf_refine_checkpoint_size";
+    if src.chance(48) {
+        let (h, copy, valid) = refine_handle(src, work);
+        let so = Out::decode::<usize>(src);
+        let sw = so.watch("out_bytes");
+        // SAFETY: a handle NULL, misaligned, valid, or a corrupted copy; the output NULL,
+        // misaligned or writable.
+        let st = code(unsafe { lwf_refine_checkpoint_size(h, so.typed()) });
+        let st = t.status(name, st);
+        after_call(name, st, &[&ww], &[&sw], false);
+        if let Some(g) = copy {
+            g.check_guards(name);
+        }
+        assert_eq!(
+            st == OK,
+            valid && so.is_direct(),
+            "{name} ({st}) of a handle valid: {valid}, output direct: {}",
+            so.is_direct()
+        );
+    }
+    let so = Out::exact::<usize>();
+    // SAFETY: a valid refinement, a writable usize.
+    let st = code(unsafe { lwf_refine_checkpoint_size(r, so.typed()) });
+    assert_eq!(t.status(name, st), OK, "{name} of a valid refinement");
+    let need = so.read::<usize>();
+    assert_eq!(need, work.len() + 20, "{name}: its memory and 20 bytes");
+    let name = "lwf_refine_checkpoint";
+    let out = Guarded::bytes(need, 0x5A);
+    let which = src.u8() % 8;
+    if which < 4 {
+        // Refused: a buffer one byte short, NULL, inside the work memory, or `out_written`
+        // inside the buffer.
+        let written = Out::exact::<usize>();
+        let (ptr, len, wptr): (*mut u8, usize, *mut usize) = match which {
+            0 => (out.ptr(), need - 1, written.typed()),
+            1 => (null_mut(), need, written.typed()),
+            2 => (work.ptr(), need, written.typed()),
+            _ => (out.ptr(), need, out.typed()),
+        };
+        let (ow, wrw) = (Watch::new("out", &out), written.watch("out_written"));
+        // SAFETY: the buffers hold the lengths passed (the one in the work memory is refused
+        // as overlapping before any write; guards would catch one).
+        let st = code(unsafe { lwf_refine_checkpoint(r, ptr, len, wptr) });
+        let st = t.status(name, st);
+        after_call(name, st, &[&ww], &[&ow, &wrw], false);
+        let want: &[i32] = match which {
+            0 => &[BUFFER_TOO_SMALL],
+            1 => &[NULL_POINTER, BUFFER_TOO_SMALL],
+            _ => &[OVERLAPPING_BUFFERS],
+        };
+        assert!(want.contains(&st), "{name} odd argument {which}: {st}");
+    }
+    let written = Out::exact::<usize>();
+    let (ow, wrw) = (Watch::new("out", &out), written.watch("out_written"));
+    // SAFETY: a valid refinement, `need` writable bytes, a writable usize.
+    let st = code(unsafe { lwf_refine_checkpoint(r, out.ptr(), need, written.typed()) });
+    let st = t.status(name, st);
+    after_call(name, st, &[&ww], &[&ow, &wrw], false);
+    assert_eq!(st, OK, "{name} of a valid refinement");
+    assert_eq!(written.read::<usize>(), need);
+    let base = out.snapshot();
+    assert!(
+        base[16..need - 4] == work.snapshot()[..],
+        "{name}: the bytes are not the refinement's memory"
+    );
+    let variant = src.u8() % 8;
+    let mut bytes = base.clone();
+    let mut flips = 0;
+    match variant {
+        0..=2 => {}
+        3 => bytes.truncate(src.below(bytes.len())),
+        4 | 5 => {
+            flips = src.range(1, 3);
+            for _ in 0..flips {
+                let at = src.below(bytes.len());
+                bytes[at] ^= src.u8().max(1);
+            }
+            if variant == 5 {
+                lwflow::format::seal(&mut bytes);
+            }
+        }
+        _ => {
+            let len = src.range(0, 400);
+            bytes = (0..len).map(|_| src.u8()).collect();
+            if variant == 7 && len >= 20 {
+                bytes[..8].copy_from_slice(&base[..8]);
+                bytes[8..16].copy_from_slice(&(len as u64).to_le_bytes());
+                lwflow::format::seal(&mut bytes);
+            }
+        }
+    }
+    let valid = variant <= 2;
+    let strict = variant == 3 || (variant == 4 && flips == 1);
+    let name = "lwf_refine_restore";
+    let dim = if src.chance(16) {
+        src.range(0, 4)
+    } else {
+        lik.dim
+    };
+    let short = src.chance(16);
+    let wlen = bytes.len().saturating_sub(20).min(MEM_CAP);
+    let wlen = if short { wlen.saturating_sub(8) } else { wlen };
+    let w2 = Guarded::bytes(wlen, 0xAB);
+    let wptr: *mut c_void = match src.u8() {
+        0..=2 => null_mut(),
+        3..=5 => w2.offset_ptr(4).cast(),
+        _ => w2.ptr().cast(),
+    };
+    let outr = Out::decode::<*mut LwfRefine>(src);
+    let inb = Guarded::from_bytes(&bytes);
+    let (iw, orw, w2w) = (
+        Watch::new("bytes", &inb),
+        outr.watch("out_refine"),
+        Watch::new("work", &w2),
+    );
+    // SAFETY: `w2` holds `wlen` bytes (or NULL / misaligned, refused), `inb` its length.
+    let st =
+        code(unsafe { lwf_refine_restore(wptr, wlen, inb.ptr(), inb.len(), dim, outr.typed()) });
+    let st = t.status(name, st);
+    after_call(name, st, &[&iw], &[&orw], false);
+    w2w.guards(name);
+    let args_ok = wptr == w2.ptr().cast::<c_void>() && outr.is_direct();
+    if !args_ok {
+        assert_ne!(st, OK, "{name} with a NULL or misaligned argument");
+    } else if valid {
+        let want = if short {
+            BUFFER_TOO_SMALL
+        } else if dim != lik.dim {
+            LENGTH_MISMATCH
+        } else {
+            OK
+        };
+        assert_eq!(
+            st, want,
+            "{name} of a valid checkpoint (dim {dim}, short {short})"
+        );
+    } else if strict {
+        assert_eq!(
+            st, BAD_FORMAT,
+            "{name} of a truncated or changed checkpoint"
+        );
+    }
+    if st != OK {
+        // The work memory untouched, except for contents copied and found no refinement (or
+        // of another dimension): then it holds none.
+        if !w2w.unchanged() {
+            assert!(
+                !strict && (st == BAD_FORMAT || st == LENGTH_MISMATCH),
+                "{name} ({st}) wrote to the work memory"
+            );
+            let so = Out::exact::<i32>();
+            // SAFETY: readable memory of a header's size at least; a writable int32.
+            let s2 = code(unsafe { lwf_refine_status(w2.ptr().cast(), so.typed()) });
+            let s2 = t.status("lwf_refine_status", s2);
+            assert_ne!(s2, OK, "{name} ({st}) left a refinement in the work memory");
+        }
+        return None;
+    }
+    let h = outr.read::<*mut LwfRefine>();
+    assert_eq!(
+        h.cast::<u8>(),
+        w2.ptr(),
+        "{name}: the handle is the memory's address"
+    );
+    let now = refine_status(t, h);
+    if valid {
+        assert!(
+            w2.snapshot() == work.snapshot() && now == status,
+            "{name}: the restored refinement is not the checkpointed one"
+        );
+        if status == 0 {
+            // The same next batch.
+            let cap = refine_capacity(t, r).max(1);
+            let d = lik.dim;
+            let (a, b) = (Guarded::f64s(cap * d, 0.0), Guarded::f64s(cap * d, 0.0));
+            let (na, nb) = (Out::exact::<usize>(), Out::exact::<usize>());
+            // SAFETY: valid refinements, room for `cap` points, writable counts.
+            let (sa, sb) = unsafe {
+                (
+                    code(lwf_refine_ask(r, a.f64_ptr(), cap, na.typed())),
+                    code(lwf_refine_ask(h, b.f64_ptr(), cap, nb.typed())),
+                )
+            };
+            let (sa, sb) = (
+                t.status("lwf_refine_ask", sa),
+                t.status("lwf_refine_ask", sb),
+            );
+            assert_eq!(
+                sa, sb,
+                "lwf_refine_ask: the restored refinement answers otherwise"
+            );
+            if sa == OK {
+                assert!(
+                    na.read::<usize>() == nb.read::<usize>() && a.snapshot() == b.snapshot(),
+                    "lwf_refine_ask: the restored refinement asks another batch"
+                );
+            }
+        }
+    }
+    Some((w2, h))
 }
 
 /// One ask / tell round with the harness's likelihood; false once the refinement failed.

@@ -179,6 +179,14 @@ pub fn fit() -> Seeds {
             out.push((format!("kind{kind}_{tag}"), d));
         }
     }
+    // The checkpoint paths: a prior-box fit in its resumable form (a fit's first byte >= 0x98)
+    // that runs to its end, then resumes from a valid checkpoint of it; a refinement whose
+    // every op (0xC9: op 1 with bit 0x40) checkpoints it and restores it from valid bytes.
+    for (name, kind, fill) in [("resumable0_98", 0u8, 0x98u8), ("checkpoint5_c9", 5, 0xC9)] {
+        let mut d = vec![kind];
+        d.extend(std::iter::repeat_n(fill, 400));
+        out.push((name.into(), d));
+    }
     let mut rng = SplitMix(0xF17);
     for i in 0..8 {
         out.push((format!("random{i}"), rng.bytes(800)));
