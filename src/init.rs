@@ -107,6 +107,8 @@ pub fn set_affine<T: Real>(
 /// Sets the box [lo, hi] of a shape with [`Shape::bounded`]. `InvalidArgument` without a box,
 /// for lo ≥ hi or a width that overflows (also after rounding to `T`), `NonFinite` for
 /// NaN/∞ bounds; nothing is written on error.
+// Same shape as init.rs::set_affine (duplicates): the two setters of the outer maps run the
+// same checks in the documented error order, then validate and write different values.
 pub fn set_box<T: Real>(
     shape: &Shape,
     params: &mut [T],
