@@ -239,6 +239,9 @@ unsafe fn map(
 /// # Safety
 /// As `lwf_model_log_prob`, and `ws` NULL or writable for `ws_len` doubles; the model may be
 /// read concurrently but not written.
+// Same shape as map above (duplicates): each entry point checks its own three buffers (spans,
+// disjointness) before its own core call; the names and the model access (read vs write)
+// differ.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_log_prob_ws(
     model: *const LwfModel,
