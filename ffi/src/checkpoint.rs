@@ -343,6 +343,9 @@ pub unsafe extern "C" fn lwf_model_fit_samples_resumable(
 /// unchanged during the call; `work` NULL or writable for `work_len` bytes; `checkpoint_buf`
 /// NULL or writable for `checkpoint_len` bytes; `out_report` NULL or writable; `out_model`
 /// NULL or writable; the callbacks follow `LwfProgressFn` / `LwfCheckpointFn`.
+// Same shape as lwf_model_fit_prior_box_resumable and lwf_model_fit_samples_resumable above
+// (duplicates): C entry points each spell out their argument list and forward to one
+// implementation.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn lwf_model_fit_resume(
