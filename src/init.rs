@@ -107,6 +107,8 @@ pub fn set_affine<T: Real>(
 /// Sets the box [lo, hi] of a shape with [`Shape::bounded`]. `InvalidArgument` without a box,
 /// for lo ≥ hi or a width that overflows (also after rounding to `T`), `NonFinite` for
 /// NaN/∞ bounds; nothing is written on error.
+// Same shape as init.rs::set_affine (duplicates): the two setters of the outer maps run the
+// same checks in the documented error order, then validate and write different values.
 pub fn set_box<T: Real>(
     shape: &Shape,
     params: &mut [T],
@@ -152,6 +154,8 @@ pub fn latent_index(shape: &Shape, i: usize) -> usize {
 /// are the identity, the flow's density is exactly N(loc, diag(scale²)) in θ. `NonFinite`
 /// for NaN/∞, `InvalidArgument` for another base, a scale ≤ 0 or a loc that is not finite in
 /// `T` (beyond the f32 range of an f32 model); nothing is written on error.
+// Same shape as init.rs::set_mixture_base and set_box (duplicates): the same leading checks,
+// then this base's own validation and writes.
 pub fn set_gaussian_base<T: Real>(
     shape: &Shape,
     params: &mut [T],
@@ -190,6 +194,9 @@ pub fn set_gaussian_base<T: Real>(
 /// positive finite weights. `NonFinite` for NaN/∞ inputs, `InvalidArgument` for another
 /// base, a weight or scale ≤ 0, or a mean that is not finite in `T` (an f64 mean beyond the
 /// f32 range of an f32 model); nothing is written on error.
+// Same shape as init.rs::set_gaussian_base, set_affine and set_box (duplicates): the public
+// setters each run the same shape and length checks in the documented error order before their
+// own validation and writes.
 pub fn set_mixture_base<T: Real>(
     shape: &Shape,
     params: &mut [T],

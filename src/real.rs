@@ -248,6 +248,8 @@ impl Real for f32 {
     }
 }
 
+// Same shape as impl Real for f32 above (duplicates): each width calls its own libm functions
+// and byte width; a macro over both would hide which function each one calls.
 impl Real for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;

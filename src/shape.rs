@@ -162,6 +162,8 @@ impl Shape {
     }
 
     /// The same shape with (or without) the bounded support on a box.
+    // Same shape as the other with_* builders here (duplicates): const fn setters, one per
+    // field (a macro would hide the docs and const-ness).
     pub const fn with_bounded(mut self, bounded: bool) -> Self {
         self.bounded = bounded;
         self

@@ -97,6 +97,8 @@ impl Resumable {
 ///
 /// # Safety
 /// `shape` and `config` NULL or readable; `out_bytes` NULL or writable.
+// Same shape as fit.rs::lwf_fit_work_size (duplicates): C entry points each spell out their
+// argument list and forward to one implementation.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_fit_checkpoint_size(
     shape: *const LwfShape,
@@ -130,6 +132,9 @@ pub unsafe extern "C" fn lwf_fit_checkpoint_size(
 ///
 /// # Safety
 /// `bytes` NULL or readable for `len` bytes; `out_info` NULL or writable.
+// Same shape as io.rs::lwf_model_inspect (duplicates): C entry points each spell out their
+// argument list and forward to one implementation; the shared lines are the output/input span
+// checks, the formats read differ.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_fit_checkpoint_inspect(
     bytes: *const u8,
@@ -178,6 +183,9 @@ pub unsafe extern "C" fn lwf_fit_checkpoint_inspect(
 /// # Safety
 /// As `lwf_model_fit_prior_box`; `checkpoint_buf` NULL or writable for `checkpoint_len` bytes;
 /// `checkpoint` follows `LwfCheckpointFn`.
+// Same shape as fit.rs::lwf_model_fit_prior_box and lwf_model_fit_samples_resumable below
+// (duplicates): C entry points each spell out their argument list and forward to one
+// implementation (the resumable variant adds the checkpoint sink).
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn lwf_model_fit_prior_box_resumable(
@@ -245,6 +253,9 @@ pub unsafe extern "C" fn lwf_model_fit_prior_box_resumable(
 /// As `lwf_model_fit_samples_in_box` (`lo`, `hi` may be NULL with length 0);
 /// `checkpoint_buf` NULL or writable for `checkpoint_len` bytes; `checkpoint` follows
 /// `LwfCheckpointFn`.
+// Same shape as fit.rs::lwf_model_fit_samples(_in_box) (duplicates): C entry points each spell
+// out their argument list and forward to one implementation (the resumable variant adds the
+// checkpoint sink).
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn lwf_model_fit_samples_resumable(
@@ -332,6 +343,9 @@ pub unsafe extern "C" fn lwf_model_fit_samples_resumable(
 /// unchanged during the call; `work` NULL or writable for `work_len` bytes; `checkpoint_buf`
 /// NULL or writable for `checkpoint_len` bytes; `out_report` NULL or writable; `out_model`
 /// NULL or writable; the callbacks follow `LwfProgressFn` / `LwfCheckpointFn`.
+// Same shape as lwf_model_fit_prior_box_resumable and lwf_model_fit_samples_resumable above
+// (duplicates): C entry points each spell out their argument list and forward to one
+// implementation.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn lwf_model_fit_resume(

@@ -160,6 +160,8 @@ pub unsafe extern "C" fn lwf_model_inverse(
 /// `model` NULL or a valid handle not used by another thread during the call (detected:
 /// `LWF_BUSY`); `z` NULL or readable for `z_len` doubles; the outputs NULL or writable for
 /// their lengths.
+// Same shape as lwf_model_inverse above (duplicates): C entry points each spell out their
+// argument list and forward to one implementation (map, with the direction).
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_forward(
     model: *mut LwfModel,
@@ -239,6 +241,9 @@ unsafe fn map(
 /// # Safety
 /// As `lwf_model_log_prob`, and `ws` NULL or writable for `ws_len` doubles; the model may be
 /// read concurrently but not written.
+// Same shape as map above (duplicates): each entry point checks its own three buffers (spans,
+// disjointness) before its own core call; the names and the model access (read vs write)
+// differ.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_log_prob_ws(
     model: *const LwfModel,
@@ -324,6 +329,8 @@ pub unsafe extern "C" fn lwf_model_sample(
 /// # Safety
 /// As `lwf_model_sample`, and `ws` NULL or writable for `ws_len` doubles; the model may be read
 /// concurrently but not written.
+// Same shape as lwf_model_log_prob_ws above (duplicates): C entry points each spell out their
+// argument list and forward to one implementation; each checks its own buffers.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_sample_ws(
     model: *const LwfModel,

@@ -81,6 +81,8 @@ pub struct LwfEpochReport {
 }
 
 impl LwfEpochReport {
+    // Same shape as fit_config.rs's repr(C) mirrors (duplicates): a repr(C) struct filled field
+    // by field from its Rust-side counterpart.
     fn from_core(r: &EpochReport) -> LwfEpochReport {
         LwfEpochReport {
             epoch: r.epoch,
@@ -95,6 +97,8 @@ impl LwfEpochReport {
 }
 
 /// Why training stopped (`LwfFitReport.stop_reason`).
+// Same shape as fit_config.rs::LwfSchedule (duplicates): repr(C) code enums, each spelling out
+// its own codes for the header.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -707,6 +711,8 @@ pub unsafe extern "C" fn lwf_fit_model_size(
 ///
 /// # Safety
 /// `shape` and `config` NULL or readable; `out_bytes` NULL or writable.
+// Same shape as checkpoint.rs::lwf_fit_checkpoint_size (duplicates): C entry points each spell
+// out their argument list and forward to one implementation.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_fit_work_size(
     shape: *const LwfShape,
@@ -778,6 +784,8 @@ pub unsafe extern "C" fn lwf_fit_work_size(
 /// `out_report` NULL or writable; `out_model` NULL or writable; the callbacks follow
 /// `LwfLogLikelihoodFn` / `LwfProgressFn`. None of this memory may be used by another thread
 /// during the call.
+// Same shape as checkpoint.rs::lwf_model_fit_prior_box_resumable (duplicates): C entry points
+// each spell out their argument list and forward to one implementation.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn lwf_model_fit_prior_box(
@@ -978,6 +986,9 @@ impl Likelihood {
 /// # Safety
 /// As `lwf_model_fit_prior_box`; `theta` and `log_weights` NULL or readable for their
 /// lengths.
+// Same shape as lwf_model_fit_samples_in_box below and
+// checkpoint.rs::lwf_model_fit_samples_resumable (duplicates): C entry points each spell out
+// their argument list and forward to one implementation (fit_samples).
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn lwf_model_fit_samples(
@@ -1036,6 +1047,8 @@ pub unsafe extern "C" fn lwf_model_fit_samples(
 ///
 /// # Safety
 /// As `lwf_model_fit_samples`; `lo`, `hi` NULL or readable for their lengths.
+// Same shape as lwf_model_fit_samples above (duplicates): C entry points each spell out their
+// argument list and forward to one implementation (fit_samples).
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn lwf_model_fit_samples_in_box(

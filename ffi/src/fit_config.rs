@@ -10,6 +10,8 @@ use lwflow::train::{BaseChoice, FitConfig, NonFinitePolicy, Schedule, TrainConfi
 use lwflow::Adam;
 
 /// Base choice codes for `LwfFitConfig.base`.
+// Same shape as LwfSchedule below (duplicates): repr(C) code enums, each spelling out its own
+// codes for the header.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub enum LwfFitBase {
 }
 
 /// Learning-rate schedule codes for `LwfFitConfig.schedule`.
+// Same shape as LwfFitBase, LwfNonFinitePolicy, shape.rs::LwfBaseKind and fit.rs::LwfStopReason
+// (duplicates): repr(C) code enums, each spelling out its own codes for the header.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +145,8 @@ pub struct LwfFitConfig {
 }
 
 /// The current layout of `LwfFitConfig`.
+// Same shape as refine.rs's LwfRefineConfig layout constants (duplicates): each growable
+// repr(C) config names its own layouts.
 const CONFIG_SIZE: usize = size_of::<LwfFitConfig>();
 /// The first layout: every field up to `init_seed`.
 const CONFIG_SIZE_V1: usize = core::mem::offset_of!(LwfFitConfig, bounded);

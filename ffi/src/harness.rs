@@ -81,6 +81,8 @@ fn fit_seeds_and_random_configs() {
 
 /// One small prior-box fit (bytes of 0x80 pick small valid settings), through every check of
 /// the fit target: the fit succeeds and its model is evaluated.
+// Same shape as one_small_refinement below and fit_seeds_and_random_configs (duplicates): test
+// cases, each spelling out its own input bytes and the call it counts.
 #[test]
 fn one_small_fit() {
     let mut t = Tally::default();

@@ -42,6 +42,8 @@ pub unsafe extern "C" fn lwf_model_save(
 ///
 /// # Safety
 /// `bytes` NULL or readable for `bytes_len` bytes; `out_shape` NULL or writable.
+// Same shape as checkpoint.rs::lwf_fit_checkpoint_inspect (duplicates): C entry points each
+// spell out their argument list and forward to one implementation; the formats read differ.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_inspect(
     bytes: *const u8,

@@ -436,6 +436,9 @@ pub extern "C" fn lwf_model_align() -> usize {
 /// # Safety
 /// `mem` is NULL or valid for writes of `mem_len` bytes; `shape` is NULL or readable;
 /// `out_model` is NULL or valid for one write.
+// Same shape as refine.rs::lwf_refine_write_model (duplicates): both place a model in caller
+// memory through prepare_memory; C entry points each spell out their argument list and forward
+// to one implementation.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_init(
     mem: *mut c_void,
@@ -592,6 +595,8 @@ pub unsafe extern "C" fn lwf_model_set_params(
 /// # Safety
 /// `model` NULL or a valid handle not used by another thread during the call (detected:
 /// `LWF_BUSY`); `loc`, `scale` NULL or readable for their lengths.
+// Same shape as lwf_model_set_box below (duplicates): C entry points each spell out their
+// argument list and forward to one implementation; the inputs and the core setter differ.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_set_gaussian_base(
     model: *mut LwfModel,
@@ -664,6 +669,10 @@ pub unsafe extern "C" fn lwf_model_set_mixture_base(
 /// # Safety
 /// `model` NULL or a valid handle not used by another thread during the call (detected:
 /// `LWF_BUSY`); `lo`, `hi` NULL or readable for `dim` doubles each.
+// Same shape as lwf_model_set_gaussian_base, lwf_model_set_mixture_base and
+// lwf_model_set_affine (duplicates): C entry points each spell out their argument list and
+// forward to one implementation (init.rs's setters); the shared lines are the span checks of
+// their input arrays.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_model_set_box(
     model: *mut LwfModel,

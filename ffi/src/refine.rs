@@ -49,6 +49,8 @@ pub struct LwfRefine {
 }
 
 /// Where a refinement stands (`lwf_refine_status`, `LwfRefineReport.status`).
+// Same shape as status.rs::LwfStatus (duplicates): each C enum spells out its own codes for the
+// header.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +146,8 @@ pub struct LwfRefineConfig {
 }
 
 /// The current layout of `LwfRefineConfig`.
+// Same shape as fit_config.rs's LwfFitConfig layout constants (duplicates): each growable
+// repr(C) config names its own layouts.
 const CONFIG_SIZE: usize = size_of::<LwfRefineConfig>();
 /// The first layout: every field up to `seed`.
 const CONFIG_SIZE_V1: usize = core::mem::offset_of!(LwfRefineConfig, max_kl);
@@ -819,6 +823,9 @@ pub unsafe extern "C" fn lwf_refine_init(
 ///
 /// # Safety
 /// `refine` NULL or a valid handle; `out_rows` NULL or writable.
+// Same shape as refine_checkpoint.rs::lwf_refine_checkpoint_size (duplicates): C entry points
+// each spell out their argument list and forward to one implementation; the shared lines are
+// the handle and output checks, the value written differs.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_refine_batch_capacity(
     refine: *const LwfRefine,
@@ -997,6 +1004,9 @@ pub unsafe extern "C" fn lwf_refine_tell(
 /// # Safety
 /// `refine` NULL or a valid handle not used by another thread during the call; the callbacks
 /// follow `LwfLogLikelihoodFn` / `LwfRefineProgressFn`.
+// Same shape as lwf_refine_tell above (duplicates): tell checks caller values (LWF_NON_FINITE)
+// once, run fills them from the callback each round (LWF_CALLBACK_FAILED) with its own progress
+// callback; the shared lines are the core tell, fail and save calls.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_refine_run(
     refine: *mut LwfRefine,
@@ -1128,6 +1138,9 @@ pub unsafe extern "C" fn lwf_refine_model_size(
 /// # Safety
 /// `refine` NULL or a valid handle; `mem` NULL or writable for `mem_len` bytes; `out_model`
 /// NULL or writable.
+// Same shape as model.rs::lwf_model_init (duplicates): both place a model in caller memory
+// through prepare_memory; C entry points each spell out their argument list and forward to one
+// implementation.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_refine_write_model(
     refine: *const LwfRefine,

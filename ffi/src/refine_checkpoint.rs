@@ -57,6 +57,8 @@ fn framed(bytes: &[u8]) -> Result<&[u8], LwfStatus> {
 ///
 /// # Safety
 /// `refine` NULL or a valid handle; `out_bytes` NULL or writable.
+// Same shape as refine.rs::lwf_refine_batch_capacity (duplicates): C entry points each spell
+// out their argument list and forward to one implementation; the value written differs.
 #[no_mangle]
 pub unsafe extern "C" fn lwf_refine_checkpoint_size(
     refine: *const LwfRefine,

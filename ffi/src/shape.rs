@@ -6,6 +6,8 @@ use crate::status::LwfStatus::{self, *};
 use lwflow::{Activation, BaseKind, Shape};
 
 /// Base distribution codes for `LwfShape.base`.
+// Same shape as fit_config.rs::LwfFitBase and the other repr(C) code enums (duplicates): each
+// spells out its own codes for the header.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub enum LwfBaseKind {
 }
 
 /// Hidden-layer activation codes for `LwfShape.activation`.
+// Same shape as LwfBaseKind above (duplicates): repr(C) code enums, each spelling out its own
+// codes for the header.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,6 +9,8 @@ use lwflow::Error;
 /// outputs are valid; `LWF_NON_FINITE` from an evaluation whose result overflowed, which sets
 /// its outputs to NaN; and `LWF_PANIC`). `LWF_OK` never comes with a NaN or infinite output,
 /// except a log density of -inf where documented (outside the box of a bounded model).
+// Same shape as refine.rs::LwfRefineStatus and the other repr(C) code enums (duplicates): each
+// C enum spells out its own codes for the header.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

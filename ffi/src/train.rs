@@ -203,6 +203,8 @@ pub unsafe extern "C" fn lwf_model_loss_grad(
 ///
 /// # Safety
 /// As `lwf_model_loss_grad`; `inout_grad` and `inout_loss` must also be readable.
+// Same shape as lwf_model_loss_grad above (duplicates): C entry points each spell out their
+// argument list and forward to one implementation (gradient).
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn lwf_model_loss_grad_accumulate(

@@ -626,6 +626,9 @@ fn fit_into<T: Real>(
 /// sized for `k_max` (`out_weights`: `k_max`, `out_means`, `out_sds`: `k_max·D`); only the
 /// first K (respectively K·D) entries are meaningful, K being `result.components`.
 /// `scratch` needs [`scratch_len`]`(k_max, D)`.
+// Same shape as base/em.rs::fit_mixture (duplicates): the two public entry points take the same
+// arguments and run the same validation calls; after those, one fits K components and this one
+// searches K.
 #[allow(clippy::too_many_arguments)]
 pub fn select_components<T: Real>(
     samples: &[T],

@@ -48,6 +48,8 @@ pub(crate) fn log_prob_one<T: Real>(dim: usize, params: &[T], z: &[T]) -> T {
     out
 }
 
+// Same shape as base/gmm.rs::backward_tile (duplicates): the mixture's inner loop is this one
+// plus the responsibility weights; kept separate so this hot lane loop carries none.
 pub(crate) fn backward_tile<T: Real>(
     dim: usize,
     params: &[T],

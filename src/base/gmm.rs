@@ -113,6 +113,10 @@ pub(crate) fn log_prob_one<T: Real>(dim: usize, k: usize, params: &[T], z: &[T])
     m + sum.ln()
 }
 
+// Same shape as base/gaussian.rs::backward_tile and base/mod.rs::backward_tile (duplicates): the
+// dispatcher and each base's kernel share the argument list; the per-component inner loop here
+// is the Gaussian's plus the responsibility weights, which a shared helper would have to take
+// as a parameter in the hot lane loop.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_tile<T: Real>(
     dim: usize,

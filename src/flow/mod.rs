@@ -169,6 +169,9 @@ impl<'p, T: Real> Flow<'p, T> {
     }
 
     /// Sampling direction through all layers on one tile; adds to `log_det`.
+    // Same shape as flow/mod.rs::Flow::inverse_tile (duplicates): the two directions run the
+    // couplings in opposite order and rotate before vs after each; the shared part is one call
+    // to coupling::forward/inverse.
     fn forward_tile(&self, state: &mut [T], log_det: &mut [T; TILE], slot: &mut [T]) {
         let s = &self.shape;
         let clamp = Clamp::new(s);
@@ -408,6 +411,8 @@ impl<'p, T: Real> Flow<'p, T> {
     /// needs only [`Shape::recompute_workspace_len`] (one coupling's activations instead of
     /// L), for one more conditioner pass per coupling (≈ 1/3 more arithmetic). The gradient
     /// equals the stored mode's up to rounding (the rebuilt inputs differ in the last bits).
+    // Same shape as flow/mod.rs::Flow::loss_and_gradient (duplicates): the stored and recompute
+    // modes are public variants with one argument list, both forwarding to Flow::loss.
     pub fn loss_and_gradient_recompute(
         &self,
         theta: &[T],
@@ -437,6 +442,9 @@ impl<'p, T: Real> Flow<'p, T> {
     /// [`accumulate_gradient`](Self::accumulate_gradient) in recompute mode (see
     /// [`loss_and_gradient_recompute`](Self::loss_and_gradient_recompute)); `ws` needs
     /// [`Shape::recompute_workspace_len`].
+    // Same shape as flow/mod.rs::Flow::accumulate_gradient, checked_accumulate and accumulate
+    // (duplicates): public variants and their private core spell out the same argument list;
+    // the public ones only forward.
     pub fn accumulate_gradient_recompute(
         &self,
         theta: &[T],
@@ -493,6 +501,9 @@ impl<'p, T: Real> Flow<'p, T> {
         self.checked_accumulate(theta, weights, scale, grad, ws, false)
     }
 
+    // Same shape as flow/mod.rs::Flow::accumulate_gradient(_recompute) and accumulate
+    // (duplicates): the one checked core of both public variants, with their argument list plus
+    // the mode.
     fn checked_accumulate(
         &self,
         theta: &[T],
@@ -517,6 +528,8 @@ impl<'p, T: Real> Flow<'p, T> {
     /// keeping one slot per coupling ([`Activations`]).
     ///
     /// [`check_gradient_inputs`]: Self::check_gradient_inputs
+    // Same shape as flow/mod.rs::Flow::checked_accumulate (duplicates): the unchecked pass,
+    // called by loss and checked_accumulate with the same arguments.
     fn accumulate(
         &self,
         theta: &[T],
@@ -610,6 +623,9 @@ impl<'p, T: Real> Flow<'p, T> {
 
     /// The tile's weighted loss Σ coefᵢ·log q(θᵢ) (coefᵢ = −scale·wᵢ), with the base's log
     /// density of the latent tile in `w.lane`.
+    // Same shape as flow/mod.rs::Flow::log_prob and sample (duplicates): the shared lines are
+    // one call to base::log_prob_tile on the workspace rows, wrapped by rustfmt; no logic
+    // repeats.
     fn tile_loss(&self, w: &mut EvalWs<'_, T>, coef: &[T; TILE], outer_ld: &[T; TILE]) -> T {
         base::log_prob_tile(
             &self.shape,

@@ -135,6 +135,8 @@ impl Adam {
     }
 
     /// One update at the configured learning rate (see [`step_with_lr`](Self::step_with_lr)).
+    // Same shape as optim/adam.rs::Adam::step_finite (duplicates): public variants with one
+    // argument list; both end in step_with_lr.
     pub fn step<T: Real>(
         &self,
         shape: &Shape,

@@ -211,6 +211,8 @@ impl<'a, T: Real> FitCheckpoint<'a, T> {
 
 /// The training part: the placed base, the state, then the parameters, best parameters and
 /// moments.
+// Same shape within progress, and as its reader in CheckpointInfo::read (duplicates): one
+// writer call per field, in the order of the format; each field has its own type and name.
 fn progress<T: Real>(w: &mut Writer<'_>, p: &Progress<'_, T>) {
     w.shape(&p.placed.shape);
     w.bool(p.placed.mixture.is_some());
@@ -269,6 +271,9 @@ impl CheckpointInfo {
     /// Reads and checks a checkpoint: exactly the bytes [`FitCheckpoint::to_bytes`] wrote (a
     /// longer slice is `TrailingBytes`). Every check of the module docs runs, the values of
     /// every array included; errors are `Error::Format(_)`.
+    // Same shape as train/refine/bytes.rs::RefineState::from_bytes (duplicates): both formats
+    // open with the same prefix checks against their own MAGIC and version constant; the frame
+    // checks after them are shared (codec::check_frame).
     pub fn read(bytes: &[u8]) -> Result<CheckpointInfo, Error> {
         if bytes.len() < PREFIX + TRAILER {
             return Err(FormatError::Truncated.into());
@@ -435,6 +440,8 @@ fn trained(
         None
     };
     let whiten = r.bool()?;
+    // Same shape as the FitConfig reader in train/codec.rs (duplicates): one reader call per
+    // field in the format's order; the fields differ.
     let state = TrainState {
         epochs: r.usize()?,
         steps: r.u64()?,
@@ -521,6 +528,8 @@ fn check_arrays(b: &[u8], info: &CheckpointInfo) -> Result<(), Error> {
 }
 
 /// The caller's memory a checkpoint's data is restored into, carved by [`split`](Self::split).
+// Same shape as train/refine.rs::RefineBuffers (duplicates): named caller buffers carved by
+// split; the buffers differ.
 pub struct ResumeBuffers<'b, T> {
     samples: &'b mut [T],
     weights: &'b mut [T],
@@ -584,6 +593,8 @@ impl<'b, T: Real> ResumeBuffers<'b, T> {
 /// Errors: every format error of [`CheckpointInfo::read`], `BadFloatWidth` for a checkpoint
 /// of another float width than `T`, `InvalidArgument` for `data` carved for another
 /// checkpoint's lengths, `BufferTooSmall` for short buffers, then the fit's own.
+// Same shape as train/fit.rs::fit_resumable (duplicates): the resumed entry point takes the
+// same buffers and callbacks and hands them to the same Job::run.
 pub fn resume_fit<T: Real, F, C>(
     bytes: &[u8],
     params: &mut [T],

@@ -29,6 +29,8 @@ impl Writer<'_> {
         self.u8(code);
         self.usize(k);
         let e = &f.em;
+        // Same shape as train/refine/bytes.rs's RefineConfig writer (duplicates): one writer
+        // call per field in the format's order; the configs differ.
         self.usize(e.max_iter);
         self.f64(e.tol);
         self.f64(e.var_floor);
@@ -88,6 +90,8 @@ impl Reader<'_> {
             3 => BaseChoice::Auto(k),
             _ => return Err(bad()),
         };
+        // Same shape as TrainConfig below and the checkpoint readers (duplicates): one reader
+        // call per field in the format's order; the fields differ.
         let em = EmConfig {
             max_iter: self.usize()?,
             tol: self.finite()?,
@@ -105,6 +109,8 @@ impl Reader<'_> {
         })
     }
 
+    // Same shape as the EmConfig reader above (duplicates): one reader call per field, another
+    // struct's fields.
     fn train_config(&mut self) -> Result<TrainConfig, Error> {
         let max_epochs = self.usize()?;
         let batch_size = self.usize()?;

@@ -93,6 +93,9 @@ pub struct FitReport {
 /// [`BaseChoice::max_shape`], plus EM outputs (`em_weights`: K, `em_means`, `em_sds`: K·D)
 /// and `em_scratch` ([`em::scratch_len`]`(K, D)`), K = [`BaseChoice::em_components`] (empty
 /// for the bases placed without EM).
+// Same shape as train/trainer.rs::TrainBuffers (duplicates): public structs of named caller
+// buffers, one documented field each; FitBuffers holds a TrainBuffers plus the EM and outer-map
+// buffers.
 pub struct FitBuffers<'b, T> {
     /// Trainer memory, sized for the largest shape (prefixes are used).
     pub train: TrainBuffers<'b, T>,
@@ -234,6 +237,8 @@ pub fn fit<T: Real, F: FnMut(&EpochReport) -> bool>(
 /// and the Cholesky factor of the weighted covariance; the EM base is fitted and the couplings
 /// trained on u, with the same weights (the change of variables adds a constant per sample
 /// to log q, so the weighted objective's gradient is unchanged; the reported losses are in u).
+// Same shape as train/fit.rs::fit (duplicates): public variants (with and without the box) that
+// spell out the same arguments and forward to fit_resumable.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_in_box<T: Real, F: FnMut(&EpochReport) -> bool>(
     template: &Shape,
@@ -423,6 +428,8 @@ impl<'a, T: Real> Job<'a, T> {
         F: FnMut(&EpochReport) -> bool,
         C: FnMut(&FitCheckpoint<'_, T>) -> bool,
     {
+        // Same shape as the FitBuffers literal in FitBuffers::carve (duplicates): destructuring
+        // lists the fields that the constructor lists.
         let FitBuffers {
             train,
             em_weights,
@@ -553,6 +560,9 @@ impl<'a, T: Real> Job<'a, T> {
     /// Trains the couplings and the base (a prefix of the parameters) on u, handing a
     /// checkpoint after every epoch to `on_checkpoint`, then `on_epoch` the report; either
     /// stops the run.
+    // Same shape as train/fit.rs::Job::run (duplicates): the stage-by-stage pipeline passes the
+    // same callbacks and bounds down each stage; the argument lists differ in the stage's
+    // buffers.
     #[allow(clippy::too_many_arguments)]
     fn train<F, C>(
         &self,

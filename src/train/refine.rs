@@ -357,6 +357,8 @@ impl RefineMemory {
 }
 
 /// The caller's memory for a [`Refiner`], carved by [`RefineBuffers::split`].
+// Same shape as train/checkpoint.rs::ResumeBuffers (duplicates): named caller buffers carved by
+// split; the buffers differ.
 pub struct RefineBuffers<'b, T> {
     theta: &'b mut [T],
     weights: &'b mut [T],

@@ -116,6 +116,8 @@ impl TrainConfig {
 /// Caller-provided memory for [`train`]. Lengths: `grad`, `best`: `param_len`;
 /// `adam_state`: `optimizer_len`; `workspace`: ≥ `workspace_len`; `batch_theta`:
 /// `batch_size·D`; `batch_weights`, `batch_out`: `batch_size`; `order`: number of samples.
+// Same shape as train/fit.rs::FitBuffers (duplicates): named caller buffers, one documented
+// field each; the buffers differ.
 pub struct TrainBuffers<'b, T> {
     /// Gradient.
     pub grad: &'b mut [T],

@@ -153,6 +153,8 @@ macro_rules! kernel_set {
 
         #[inline]
         $(#[$attr])*
+        // Same shape as forward_act above (duplicates): that block loop walks output rows of w,
+        // this one input rows with a different slicing; the kernels behind the match differ.
         pub(super) fn backward_input<T: Real>(
             w: &[T],
             gy: &[T],
@@ -351,6 +353,9 @@ macro_rules! dispatch {
 ///
 /// Slices must hold `w: n_in·n_out`, `x: n_in·TILE`, `y: n_out·TILE`; outputs for which a
 /// slice is short are left untouched (callers size them exactly).
+// Same shape as nn/dense/mod.rs kernel_set!'s forward_act, backward_input, backward_params and
+// forward_one (duplicates): each public entry point spells out the argument list of the per-ISA
+// kernel it dispatches to.
 #[inline]
 pub fn forward_act<T: Real>(
     w: &[T],

@@ -89,6 +89,8 @@ impl Writer<'_> {
         self.usize(c.samples_per_round);
         self.usize(c.check_samples);
         self.usize(c.max_calls);
+        // Same shape as train/codec.rs's FitConfig writer (duplicates): one writer call per
+        // field in the format's order; the configs differ.
         self.usize(c.max_rounds);
         self.f64(c.ess_fraction);
         self.f64(c.target_ess);
@@ -320,6 +322,9 @@ impl RefineState {
     /// Reads a state written by [`to_bytes`](Self::to_bytes): exactly the bytes it wrote (a
     /// longer slice is `TrailingBytes`). Every check of the module docs runs before the
     /// state is returned; errors are `Error::Format(_)`.
+    // Same shape as train/checkpoint.rs::CheckpointInfo::read (duplicates): the same prefix
+    // checks against this format's own MAGIC and version constant; the frame checks after them
+    // are shared (codec::check_frame).
     pub fn from_bytes(bytes: &[u8]) -> Result<RefineState, Error> {
         if bytes.len() < PREFIX + TRAILER {
             return Err(FormatError::Truncated.into());
@@ -587,18 +592,23 @@ impl RefineState {
         self.reports.get(round).copied().flatten()
     }
 
-    /// The final report (as [`Refiner::report`](super::Refiner::report); `InvalidArgument`
-    /// while running).
-    pub fn report(&self) -> Result<RefineReport, Error> {
+    /// The proposal of the returned model once finished (`InvalidArgument` while running or
+    /// without one).
+    fn final_proposal(&self) -> Result<Proposal, Error> {
         if self.status == RefineStatus::Running {
             return Err(Error::InvalidArgument);
         }
-        let p = self
-            .proposals
+        self.proposals
             .get(self.final_slot)
             .copied()
             .flatten()
-            .ok_or(Error::InvalidArgument)?;
+            .ok_or(Error::InvalidArgument)
+    }
+
+    /// The final report (as [`Refiner::report`](super::Refiner::report); `InvalidArgument`
+    /// while running).
+    pub fn report(&self) -> Result<RefineReport, Error> {
+        let p = self.final_proposal()?;
         let s = self.last.ok_or(Error::InvalidArgument)?;
         Ok(RefineReport {
             status: self.status,
@@ -621,15 +631,7 @@ impl RefineState {
     /// ([`RefineBuffers::split`](super::RefineBuffers::split)). `InvalidArgument` while
     /// running, `BufferTooSmall` for a shorter slice.
     pub fn final_model<'a, T: Real>(&self, reals: &'a [T]) -> Result<(Shape, &'a [T]), Error> {
-        if self.status == RefineStatus::Running {
-            return Err(Error::InvalidArgument);
-        }
-        let p = self
-            .proposals
-            .get(self.final_slot)
-            .copied()
-            .flatten()
-            .ok_or(Error::InvalidArgument)?;
+        let p = self.final_proposal()?;
         // The layout of `RefineBuffers::split`: θ (cap·D), training weights (cap), a log q
         // column (cap), then one model slot of the largest shape's size per round.
         let cap = self.cfg.capacity();
