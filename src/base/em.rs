@@ -407,6 +407,9 @@ pub fn fit_mixture<T: Real>(
 
 /// [`fit_mixture`] drawing the k-means++ seeds from the caller's generator instead of one
 /// seeded from `cfg.seed` (which it ignores).
+// Same shape as base/em.rs::fit_mixture and ::select_components_with_rng (duplicates): public
+// entry points spelling out the caller's buffers; each packs them into `Outputs` and hands them
+// to its own driver (`fit_k`: one K; `select_k`: K chosen by BIC) with its own randomness.
 #[allow(clippy::too_many_arguments)]
 pub fn fit_mixture_with_rng<T: Real, R: Rng>(
     samples: &[T],
@@ -660,6 +663,8 @@ pub fn select_components<T: Real>(
 
 /// [`select_components`] drawing the k-means++ seeds from the caller's generator (each K in
 /// turn) instead of generators seeded from `cfg.seed` (which it ignores).
+// Same shape as base/em.rs::select_components (duplicates): the seeded and the
+// caller's-generator forms differ only in the `Randomness` they pass to `select_k`.
 #[allow(clippy::too_many_arguments)]
 pub fn select_components_with_rng<T: Real, R: Rng>(
     samples: &[T],

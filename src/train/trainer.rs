@@ -354,6 +354,8 @@ pub fn train<T: Real, F: FnMut(&EpochReport) -> bool>(
 /// caller's generator instead of one seeded from `cfg.seed` (which it ignores), so a host
 /// framework can use its own. `train` is `train_with_rng` with
 /// `Xoshiro256PlusPlus::seed_from_u64(cfg.seed)`, bit for bit.
+// Same shape as train/trainer.rs::train (duplicates): the seeded and the caller's-generator
+// entry points share the argument list; both forward to the one driver.
 #[allow(clippy::too_many_arguments)]
 pub fn train_with_rng<T: Real, R: Rng + ?Sized, F: FnMut(&EpochReport) -> bool>(
     shape: &Shape,

@@ -7,6 +7,9 @@ use crate::real::Real;
 pub(super) const SMALL_OUT: usize = 8;
 
 /// `yb = bb + Σ_i x[i] · w[i][o0..o0+B]` with two partial sums (even and odd inputs).
+// Same shape as nn/dense/tile.rs forward_block! and nn/dense/one.rs::small_out_block
+// (duplicates): the register-block kernels take the same (w, bb, x, yb, n_out, o0) arguments;
+// one sample versus a tile, B outputs versus fewer than eight, so the loops differ.
 #[inline(always)]
 pub(super) fn axpy_block<T: Real, const B: usize>(
     w: &[T],
