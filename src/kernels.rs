@@ -2,18 +2,25 @@
 //!
 //! The library's dense kernels (private) come in sets compiled for different vector registers:
 //! the portable set (whatever the build's target allows: SSE2 on a default x86-64 build, NEON
-//! on aarch64, scalar on a Cortex-M) and, on x86-64, sets compiled with AVX2 and with AVX-512
-//! (F, VL, BW, DQ) enabled. The first kernel call detects the CPU (cpuid, and xgetbv for the
-//! operating system's register saving; no `std` needed) and every later call uses the widest
-//! set it supports. All sets compute the same bits (a register block only groups outputs; every
-//! sum keeps its terms and their order), so the choice changes speed, never results: a default
-//! build runs as fast as a `-C target-cpu=native` one without losing bit-identity across
-//! machines.
+//! on aarch64, scalar on a Cortex-M) and, on x86-64, sets compiled with AVX2 + FMA and with
+//! AVX-512 (F, VL, BW, DQ) + FMA enabled. The first kernel call detects the CPU (cpuid, and
+//! xgetbv for the operating system's register saving; no `std` needed) and every later call
+//! uses the widest set it supports, so a default build runs the wide kernels without
+//! `-C target-cpu`.
+//!
+//! Bits: a register block only groups outputs, and every sum keeps its terms and their order
+//! in every set. The two wide sets fuse each multiply-add (one rounding, twice the rate on
+//! Intel cores) and compute the same bits as each other; the portable set multiplies and adds
+//! separately, as every target does, and its results differ from theirs in the last bits of
+//! each dot product. Same machine, same set, same seed: same bits. For results that are the
+//! same bits on every machine (an x86-64 cluster beside a Cortex-M, or CPUs with and without
+//! FMA) choose the portable set: `use_kernels(Kernels::Portable)` at run time, or the cargo
+//! feature `portable-kernels`, which compiles only the portable set (no environment variable
+//! is read).
 //!
 //! [`kernels`] says which set runs; [`use_kernels`] picks another supported set at run time (a
-//! benchmark baseline, a check on one machine that every set gives the same bits, the portable
-//! path on a machine where wide vectors slow the clock); the cargo feature `portable-kernels`
-//! compiles only the portable set.
+//! benchmark baseline, the portable bits, the portable path on a machine where wide vectors
+//! slow the clock).
 //!
 //! ```
 //! use lwflow::kernels::{kernels, use_kernels, Kernels};
@@ -32,9 +39,9 @@ use core::sync::atomic::{AtomicU8, Ordering};
 pub enum Kernels {
     /// Compiled for the build's target only.
     Portable,
-    /// x86-64 with AVX2.
+    /// x86-64 with AVX2 and FMA (fused multiply-adds).
     Avx2,
-    /// x86-64 with AVX-512 F, VL, BW and DQ.
+    /// x86-64 with AVX-512 F, VL, BW and DQ, and FMA (fused multiply-adds).
     Avx512,
 }
 
@@ -66,9 +73,10 @@ pub fn kernels() -> Kernels {
 }
 
 /// Makes every later kernel call use `set` (the portable set is always available; AVX2 needs
-/// a CPU with AVX2 or AVX-512, AVX-512 one with AVX-512): `InvalidArgument` when this CPU
-/// cannot run it. Results are the same bits with every set; this changes speed only (for
-/// comparisons). `use_kernels(detect())` returns to the default.
+/// a CPU with AVX2 and FMA, or AVX-512; AVX-512 one with AVX-512 and FMA): `InvalidArgument`
+/// when this CPU cannot run it. The two wide sets give the same bits; the portable set gives
+/// the bits every machine gives (see the module notes). `use_kernels(detect())` returns to
+/// the default.
 pub fn use_kernels(set: Kernels) -> Result<(), Error> {
     let widest = detect();
     let ok = match set {
@@ -116,10 +124,11 @@ mod x86 {
             target_feature = "avx512f",
             target_feature = "avx512vl",
             target_feature = "avx512bw",
-            target_feature = "avx512dq"
+            target_feature = "avx512dq",
+            target_feature = "fma"
         )) {
             Kernels::Avx512
-        } else if cfg!(target_feature = "avx2") {
+        } else if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
             Kernels::Avx2
         } else {
             Kernels::Portable
@@ -133,8 +142,9 @@ mod x86 {
             return Kernels::Portable;
         }
         let leaf1 = __cpuid(1);
-        // OSXSAVE (the OS enabled XGETBV) and AVX.
-        if !(bit(leaf1.ecx, 27) && bit(leaf1.ecx, 28)) {
+        // OSXSAVE (the OS enabled XGETBV), AVX and FMA: both wide sets fuse their
+        // multiply-adds.
+        if !(bit(leaf1.ecx, 27) && bit(leaf1.ecx, 28) && bit(leaf1.ecx, 12)) {
             return Kernels::Portable;
         }
         let xcr0 = xcr0();

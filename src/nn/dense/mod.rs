@@ -25,10 +25,12 @@
 #[macro_use]
 mod tile;
 mod lanes;
+mod madd;
 mod one;
 
 pub(crate) use lanes::lane_sum;
 use lanes::*;
+use madd::MulAdd;
 use one::*;
 use tile::*;
 
@@ -99,12 +101,14 @@ pub const fn one_block_for(elem_bytes: usize, vec_bytes: usize, regs: usize) -> 
 /// to. Every set computes the same bits: a block size only groups outputs (or inputs), and
 /// each one's sum runs over the same terms in the same order.
 macro_rules! kernel_set {
-    ($m:ident, $vec_bytes:expr, $regs:expr, [$(#[$attr:meta])*]) => {
+    ($m:ident, $madd:ty, $vec_bytes:expr, $regs:expr, [$(#[$attr:meta])*]) => {
         mod $m {
             use super::*;
 
             const VEC_BYTES: usize = $vec_bytes;
             const REGS: usize = $regs;
+            /// This set's multiply-add.
+            type M = $madd;
 
             /// Rows per register block for `T` with these registers.
             #[inline(always)]
@@ -142,10 +146,10 @@ macro_rules! kernel_set {
                     return;
                 };
                 match mr {
-                    8 => forward_8(w, bb, x, yb, n_out, o0, act),
-                    4 => forward_4(w, bb, x, yb, n_out, o0, act),
-                    2 => forward_2(w, bb, x, yb, n_out, o0, act),
-                    _ => forward_1(w, bb, x, yb, n_out, o0, act),
+                    8 => forward_8::<T, M>(w, bb, x, yb, n_out, o0, act),
+                    4 => forward_4::<T, M>(w, bb, x, yb, n_out, o0, act),
+                    2 => forward_2::<T, M>(w, bb, x, yb, n_out, o0, act),
+                    _ => forward_1::<T, M>(w, bb, x, yb, n_out, o0, act),
                 }
                 o0 += mr;
             }
@@ -176,10 +180,10 @@ macro_rules! kernel_set {
                     return;
                 };
                 match mr {
-                    8 => input_8(wb, gy, gxb, n_out, i0, act),
-                    4 => input_4(wb, gy, gxb, n_out, i0, act),
-                    2 => input_2(wb, gy, gxb, n_out, i0, act),
-                    _ => input_1(wb, gy, gxb, n_out, i0, act),
+                    8 => input_8::<T, M>(wb, gy, gxb, n_out, i0, act),
+                    4 => input_4::<T, M>(wb, gy, gxb, n_out, i0, act),
+                    2 => input_2::<T, M>(wb, gy, gxb, n_out, i0, act),
+                    _ => input_1::<T, M>(wb, gy, gxb, n_out, i0, act),
                 }
                 i0 += mr;
             }
@@ -245,10 +249,10 @@ macro_rules! kernel_set {
                             break;
                         };
                         match mr {
-                            8 => params_8(xb, gy_t, gwb, n_out, o0),
-                            4 => params_4(xb, gy_t, gwb, n_out, o0),
-                            2 => params_2(xb, gy_t, gwb, n_out, o0),
-                            _ => params_1(xb, gy_t, gwb, n_out, o0),
+                            8 => params_8::<T, M>(xb, gy_t, gwb, n_out, o0),
+                            4 => params_4::<T, M>(xb, gy_t, gwb, n_out, o0),
+                            2 => params_2::<T, M>(xb, gy_t, gwb, n_out, o0),
+                            _ => params_1::<T, M>(xb, gy_t, gwb, n_out, o0),
                         }
                         i0 += mr;
                     }
@@ -280,10 +284,10 @@ macro_rules! kernel_set {
             let b = &b[..n_out];
             if n_out < SMALL_OUT {
                 match n_out {
-                    2 => few_out::<T, 2, 32>(w, b, x, y),
-                    4 => few_out::<T, 4, 64>(w, b, x, y),
-                    6 => few_out::<T, 6, 96>(w, b, x, y),
-                    _ => small_out_block(w, b, x, y, n_out, 0),
+                    2 => few_out::<T, M, 2, 32>(w, b, x, y),
+                    4 => few_out::<T, M, 4, 64>(w, b, x, y),
+                    6 => few_out::<T, M, 6, 96>(w, b, x, y),
+                    _ => small_out_block::<T, M>(w, b, x, y, n_out, 0),
                 }
             } else {
                 let mut o0 = 0;
@@ -299,11 +303,11 @@ macro_rules! kernel_set {
                     let yb = &mut y[o0..o0 + bw];
                     let bb = &b[o0..o0 + bw];
                     match bw {
-                        64 => axpy_block::<T, 64>(w, bb, x, yb, n_out, o0),
-                        32 => axpy_block::<T, 32>(w, bb, x, yb, n_out, o0),
-                        16 => axpy_block::<T, 16>(w, bb, x, yb, n_out, o0),
-                        8 => axpy_block::<T, 8>(w, bb, x, yb, n_out, o0),
-                        _ => small_out_block(w, bb, x, yb, n_out, o0),
+                        64 => axpy_block::<T, M, 64>(w, bb, x, yb, n_out, o0),
+                        32 => axpy_block::<T, M, 32>(w, bb, x, yb, n_out, o0),
+                        16 => axpy_block::<T, M, 16>(w, bb, x, yb, n_out, o0),
+                        8 => axpy_block::<T, M, 8>(w, bb, x, yb, n_out, o0),
+                        _ => small_out_block::<T, M>(w, bb, x, yb, n_out, o0),
                     }
                     o0 += bw;
                 }
@@ -314,15 +318,22 @@ macro_rules! kernel_set {
     };
 }
 
-kernel_set!(portable, vector_registers().0, vector_registers().1, []);
+kernel_set!(
+    portable,
+    madd::Separate,
+    vector_registers().0,
+    vector_registers().1,
+    []
+);
 #[cfg(all(target_arch = "x86_64", not(feature = "portable-kernels")))]
-kernel_set!(avx2, 32, 16, [#[target_feature(enable = "avx2")]]);
+kernel_set!(avx2, madd::Fused, 32, 16, [#[target_feature(enable = "avx2,fma")]]);
 #[cfg(all(target_arch = "x86_64", not(feature = "portable-kernels")))]
 kernel_set!(
     avx512,
+    madd::Fused,
     64,
     32,
-    [#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq")]]
+    [#[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,fma")]]
 );
 
 /// Calls `$f` of the kernel set [`crate::kernels::kernels`] picked for this CPU.

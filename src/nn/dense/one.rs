@@ -1,6 +1,7 @@
 //! The single-sample kernels of [`forward_one`](super::forward_one): register blocks of
 //! outputs accumulated as the weight rows stream past, and per-output sums for few outputs.
 
+use super::madd::MulAdd;
 use crate::real::Real;
 
 /// Outputs below which [`forward_one`] sums per output.
@@ -11,7 +12,7 @@ pub(super) const SMALL_OUT: usize = 8;
 // (duplicates): the register-block kernels take the same (w, bb, x, yb, n_out, o0) arguments;
 // one sample versus a tile, B outputs versus fewer than eight, so the loops differ.
 #[inline(always)]
-pub(super) fn axpy_block<T: Real, const B: usize>(
+pub(super) fn axpy_block<T: Real, M: MulAdd, const B: usize>(
     w: &[T],
     bb: &[T],
     x: &[T],
@@ -30,8 +31,8 @@ pub(super) fn axpy_block<T: Real, const B: usize>(
         };
         let (x0, x1) = (xv[0], xv[1]);
         for k in 0..B {
-            even[k] += r0[k] * x0;
-            odd[k] += r1[k] * x1;
+            even[k] = M::mul_add(r0[k], x0, even[k]);
+            odd[k] = M::mul_add(r1[k], x1, odd[k]);
         }
     }
     // An odd last input.
@@ -40,7 +41,7 @@ pub(super) fn axpy_block<T: Real, const B: usize>(
         row_block::<T, B>(pairs.remainder(), o0),
     ) {
         for k in 0..B {
-            even[k] += r0[k] * x0;
+            even[k] = M::mul_add(r0[k], x0, even[k]);
         }
     }
     for (((yo, &bias), &e), &o) in yb.iter_mut().zip(bb).zip(&even).zip(&odd) {
@@ -59,7 +60,7 @@ pub(super) fn row_block<T, const B: usize>(row: &[T], o0: usize) -> Option<&[T; 
 /// repeated `N` times; the `L` partial sums are folded in halves down to `N` (each half a
 /// multiple of `N` long, so lane `j` always holds output `j mod N`).
 #[inline(always)]
-pub(super) fn few_out<T: Real, const N: usize, const L: usize>(
+pub(super) fn few_out<T: Real, M: MulAdd, const N: usize, const L: usize>(
     w: &[T],
     b: &[T],
     x: &[T],
@@ -78,7 +79,7 @@ pub(super) fn few_out<T: Real, const N: usize, const L: usize>(
             return;
         };
         for j in 0..L {
-            acc[j] += wc[j] * xc[j / N];
+            acc[j] = M::mul_add(wc[j], xc[j / N], acc[j]);
         }
     }
     let mut width = L;
@@ -97,7 +98,7 @@ pub(super) fn few_out<T: Real, const N: usize, const L: usize>(
             v += acc[j];
         }
         for (&xv, row) in xs.remainder().iter().zip(ws.remainder().chunks_exact(N)) {
-            v += row.get(k).copied().unwrap_or(T::ZERO) * xv;
+            v = M::mul_add(row.get(k).copied().unwrap_or(T::ZERO), xv, v);
         }
         *yo = b.get(k).copied().unwrap_or(T::ZERO) + v;
     }
@@ -106,7 +107,7 @@ pub(super) fn few_out<T: Real, const N: usize, const L: usize>(
 /// `yb = bb + Σ_i x[i] · w[i][o0..o0+len]` for `len = yb.len() < 8` outputs, four partial
 /// sums (inputs `i mod 4`) per output.
 #[inline(always)]
-pub(super) fn small_out_block<T: Real>(
+pub(super) fn small_out_block<T: Real, M: MulAdd>(
     w: &[T],
     bb: &[T],
     x: &[T],
@@ -124,7 +125,7 @@ pub(super) fn small_out_block<T: Real>(
                 return;
             };
             for (a, &wv) in p.iter_mut().zip(cols) {
-                *a += wv * xv;
+                *a = M::mul_add(wv, xv, *a);
             }
         }
     }
@@ -137,7 +138,7 @@ pub(super) fn small_out_block<T: Real>(
             return;
         };
         for (a, &wv) in part[0].iter_mut().zip(cols) {
-            *a += wv * xv;
+            *a = M::mul_add(wv, xv, *a);
         }
     }
     for (k, (yo, &bias)) in yb.iter_mut().zip(bb).take(len).enumerate() {

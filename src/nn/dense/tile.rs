@@ -2,6 +2,7 @@
 //! register-block macros the kernel sets expand, and the input- and weight-gradient blocks.
 
 use super::lanes::*;
+use super::madd::MulAdd;
 use crate::nn::activation;
 use crate::real::Real;
 use crate::shape::{Activation, TILE};
@@ -78,7 +79,7 @@ macro_rules! accumulate_rows {
         zipped_for!(@ gr, $stream.chunks_exact(TILE); $($w)+; {
             for s in 0..TILE.min(gr.len()) {
                 let g = gr[s];
-                $( $acc[$k][s] += $w * g; )+
+                $( $acc[$k][s] = M::mul_add($w, g, $acc[$k][s]); )+
             }
         });
     };
@@ -93,7 +94,7 @@ macro_rules! forward_block {
         /// One block of outputs starting at `o0` (`bb`: its biases, `yb`: its rows).
         #[inline(never)]
         $(#[$attr])*
-        fn $name<T: Real>(
+        fn $name<T: Real, M: MulAdd>(
             w: &[T],
             bb: &[T],
             x: &[T],
@@ -110,7 +111,7 @@ macro_rules! forward_block {
                 // `TILE.min(len)` rather than `TILE` keeps the lane loop the vectorised one.
                 for s in 0..TILE.min(xr.len()) {
                     let xv = xr[s];
-                    $( $a[s] += wm[$k] * xv; )+
+                    $( $a[s] = M::mul_add(wm[$k], xv, $a[s]); )+
                 }
             }
             let mut rows = yb.chunks_exact_mut(TILE);
@@ -130,7 +131,7 @@ macro_rules! input_block {
         /// One block of inputs starting at `i0` (`wb`: the block's weight rows, `gxb`: its
         /// gradient rows; `out`: the rows of the activation that produced the inputs).
         #[inline(always)]
-        pub(super) fn $name<T: Real>(
+        pub(super) fn $name<T: Real, M: MulAdd>(
             wb: &[T],
             gy: &[T],
             gxb: &mut [T],
@@ -180,7 +181,13 @@ pub(super) fn block_left(block: usize, left: usize) -> usize {
 macro_rules! params_block {
     ($name:ident; $($x:ident $k:literal),+) => {
         #[inline(always)]
-        pub(super) fn $name<T: Real>(xb: &[T], gy_t: &[T], gwb: &mut [T], n_out: usize, o0: usize) {
+        pub(super) fn $name<T: Real, M: MulAdd>(
+            xb: &[T],
+            gy_t: &[T],
+            gwb: &mut [T],
+            n_out: usize,
+            o0: usize,
+        ) {
             const MR: usize = [$($k),+].len();
             // Constant indices only, so the accumulators never leave the registers.
             let mut acc = [[T::ZERO; TILE]; MR];
