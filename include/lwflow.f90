@@ -60,6 +60,11 @@ module lwflow
    integer(c_int32_t), parameter, public :: LWF_SCHEDULE_COSINE = 1
    integer(c_int32_t), parameter, public :: LWF_NON_FINITE_ERROR = 0
    integer(c_int32_t), parameter, public :: LWF_NON_FINITE_SKIP = 1
+
+   ! LwfKernels codes (lwf_kernels, lwf_use_kernels)
+   integer(c_int32_t), parameter, public :: LWF_KERNELS_PORTABLE = 0
+   integer(c_int32_t), parameter, public :: LWF_KERNELS_AVX2 = 1
+   integer(c_int32_t), parameter, public :: LWF_KERNELS_AVX512 = 2
    integer(c_int32_t), parameter, public :: LWF_STOP_MAX_EPOCHS = 0
    integer(c_int32_t), parameter, public :: LWF_STOP_EARLY = 1
    integer(c_int32_t), parameter, public :: LWF_STOP_CANCELLED = 2
@@ -306,6 +311,7 @@ module lwflow
    public :: lwf_shape_default, lwf_shape_model_size, lwf_shape_param_count
    public :: lwf_shape_serialized_size, lwf_shape_validate, lwf_shape_workspace_count
    public :: lwf_status_message, lwf_version, lwf_version_string
+   public :: lwf_kernels, lwf_use_kernels
    public :: lwf_refine_config_default, lwf_refine_work_size, lwf_refine_init
    public :: lwf_refine_batch_capacity, lwf_refine_status, lwf_refine_ask, lwf_refine_tell
    public :: lwf_refine_run, lwf_refine_report, lwf_refine_model_size, lwf_refine_write_model
@@ -985,6 +991,17 @@ module lwflow
          import :: c_ptr
          type(c_ptr) :: version
       end function lwf_version_string
+
+      function lwf_kernels() result(set) bind(c, name="lwf_kernels")
+         import :: c_int
+         integer(c_int) :: set
+      end function lwf_kernels
+
+      function lwf_use_kernels(set) result(status) bind(c, name="lwf_use_kernels")
+         import :: c_int, c_int32_t
+         integer(c_int32_t), value :: set
+         integer(c_int) :: status
+      end function lwf_use_kernels
    end interface
 
 contains

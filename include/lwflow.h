@@ -149,6 +149,25 @@ typedef enum LwfStatus {
 } LwfStatus;
 
 /**
+ * Kernel set codes (`lwf_kernels`, `lwf_use_kernels`).
+ */
+typedef enum LwfKernels {
+    /**
+     * Compiled for the build's target; multiplies, then adds: the same bits on every machine
+     * and target.
+     */
+    LWF_KERNELS_PORTABLE = 0,
+    /**
+     * x86-64 with AVX2 and FMA: fused multiply-adds, the same bits as the AVX-512 set.
+     */
+    LWF_KERNELS_AVX2 = 1,
+    /**
+     * x86-64 with AVX-512 (F, VL, BW, DQ) and FMA: fused multiply-adds.
+     */
+    LWF_KERNELS_AVX512 = 2,
+} LwfKernels;
+
+/**
  * Base distribution codes for `LwfShape.base`.
  */
 typedef enum LwfBaseKind {
@@ -1128,6 +1147,12 @@ enum LwfStatus lwf_importance_summary(const double *log_w,
                                       double *scratch,
                                       size_t scratch_len,
                                       struct LwfImportanceSummary *out_summary);
+
+/**
+ * The kernel set in use: the widest this CPU supports, detected on the first call, unless
+ * `lwf_use_kernels` chose another.
+ */
+enum LwfKernels lwf_kernels(void);
 
 /**
  * Zeroes the model's Adam moments and step count (e.g. after `lwf_model_set_params`).
@@ -2136,6 +2161,15 @@ enum LwfStatus lwf_shape_workspace_count(const struct LwfShape *shape, size_t *o
  * be freed or modified.
  */
 const char *lwf_status_message(int status);
+
+/**
+ * Makes every later call in this process use the kernel set `set` (an `LwfKernels` code):
+ * `LWF_KERNELS_PORTABLE` always works; `LWF_INVALID_ARGUMENT` for an unknown code or a set
+ * this CPU cannot run (the set in use is then unchanged). The choice changes speed and, between
+ * the portable and the wide sets, the last bits of results (rounding); call it before other
+ * threads use the library, since calls running meanwhile may mix the two sets.
+ */
+enum LwfStatus lwf_use_kernels(int32_t set);
 
 /**
  * The library's version as `LWFLOW_VERSION` encodes it (`major * 10000 + minor * 100 +

@@ -141,6 +141,20 @@ int main(void) {
     TRUE(strcmp(lwf_status_message(-1), "unknown status code") == 0);
     TRUE(strcmp(lwf_status_message(9999), "unknown status code") == 0);
 
+    /* ---- kernel sets: the widest is chosen; the portable set can always be selected ---- */
+    enum LwfKernels widest = lwf_kernels();
+    TRUE(widest == LWF_KERNELS_PORTABLE || widest == LWF_KERNELS_AVX2 ||
+         widest == LWF_KERNELS_AVX512);
+    OK(lwf_use_kernels(LWF_KERNELS_PORTABLE));
+    TRUE(lwf_kernels() == LWF_KERNELS_PORTABLE);
+    BAD(LWF_INVALID_ARGUMENT, lwf_use_kernels(3));
+    BAD(LWF_INVALID_ARGUMENT, lwf_use_kernels(-1));
+    if (widest != LWF_KERNELS_AVX512)
+        BAD(LWF_INVALID_ARGUMENT, lwf_use_kernels(LWF_KERNELS_AVX512));
+    TRUE(lwf_kernels() == LWF_KERNELS_PORTABLE); /* unchanged by the refusals */
+    OK(lwf_use_kernels(widest));
+    TRUE(lwf_kernels() == widest);
+
     /* ---- shapes ---- */
     LwfShape shape, sentinel_shape;
     OK(lwf_shape_default(2, 8, 2, &shape));

@@ -69,7 +69,9 @@ export LwfShape, LwfAdam, Rng, Model, LwflowError, shape_default, with_mixture, 
        refine_config_default, refine_work_size, batch_capacity, refine_status, ask, tell!, run!,
        refine_report, refine_model, LwfImportanceSummary, importance_summary,
        LwfFitCheckpointInfo, fit_checkpoint_size, checkpoint_info, fit_prior_box_resumable,
-       fit_samples_resumable, fit_resume, refine_checkpoint, refine_restore
+       fit_samples_resumable, fit_resume, refine_checkpoint, refine_restore, kernels,
+       use_kernels!
+export LWF_KERNELS_PORTABLE, LWF_KERNELS_AVX2, LWF_KERNELS_AVX512
 export LWF_REFINE_RUNNING, LWF_REFINE_CONVERGED, LWF_REFINE_BUDGET_EXHAUSTED,
        LWF_REFINE_MAX_ROUNDS, LWF_REFINE_FAILED
 export LWF_OK, LWF_NULL_POINTER, LWF_BUFFER_TOO_SMALL, LWF_LENGTH_MISMATCH, LWF_MISALIGNED,
@@ -127,6 +129,10 @@ const LWF_REFINE_CONVERGED = Int32(1)
 const LWF_REFINE_BUDGET_EXHAUSTED = Int32(2)
 const LWF_REFINE_MAX_ROUNDS = Int32(3)
 const LWF_REFINE_FAILED = Int32(4)
+# LwfKernels
+const LWF_KERNELS_PORTABLE = Int32(0)
+const LWF_KERNELS_AVX2 = Int32(1)
+const LWF_KERNELS_AVX512 = Int32(2)
 
 "The LwfShape struct (same field order and types as lwflow.h)."
 struct LwfShape
@@ -313,6 +319,11 @@ check(status::Cint, func::Symbol) = status == LWF_OK || throw(LwflowError(status
 
 version() = (ccall((:lwf_version, LIB), UInt32, ()),
              unsafe_string(ccall((:lwf_version_string, LIB), Cstring, ())))
+
+"The kernel set in use (an LWF_KERNELS_* code)."
+kernels() = ccall((:lwf_kernels, LIB), Cint, ())
+"Use kernel set `set` from now on in this process (LWF_KERNELS_PORTABLE: the same bits on every machine)."
+use_kernels!(set::Integer) = check(ccall((:lwf_use_kernels, LIB), Cint, (Int32,), set), :lwf_use_kernels)
 
 # ---- shapes ----
 function shape_default(dim::Integer, hidden::Integer, couplings::Integer)

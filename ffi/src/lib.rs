@@ -36,6 +36,7 @@ mod guard;
 #[cfg(test)]
 mod harness;
 mod io;
+mod kernels;
 mod layout;
 mod model;
 mod refine;
@@ -65,6 +66,7 @@ pub use fit_config::{
     lwf_fit_config_default, LwfFitBase, LwfFitConfig, LwfNonFinitePolicy, LwfSchedule,
 };
 pub use io::{lwf_model_inspect, lwf_model_save};
+pub use kernels::{lwf_kernels, lwf_use_kernels, LwfKernels};
 pub use model::{
     lwf_model_align, lwf_model_get_params, lwf_model_init, lwf_model_load, lwf_model_set_affine,
     lwf_model_set_box, lwf_model_set_gaussian_base, lwf_model_set_mixture_base,
