@@ -90,6 +90,24 @@ pub(super) fn transpose_block<T: Real>(x: &[T], x_t: &mut [T]) {
     }
 }
 
+/// `acc[s] += Σ_j rows[j][s]` over the `TILE`-long rows of `rows` (in row order): the bias
+/// gradient of a block of outputs from its sample-major copy.
+#[inline(always)]
+pub(super) fn row_sums_into<T: Real>(rows: &[T], acc: &mut [T]) {
+    let Some(acc) = <&mut [T; TILE]>::try_from(acc).ok() else {
+        return;
+    };
+    let mut sum = [T::ZERO; TILE];
+    for r in rows.chunks_exact(TILE) {
+        for s in 0..TILE {
+            sum[s] += r[s];
+        }
+    }
+    for s in 0..TILE {
+        acc[s] += sum[s];
+    }
+}
+
 /// Sum of 16 values by halving (16 → 8 → 4 → 2 → 1).
 #[inline(always)]
 pub(super) fn halve16<T: Real>(v: [T; FOLD]) -> T {

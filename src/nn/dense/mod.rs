@@ -206,10 +206,19 @@ macro_rules! kernel_set {
             let (Some(x), Some(gy)) = (x.get(..n_in * TILE), gy.get(..n_out * TILE)) else {
                 return;
             };
-            // Bias gradient: row sums, four rows per transposing tree.
+            // Outputs in whole blocks of TILE go through the sample-major product (and their bias
+            // gradient through sums of its rows); the rest (the output layer's two outputs)
+            // through the sample-major copy of the inputs when they come in whole blocks, else by
+            // lane dot products; their bias gradient by lane sums.
+            let mut gy_t = gy_t.get_mut(..TILE * TILE);
+            let wide = match gy_t {
+                Some(_) => n_out / TILE * TILE,
+                None => 0,
+            };
+            // Bias gradient of the narrow outputs: row sums, four rows per transposing tree.
             {
-                let mut g4 = gb.chunks_exact_mut(4);
-                let mut y4 = gy.chunks_exact(4 * TILE);
+                let mut g4 = gb[wide..].chunks_exact_mut(4);
+                let mut y4 = gy[wide * TILE..].chunks_exact(4 * TILE);
                 for (g, rows) in (&mut g4).zip(&mut y4) {
                     if let Some(r) = rows4(rows) {
                         for (gv, sv) in g.iter_mut().zip(lane_dots4(r, None)) {
@@ -227,18 +236,13 @@ macro_rules! kernel_set {
                     }
                 }
             }
-            // Outputs in whole blocks of TILE go through the sample-major product when there are
-            // enough inputs to pay for the transposition; the rest (the output layer's two outputs,
-            // the one conditioning input of D = 2) by lane dot products.
-            let gy_t = gy_t.get_mut(..TILE * TILE);
-            let wide = match gy_t {
-                Some(_) if n_in >= 8 => n_out / TILE * TILE,
-                _ => 0,
-            };
-            if let Some(gy_t) = gy_t {
+            if let Some(gy_t) = gy_t.as_deref_mut() {
                 for (c, gyb) in gy.chunks_exact(TILE * TILE).take(wide / TILE).enumerate() {
                     transpose_block(gyb, gy_t);
                     let o0 = c * TILE;
+                    if let Some(gbb) = gb.get_mut(o0..o0 + TILE) {
+                        row_sums_into(gy_t, gbb);
+                    }
                     let mut i0 = 0;
                     while i0 < n_in {
                         let mr = block_left(block::<T>(), n_in - i0);
@@ -259,7 +263,12 @@ macro_rules! kernel_set {
                 }
             }
             if wide < n_out {
-                narrow_params(x, gy, gw, n_out, wide);
+                match gy_t {
+                    Some(x_t) if n_in % TILE == 0 => {
+                        narrow_params_t::<T, M>(x, gy, gw, n_out, wide, x_t)
+                    }
+                    _ => narrow_params(x, gy, gw, n_out, wide),
+                }
             }
         }
 

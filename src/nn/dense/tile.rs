@@ -211,6 +211,41 @@ params_block!(params_4; x0 0, x1 1, x2 2, x3 3);
 params_block!(params_2; x0 0, x1 1);
 params_block!(params_1; x0 0);
 
+/// `gw[i][o] += Σ_lanes x[i]·gy[o]` for the outputs `o ≥ from` (fewer than `TILE`) when the
+/// inputs come in whole blocks of `TILE`: each block of inputs is transposed to sample-major
+/// (into `x_t`, `TILE × TILE`), and each output's gradients for the block's inputs accumulate
+/// in one row over the samples, then are added to the strided column `gw[i0..][o]`.
+#[inline(always)]
+pub(super) fn narrow_params_t<T: Real, M: MulAdd>(
+    x: &[T],
+    gy: &[T],
+    gw: &mut [T],
+    n_out: usize,
+    from: usize,
+    x_t: &mut [T],
+) {
+    let gy_rows = gy.get(from * TILE..n_out * TILE).unwrap_or(&[]);
+    for (c, xb) in x.chunks_exact(TILE * TILE).enumerate() {
+        transpose_block(xb, x_t);
+        let Some(gw_block) = gw.get_mut(c * TILE * n_out..(c + 1) * TILE * n_out) else {
+            return;
+        };
+        for (k, gr) in gy_rows.chunks_exact(TILE).enumerate() {
+            let mut acc = [T::ZERO; TILE];
+            for (xr, &g) in x_t.chunks_exact(TILE).zip(gr) {
+                for s in 0..TILE.min(xr.len()) {
+                    acc[s] = M::mul_add(g, xr[s], acc[s]);
+                }
+            }
+            for (row, &a) in gw_block.chunks_exact_mut(n_out).zip(&acc) {
+                if let Some(v) = row.get_mut(from + k) {
+                    *v += a;
+                }
+            }
+        }
+    }
+}
+
 /// `gw[i][o] += Σ_lanes x[i]·gy[o]` for the outputs `o ≥ from` by lane dot products, four per
 /// transposing tree: four inputs of one output when the inputs are many, else four outputs of
 /// one input.
