@@ -532,3 +532,43 @@ fn an_overflowed_second_moment_is_read_and_resumed() {
     // Before the fix, +∞ was refused like them: the same bytes with the moment finite again.
     assert!(CheckpointInfo::read(&put(1.0)).is_ok());
 }
+
+/// Fuzz regression (`fuzz/regressions/fit/ess-above-n`): a resealed checkpoint (bytes changed,
+/// checksum made valid again) whose stored Kish ESS exceeded its number of samples was read and
+/// resumed, and the resumed fit reported that ESS (123 of 25 samples) with LWF_OK. The reader
+/// now takes the ESS only in (0, n] (with room for rounding) and refuses the rest as a format
+/// error.
+#[test]
+fn a_stored_ess_outside_zero_to_n_is_a_format_error() {
+    let bytes = small_checkpoint();
+    let len = bytes.len();
+    let info = CheckpointInfo::read(&bytes).unwrap();
+    let (n, ess) = (info.n, info.stats.expect("stats are stored").ess);
+    assert!(ess > 0.0 && ess <= n as f64);
+    // The statistics: ESS, then n, then the skipped count.
+    let mut pattern = ess.to_le_bytes().to_vec();
+    pattern.extend_from_slice(&(n as u64).to_le_bytes());
+    let at: Vec<usize> = (0..len - pattern.len())
+        .filter(|&i| bytes[i..i + pattern.len()] == pattern[..])
+        .collect();
+    assert_eq!(at.len(), 1, "the statistics are found once");
+    let put = |v: f64| {
+        let mut b = bytes.clone();
+        b[at[0]..at[0] + 8].copy_from_slice(&v.to_le_bytes());
+        let crc = crc32(&b[..len - 4]);
+        b[len - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    };
+    for v in [n as f64 + 1.0, 4.9 * n as f64, 0.0, -1.0, f64::NAN] {
+        assert!(is_format_error(&CheckpointInfo::read(&put(v))), "ESS {v}");
+        assert!(
+            matches!(resumed::<f64>(&put(v)), Err(Error::Format(_))),
+            "ESS {v}"
+        );
+    }
+    // The edges that real weights give are still read: equal weights (n) and one weight (1).
+    for v in [n as f64, 1.0, ess] {
+        let b = put(v);
+        assert!(CheckpointInfo::read(&b).is_ok(), "ESS {v}");
+    }
+}

@@ -670,6 +670,9 @@ fn seeds_decode_as_intended() {
 /// `fit/adam-second-moment-overflow`: a resumable samples fit whose squared gradient
 /// overflowed (Adam's second moment +∞) handed over a checkpoint that
 /// `lwf_fit_checkpoint_inspect` refused (`LWF_BAD_FORMAT`): the fit could not be resumed.
+/// `fit/ess-above-n`: a resealed checkpoint (bytes changed, checksum valid again) stored a Kish
+/// ESS of 123 for 25 samples; `lwf_model_fit_resume` resumed it and reported that ESS with
+/// `LWF_OK`.
 #[test]
 fn fuzz_regressions_replay() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");

@@ -414,7 +414,10 @@ fn stats(r: &mut Reader<'_>, n: usize) -> Result<WeightStats, Error> {
         skipped: r.usize()?,
         log_mean_weight: r.finite()?,
     };
-    if s.n != n || s.skipped > n || !(s.ess >= 0.0) {
+    // Kish's ESS lies in (0, n] (with room for rounding): a larger one cannot come from these
+    // weights (fuzz/regressions/fit/ess-above-n).
+    let ess_ok = s.ess > 0.0 && s.ess <= n as f64 * (1.0 + 1e-9);
+    if s.n != n || s.skipped > n || !ess_ok {
         return Err(bad());
     }
     Ok(s)
