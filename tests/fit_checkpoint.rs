@@ -572,3 +572,46 @@ fn a_stored_ess_outside_zero_to_n_is_a_format_error() {
         assert!(CheckpointInfo::read(&b).is_ok(), "ESS {v}");
     }
 }
+
+/// Fuzz regression (`fuzz/regressions/fit/resumed-box-lo-above-hi`): a resealed checkpoint
+/// whose trained parameters carried a box of their own (there: lo > hi in one coordinate) passed
+/// `lwf_fit_checkpoint_inspect` and resumed with `LWF_OK` into a model that every evaluation
+/// then refused (`LWF_INVALID_ARGUMENT`). The reader now requires the flow's box to be the fit's
+/// and the outer maps to be valid.
+#[test]
+fn a_flow_box_other_than_the_fits_is_a_format_error() {
+    let bytes = small_checkpoint();
+    let len = bytes.len();
+    let info = CheckpointInfo::read(&bytes).unwrap();
+    assert!(info.template.bounded && info.width == 8 && info.shape.is_some());
+    let d = info.template.dim;
+    // The fit's box is stored once as lo[D], hi[D]; the trained parameters end their outer maps
+    // with the same 2D values, so the pattern is found twice: the box, then the flow's copy.
+    let (lo, hi) = (LO, HI);
+    let mut pattern = Vec::new();
+    for v in lo.iter().chain(hi.iter()) {
+        pattern.extend_from_slice(&v.to_le_bytes());
+    }
+    let at: Vec<usize> = (0..len - pattern.len())
+        .filter(|&i| bytes[i..i + pattern.len()] == pattern[..])
+        .collect();
+    assert_eq!(at.len(), 2, "the box and the flow's copy");
+    let flow_hi = |j: usize| at[1] + 8 * (d + j);
+    let put = |at: usize, v: f64| {
+        let mut b = bytes.clone();
+        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        let crc = crc32(&b[..len - 4]);
+        b[len - 4..].copy_from_slice(&crc.to_le_bytes());
+        b
+    };
+    for v in [lo[1] - 1.0, hi[1] + 1.0, hi[1] - 1e-9] {
+        let b = put(flow_hi(1), v);
+        assert!(is_format_error(&CheckpointInfo::read(&b)), "flow hi {v}");
+        assert!(
+            matches!(resumed::<f64>(&b), Err(Error::Format(_))),
+            "flow hi {v}"
+        );
+    }
+    // The same value written back is read as before.
+    assert!(CheckpointInfo::read(&put(flow_hi(1), hi[1])).is_ok());
+}

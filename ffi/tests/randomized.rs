@@ -673,6 +673,9 @@ fn seeds_decode_as_intended() {
 /// `fit/ess-above-n`: a resealed checkpoint (bytes changed, checksum valid again) stored a Kish
 /// ESS of 123 for 25 samples; `lwf_model_fit_resume` resumed it and reported that ESS with
 /// `LWF_OK`.
+/// `fit/resumed-box-lo-above-hi`: a resealed checkpoint whose trained parameters carried a box
+/// of their own (lo > hi) passed inspect and resumed with `LWF_OK` into a model every
+/// evaluation refused.
 /// `fit/first-layout-config-sizes-a-box`: a defect of the harness, not of the library: a
 /// samples fit given a first-layout config (no `bounded` field, so the ABI fits on the box) was
 /// judged by the harness's own `bounded` = 0, under which a checkpoint buffer 8 bytes shorter

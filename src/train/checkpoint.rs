@@ -301,6 +301,13 @@ impl CheckpointInfo {
         };
         let info = head(&mut r, len, width)?;
         check_arrays(&bytes[info.arrays_at..body], &info)?;
+        let outer_ok = match width {
+            4 => outer_valid::<f32>(&bytes[..body], &info),
+            _ => outer_valid::<f64>(&bytes[..body], &info),
+        };
+        if !outer_ok {
+            return Err(bad());
+        }
         Ok(info)
     }
 
@@ -497,6 +504,34 @@ fn state_fits(s: &TrainState, cfg: &FitConfig, n: usize) -> bool {
 
 /// The values of the arrays: parameters, moments, samples finite (second moments: or +∞);
 /// weights finite and ≥ 0.
+/// The outer maps' parameters of the trained flow (after its trained prefix in the first
+/// array) describe valid maps in `T`, and a bounded flow's box is the fit's, as `init::set_box`
+/// wrote it. The checksum guards against accidents, this against a changed and resealed
+/// checkpoint whose flow would carry a box of its own, even lo > hi
+/// (`fuzz/regressions/fit/resumed-box-lo-above-hi`).
+fn outer_valid<T: Real>(body: &[u8], info: &CheckpointInfo) -> bool {
+    let Some(shape) = info.trained.map(|t| t.placed.shape) else {
+        return true;
+    };
+    let (w, d) = (info.width, shape.dim);
+    let read = |at: usize| {
+        body.get(at..at + w)
+            .and_then(|c| T::read_le(c, w))
+            .unwrap_or(T::ZERO)
+    };
+    let tail = shape.flow_param_len() + shape.base_param_len();
+    let get = |i: usize| read(info.arrays_at + (tail + i) * w);
+    let boxed = |i: usize| {
+        let at = info.box_at + 8 * i;
+        let v = body.get(at..at + 8).and_then(|c| f64::read_le(c, 8));
+        T::from_f64(v.unwrap_or(f64::NAN))
+    };
+    let at = shape.affine_param_len();
+    let same_box = !shape.bounded
+        || (0..2 * d).all(|i| get(at + i).to_f64().to_bits() == boxed(i).to_f64().to_bits());
+    same_box && crate::flow::outer::valid(&shape, get)
+}
+
 fn check_arrays(b: &[u8], info: &CheckpointInfo) -> Result<(), Error> {
     let w = info.width;
     let (p, pi) = info.train_lens().unwrap_or((0, 0));
