@@ -218,8 +218,9 @@ pub fn check(bytes: &[u8]) -> Result<Checked<'_>, Error> {
     Ok(Checked { shape, width, body })
 }
 
-/// The outer maps' stored parameters, read as `T`, are valid (`flow::outer::valid`).
-fn outer_valid<T: Real>(shape: &Shape, body: &[u8], width: usize) -> bool {
+/// The outer maps' stored parameters, read as `T`, are valid (`flow::outer::valid`); `body`
+/// starts with the flow's parameters (also a fit checkpoint's trained parameters).
+pub(crate) fn outer_valid<T: Real>(shape: &Shape, body: &[u8], width: usize) -> bool {
     let tail = shape.flow_param_len() + shape.base_param_len();
     crate::flow::outer::valid(shape, |i| {
         let at = (tail + i) * width;

@@ -514,22 +514,18 @@ fn outer_valid<T: Real>(body: &[u8], info: &CheckpointInfo) -> bool {
         return true;
     };
     let (w, d) = (info.width, shape.dim);
-    let read = |at: usize| {
-        body.get(at..at + w)
-            .and_then(|c| T::read_le(c, w))
-            .unwrap_or(T::ZERO)
-    };
-    let tail = shape.flow_param_len() + shape.base_param_len();
-    let get = |i: usize| read(info.arrays_at + (tail + i) * w);
-    let boxed = |i: usize| {
-        let at = info.box_at + 8 * i;
-        let v = body.get(at..at + 8).and_then(|c| f64::read_le(c, 8));
-        T::from_f64(v.unwrap_or(f64::NAN))
-    };
-    let at = shape.affine_param_len();
-    let same_box = !shape.bounded
-        || (0..2 * d).all(|i| get(at + i).to_f64().to_bits() == boxed(i).to_f64().to_bits());
-    same_box && crate::flow::outer::valid(&shape, get)
+    let params = body.get(info.arrays_at..).unwrap_or(&[]);
+    // The flow's box (after the affine map's parameters) against the fit's, as T.
+    let at = (shape.flow_param_len() + shape.base_param_len() + shape.affine_param_len()) * w;
+    let same_box = !shape.bounded || (0..2 * d).all(|i| {
+        let flow = params
+            .get(at + i * w..at + (i + 1) * w)
+            .and_then(|c| T::read_le(c, w));
+        let fit = body.get(info.box_at + 8 * i..info.box_at + 8 * (i + 1));
+        let fit = fit.and_then(|c| f64::read_le(c, 8)).map(T::from_f64);
+        matches!((flow, fit), (Some(a), Some(b)) if a.to_f64().to_bits() == b.to_f64().to_bits())
+    });
+    same_box && crate::format::outer_valid::<T>(&shape, params, w)
 }
 
 fn check_arrays(b: &[u8], info: &CheckpointInfo) -> Result<(), Error> {
