@@ -56,7 +56,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(v)
 }
 
-/// Writes the model into `out` (at least [`Shape::serialized_len`]`(T::BYTES)` bytes) and
+/// Writes the model into `out` (at least [`serialized_len`]`(shape, T::BYTES)` bytes) and
 /// returns the number of bytes written.
 pub fn save<T: Real>(shape: &Shape, params: &[T], out: &mut [u8]) -> Result<usize, Error> {
     shape.validate()?;

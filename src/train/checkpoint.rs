@@ -502,8 +502,6 @@ fn state_fits(s: &TrainState, cfg: &FitConfig, n: usize) -> bool {
         && matches!((most, done), (Some(m), Some(d)) if d <= m)
 }
 
-/// The values of the arrays: parameters, moments, samples finite (second moments: or +∞);
-/// weights finite and ≥ 0.
 /// The outer maps' parameters of the trained flow (after its trained prefix in the first
 /// array) describe valid maps in `T`, and a bounded flow's box is the fit's, as `init::set_box`
 /// wrote it. The checksum guards against accidents, this against a changed and resealed
@@ -528,6 +526,8 @@ fn outer_valid<T: Real>(body: &[u8], info: &CheckpointInfo) -> bool {
     same_box && crate::format::outer_valid::<T>(&shape, params, w)
 }
 
+/// The values of the arrays: parameters, moments, samples finite (second moments: or +∞);
+/// weights finite and ≥ 0.
 fn check_arrays(b: &[u8], info: &CheckpointInfo) -> Result<(), Error> {
     let w = info.width;
     let (p, pi) = info.train_lens().unwrap_or((0, 0));

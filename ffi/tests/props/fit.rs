@@ -398,6 +398,23 @@ fn config_memory<T: Copy>(
     (write(c, bytes), size)
 }
 
+/// A fit config in memory of its current or first layout (or a bad `struct_size`), by
+/// `config_memory`. A config of the first layout has no `bounded` field: the ABI fits on the
+/// box then (the default), so the harness's copy says so too.
+fn fit_config_memory(src: &mut Src, cfg: &mut LwfFitConfig) -> Guarded {
+    let first = offset_of!(LwfFitConfig, bounded);
+    let (cb, size) = config_memory(
+        src,
+        cfg,
+        [first, size_of::<LwfFitConfig>()],
+        fit_config_bytes,
+    );
+    if size == first {
+        cfg.bounded = 1;
+    }
+    cb
+}
+
 /// The first `bytes` bytes of a fit config between guards, written field by field into zeroed
 /// memory: the struct has padding (after `schedule`, at the end), which a copy of the whole
 /// value would leave uninitialised (reading it is undefined behaviour; Miri reports it).
@@ -734,16 +751,7 @@ fn fit_prior_box(t: &mut Tally, src: &mut Src) {
     };
     let shape = fit_shape(src);
     let mut cfg = fit_config(src);
-    let (cb, size) = config_memory(
-        src,
-        &mut cfg,
-        [offset_of!(LwfFitConfig, bounded), size_of::<LwfFitConfig>()],
-        fit_config_bytes,
-    );
-    // As in fit_samples: a first-layout config fits on the box.
-    if size == offset_of!(LwfFitConfig, bounded) {
-        cfg.bounded = 1;
-    }
+    let cb = fit_config_memory(src, &mut cfg);
     let sb = Guarded::of(&shape);
     let n = count(src, 4, 40, &[0, 1, 2, u32::MAX as usize + 1, usize::MAX]);
     let Some(mut fm) = fit_memory(t, src, &sb, &cb, n, 0) else {
@@ -980,17 +988,7 @@ fn fit_samples(t: &mut Tally, src: &mut Src, in_box: bool) {
     };
     let shape = fit_shape(src);
     let mut cfg = fit_config(src);
-    let (cb, size) = config_memory(
-        src,
-        &mut cfg,
-        [offset_of!(LwfFitConfig, bounded), size_of::<LwfFitConfig>()],
-        fit_config_bytes,
-    );
-    // A config of the first layout has no `bounded` field: the ABI fits on the box then (the
-    // default), whatever the harness's copy says.
-    if size == offset_of!(LwfFitConfig, bounded) {
-        cfg.bounded = 1;
-    }
+    let cb = fit_config_memory(src, &mut cfg);
     let sb = Guarded::of(&shape);
     let n = count(src, 4, 40, &[0, 1, 2]);
     let d = shape.dim.min(8);
