@@ -286,6 +286,25 @@ fn small_checkpoint() -> Vec<u8> {
     whole.checkpoints[2].1.clone()
 }
 
+/// `bytes` with the f64 at `at` set to `v` and the checksum made valid again.
+fn resealed_with(bytes: &[u8], at: usize, v: f64) -> Vec<u8> {
+    let (mut b, len) = (bytes.to_vec(), bytes.len());
+    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    let crc = crc32(&b[..len - 4]);
+    b[len - 4..].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Every offset where `pattern` starts in `bytes`.
+fn places_of(bytes: &[u8], pattern: &[u8]) -> Vec<usize> {
+    bytes
+        .windows(pattern.len())
+        .enumerate()
+        .filter(|(_, w)| *w == pattern)
+        .map(|(i, _)| i)
+        .collect()
+}
+
 fn is_format_error(r: &Result<CheckpointInfo, Error>) -> bool {
     matches!(r, Err(Error::Format(_)))
 }
@@ -512,13 +531,7 @@ fn an_overflowed_second_moment_is_read_and_resumed() {
     let tail = 4 + 8 * n * (d + 1 + usize::from(info.log_values));
     // The last second moment.
     let at = len - tail - 8;
-    let put = |v: f64| {
-        let mut b = bytes.clone();
-        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-        let crc = crc32(&b[..len - 4]);
-        b[len - 4..].copy_from_slice(&crc.to_le_bytes());
-        b
-    };
+    let put = |v: f64| resealed_with(&bytes, at, v);
     let inf = put(f64::INFINITY);
     assert!(CheckpointInfo::read(&inf).is_ok());
     let r = resumed::<f64>(&inf);
@@ -541,24 +554,15 @@ fn an_overflowed_second_moment_is_read_and_resumed() {
 #[test]
 fn a_stored_ess_outside_zero_to_n_is_a_format_error() {
     let bytes = small_checkpoint();
-    let len = bytes.len();
     let info = CheckpointInfo::read(&bytes).unwrap();
     let (n, ess) = (info.n, info.stats.expect("stats are stored").ess);
     assert!(ess > 0.0 && ess <= n as f64);
     // The statistics: ESS, then n, then the skipped count.
     let mut pattern = ess.to_le_bytes().to_vec();
     pattern.extend_from_slice(&(n as u64).to_le_bytes());
-    let at: Vec<usize> = (0..len - pattern.len())
-        .filter(|&i| bytes[i..i + pattern.len()] == pattern[..])
-        .collect();
+    let at = places_of(&bytes, &pattern);
     assert_eq!(at.len(), 1, "the statistics are found once");
-    let put = |v: f64| {
-        let mut b = bytes.clone();
-        b[at[0]..at[0] + 8].copy_from_slice(&v.to_le_bytes());
-        let crc = crc32(&b[..len - 4]);
-        b[len - 4..].copy_from_slice(&crc.to_le_bytes());
-        b
-    };
+    let put = |v: f64| resealed_with(&bytes, at[0], v);
     for v in [n as f64 + 1.0, 4.9 * n as f64, 0.0, -1.0, f64::NAN] {
         assert!(is_format_error(&CheckpointInfo::read(&put(v))), "ESS {v}");
         assert!(
@@ -581,7 +585,6 @@ fn a_stored_ess_outside_zero_to_n_is_a_format_error() {
 #[test]
 fn a_flow_box_other_than_the_fits_is_a_format_error() {
     let bytes = small_checkpoint();
-    let len = bytes.len();
     let info = CheckpointInfo::read(&bytes).unwrap();
     assert!(info.template.bounded && info.width == 8 && info.shape.is_some());
     let d = info.template.dim;
@@ -592,18 +595,10 @@ fn a_flow_box_other_than_the_fits_is_a_format_error() {
     for v in lo.iter().chain(hi.iter()) {
         pattern.extend_from_slice(&v.to_le_bytes());
     }
-    let at: Vec<usize> = (0..len - pattern.len())
-        .filter(|&i| bytes[i..i + pattern.len()] == pattern[..])
-        .collect();
+    let at = places_of(&bytes, &pattern);
     assert_eq!(at.len(), 2, "the box and the flow's copy");
     let flow_hi = |j: usize| at[1] + 8 * (d + j);
-    let put = |at: usize, v: f64| {
-        let mut b = bytes.clone();
-        b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-        let crc = crc32(&b[..len - 4]);
-        b[len - 4..].copy_from_slice(&crc.to_le_bytes());
-        b
-    };
+    let put = |at: usize, v: f64| resealed_with(&bytes, at, v);
     for v in [lo[1] - 1.0, hi[1] + 1.0, hi[1] - 1e-9] {
         let b = put(flow_hi(1), v);
         assert!(is_format_error(&CheckpointInfo::read(&b)), "flow hi {v}");
